@@ -1,0 +1,107 @@
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <sofia-sip/su_log.h>
+
+static enum log_level current_level = LOG_INFO;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+int log_level_parse(const char *name)
+{
+    for (int i = 0; i < 4; i++)
+        if (name && strcmp(name, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void log_set_level(enum log_level level)
+{
+    current_level = level;
+}
+
+enum log_level log_get_level(void)
+{
+    return current_level;
+}
+
+void log_vwrite(enum log_level level, const char *module, const char *fmt, va_list ap)
+{
+    if (level > current_level)
+        return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    localtime_r(&tv.tv_sec, &tm);
+    /* One fprintf-sized buffer so concurrent writers (there are none today)
+     * and pipes never see half lines. */
+    char line[2048];
+    int n = snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld %-5s %-8s ", tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000), level_names[level],
+                     module ? module : "-");
+    if (n < 0)
+        return;
+    int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    line[len++] = '\n';
+    fwrite(line, 1, len, stderr);
+}
+
+void log_write(enum log_level level, const char *module, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, module, fmt, ap);
+    va_end(ap);
+}
+
+/* sofia's levels: 0 fatal .. 3 errors/warnings .. 5 info .. 9 debug.
+ * sofia calls the logger with fragments of lines; we collect them until a
+ * newline so each sofia message stays one line of ours. */
+static void sofia_logger(void *stream, char const *fmt, va_list ap)
+{
+    static char pending[2048];
+    static size_t used;
+    (void)stream;
+    int n = vsnprintf(pending + used, sizeof pending - used, fmt, ap);
+    if (n < 0)
+        return;
+    used += (size_t)n;
+    if (used >= sizeof pending - 1)
+        used = sizeof pending - 1;
+    if (used == 0 || (pending[used - 1] != '\n' && used < sizeof pending - 1))
+        return;
+    pending[used] = '\0';
+    /* The level of the fragment is not passed to the redirect; sofia only
+     * emits what its own level allows, which we set from ours. */
+    enum log_level lvl = LOG_DEBUG;
+    if (strstr(pending, "error") || strstr(pending, "ERROR"))
+        lvl = LOG_WARN;
+    log_write(lvl, "sofia", "%s", pending);
+    used = 0;
+}
+
+extern su_log_t tport_log[];
+extern su_log_t nta_log[];
+extern su_log_t su_log_default[];
+
+void log_attach_sofia(void)
+{
+    /* error -> 1, warn -> 3, info -> 3, debug -> 5 on sofia's scale. */
+    static const unsigned sofia_level[] = {1, 3, 3, 5};
+    unsigned lvl = sofia_level[current_level];
+    su_log_redirect(su_log_default, sofia_logger, NULL);
+    su_log_redirect(tport_log, sofia_logger, NULL);
+    su_log_redirect(nta_log, sofia_logger, NULL);
+    su_log_set_level(su_log_default, lvl);
+    su_log_set_level(tport_log, lvl);
+    su_log_set_level(nta_log, lvl);
+}

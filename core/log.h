@@ -1,0 +1,39 @@
+/* The switch's log: one line per event on stderr, with a level.
+ *
+ * Every module logs through here, and so does sofia-sip (log_attach_sofia()
+ * redirects su_log into it), so an operator reads one stream. */
+#ifndef MOON_LOG_H
+#define MOON_LOG_H
+
+#include <stdarg.h>
+
+enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+/* Parse "error", "warn", "info" or "debug". Returns -1 for anything else. */
+int log_level_parse(const char *name);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+
+void log_write(enum log_level level, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void log_vwrite(enum log_level level, const char *module, const char *fmt, va_list ap);
+
+/* Route sofia-sip's su_log, tport_log and nta_log into this log, at levels
+ * mapped from sofia's 0..9 scale. Call once at start-up. */
+void log_attach_sofia(void);
+
+#define log_enabled(level) ((level) <= log_get_level())
+#define log_error(mod, ...) log_write(LOG_ERROR, mod, __VA_ARGS__)
+#define log_warn(mod, ...) log_write(LOG_WARN, mod, __VA_ARGS__)
+#define log_info(mod, ...)                                                            \
+    do {                                                                              \
+        if (log_enabled(LOG_INFO))                                                    \
+            log_write(LOG_INFO, mod, __VA_ARGS__);                                    \
+    } while (0)
+#define log_debug(mod, ...)                                                           \
+    do {                                                                              \
+        if (log_enabled(LOG_DEBUG))                                                   \
+            log_write(LOG_DEBUG, mod, __VA_ARGS__);                                   \
+    } while (0)
+
+#endif
