@@ -1,0 +1,313 @@
+/* moonswitch: the switch process.
+ *
+ *   moonswitch [--policies DIR] [--data DIR] [--listen URI]... [--control PATH]
+ *              [--log-level error|warn|info|debug] [--check]
+ *
+ * One thread, one libevent loop: sofia-sip's SIP stack runs on it through
+ * evport, the Lua policy engine and the control socket too. */
+#include "config.h"
+#include "control.h"
+#include "engine.h"
+#include "evport.h"
+#include "log.h"
+#include "sip/agent.h"
+#include "store.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <event2/event.h>
+#include <sofia-sip/su.h>
+
+/* Seconds a policy hook or REPL chunk may run without yielding. */
+#define TASK_BUDGET 2.0
+
+/* SIGTERM to exit: shutdown hooks (unregister, BYE) get this long. */
+#define SHUTDOWN_GRACE_MS 3000
+
+struct options {
+    const char *policies;
+    const char *data;
+    const char *control;
+    struct strlist listen; /* from --listen; empty: the policy's */
+    int check;
+};
+
+struct app {
+    struct options opt;
+    struct event_base *base;
+    su_root_t *root;
+    struct store *store;
+    struct engine *engine;
+    struct sipagent *agent;
+    struct control *control;
+    struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
+    int exit_code;
+    int stopping;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: moonswitch [--policies DIR] [--data DIR] [--listen URI]...\n"
+            "                  [--control PATH] [--log-level error|warn|info|debug] "
+            "[--check]\n"
+            "\n"
+            "  --policies DIR   load every *.lua in DIR, in name order (default: policies)\n"
+            "  --data DIR       LMDB environment and state (default: var)\n"
+            "  --listen URI     udp:IP:PORT, tcp:IP:PORT; repeatable; replaces the "
+            "policy's\n"
+            "  --control PATH   the REPL's unix socket (default: DATA/control.sock)\n"
+            "  --log-level L    error, warn, info (default) or debug\n"
+            "  --check          validate the policies and exit 0 or 1\n");
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"policies", required_argument, NULL, 'p'}, {"data", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},   {"control", required_argument, NULL, 'c'},
+        {"log-level", required_argument, NULL, 'L'}, {"check", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    o->policies = "policies";
+    o->data = "var";
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            o->policies = optarg;
+            break;
+        case 'd':
+            o->data = optarg;
+            break;
+        case 'c':
+            o->control = optarg;
+            break;
+        case 'l': {
+            char **grown = realloc(o->listen.v, (o->listen.n + 1) * sizeof *grown);
+            if (!grown)
+                return -1;
+            o->listen.v = grown;
+            o->listen.v[o->listen.n++] = optarg;
+            break;
+        }
+        case 'L': {
+            int level = log_level_parse(optarg);
+            if (level < 0) {
+                fprintf(stderr, "moonswitch: --log-level must be error, warn, info or debug\n");
+                return -1;
+            }
+            log_set_level((enum log_level)level);
+            break;
+        }
+        case 'C':
+            o->check = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "moonswitch: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return -1;
+    }
+    for (size_t i = 0; i < o->listen.n; i++) {
+        char proto[8], host[64];
+        int port;
+        if (config_parse_listen(o->listen.v[i], proto, sizeof proto, host, sizeof host,
+                                &port) < 0) {
+            fprintf(stderr, "moonswitch: --listen %s: expected udp:IP:PORT or tcp:IP:PORT\n",
+                    o->listen.v[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- Shutdown -------------------------------------------------------------- */
+
+static void finish(struct app *a)
+{
+    event_base_loopexit(a->base, NULL);
+}
+
+static void on_shutdown_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    finish(arg);
+}
+
+static void begin_shutdown(struct app *a, const char *why)
+{
+    if (a->stopping) {
+        log_warn("main", "%s again: stopping now", why);
+        finish(a);
+        return;
+    }
+    a->stopping = 1;
+    log_info("main", "%s: shutting down", why);
+    control_close(a->control);
+    a->control = NULL;
+    if (a->store)
+        store_commit(a->store);
+    /* Later modules (outbound registrations, calls) hook in here and end
+     * their sessions; the grace timer bounds how long they may take. Nothing
+     * is pending yet, so exit on the next loop turn. */
+    struct timeval tv = {0, 0};
+    evtimer_add(a->shutdown_timer, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *a = arg;
+    (void)what;
+    if (sig == SIGHUP) {
+        char msg[1024];
+        if (engine_reload(a->engine, msg, sizeof msg) == 0)
+            log_info("main", "SIGHUP: reloaded: %s", msg);
+        return;
+    }
+    begin_shutdown(a, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- Start-up -------------------------------------------------------------- */
+
+static int make_dir(const char *dir)
+{
+    if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+        return 0;
+    log_error("main", "cannot create %s: %s", dir, strerror(errno));
+    return -1;
+}
+
+static int run(struct app *a)
+{
+    char err[2048];
+    struct options *o = &a->opt;
+
+    if (o->check) {
+        struct event_base *base = event_base_new();
+        struct engine *e = engine_create(base, NULL, o->policies, TASK_BUDGET, err, sizeof err);
+        if (!e) {
+            fprintf(stderr, "%s\n", err);
+            event_base_free(base);
+            return 1;
+        }
+        const struct config *cfg = engine_config(e);
+        printf("%s: ok (%zu registrations, %zu routing gateways, %zu mapping gateways, "
+               "%zu accounts)\n",
+               o->policies, config_count(cfg, KIND_REGISTRATION),
+               config_count(cfg, KIND_ROUTING_GATEWAY), config_count(cfg, KIND_MAPPING_GATEWAY),
+               config_count(cfg, KIND_ACCOUNT));
+        engine_destroy(e);
+        event_base_free(base);
+        return 0;
+    }
+
+    struct event_config *ecfg = event_config_new();
+    a->base = event_base_new_with_config(ecfg);
+    event_config_free(ecfg);
+    if (!a->base || event_base_priority_init(a->base, 3) < 0) {
+        log_error("main", "cannot create the event loop");
+        return 1;
+    }
+
+    if (make_dir(o->data) < 0)
+        return 1;
+    int rc = store_open(&a->store, a->base, o->data, 0);
+    if (rc < 0) {
+        log_error("main", "cannot open the store in %s", o->data);
+        return 1;
+    }
+
+    a->engine = engine_create(a->base, a->store, o->policies, TASK_BUDGET, err, sizeof err);
+    if (!a->engine) {
+        log_error("policy", "%s", err);
+        return 1;
+    }
+
+    su_init();
+    log_attach_sofia();
+    a->root = evport_root_create(a->base, NULL);
+    if (!a->root)
+        return 1;
+
+    const struct strlist *listen =
+        o->listen.n ? &o->listen : &config_switch(engine_config(a->engine))->listen;
+    static char *default_listen_v[] = {"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"};
+    static const struct strlist default_listen = {2, default_listen_v};
+    if (listen->n == 0)
+        listen = &default_listen;
+    if (sipagent_create(&a->agent, a->root, listen) < 0)
+        return 1;
+    evport_rearm(a->root);
+
+    char control_path[4096];
+    if (o->control)
+        snprintf(control_path, sizeof control_path, "%s", o->control);
+    else
+        snprintf(control_path, sizeof control_path, "%s/control.sock", o->data);
+    if (control_open(&a->control, a->base, control_path, engine_eval, a->engine) < 0)
+        return 1;
+
+    a->sig_term = evsignal_new(a->base, SIGTERM, on_signal, a);
+    a->sig_int = evsignal_new(a->base, SIGINT, on_signal, a);
+    a->sig_hup = evsignal_new(a->base, SIGHUP, on_signal, a);
+    a->shutdown_timer = evtimer_new(a->base, on_shutdown_timer, a);
+    evsignal_add(a->sig_term, NULL);
+    evsignal_add(a->sig_int, NULL);
+    evsignal_add(a->sig_hup, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_info("main", "moonswitch ready: policies %s, data %s, control %s", o->policies,
+             o->data, control_path);
+    event_base_dispatch(a->base);
+    log_info("main", "stopped");
+    return 0;
+}
+
+static void cleanup(struct app *a)
+{
+    control_close(a->control);
+    sipagent_destroy(a->agent);
+    if (a->root)
+        su_root_destroy(a->root);
+    engine_destroy(a->engine);
+    store_close(a->store);
+    if (a->sig_term)
+        event_free(a->sig_term);
+    if (a->sig_int)
+        event_free(a->sig_int);
+    if (a->sig_hup)
+        event_free(a->sig_hup);
+    if (a->shutdown_timer)
+        event_free(a->shutdown_timer);
+    if (a->base)
+        event_base_free(a->base);
+    if (a->root)
+        su_deinit();
+    free(a->opt.listen.v);
+}
+
+int main(int argc, char **argv)
+{
+    struct app a = {0};
+    if (parse_options(argc, argv, &a.opt) < 0)
+        return 2;
+    (void)SHUTDOWN_GRACE_MS;
+    int rc = run(&a);
+    cleanup(&a);
+    return rc;
+}

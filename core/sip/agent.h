@@ -1,0 +1,38 @@
+/* The SIP agent: one nta agent listening on every configured address, and the
+ * out-of-dialog request dispatcher.
+ *
+ * Requests nobody else claims come to the default leg here. OPTIONS is
+ * answered at once with 200, Allow and Accept. Other methods go to the
+ * `request` callback (the policy's on_request hook, or a later core module);
+ * when it declines, standard methods get 405 with Allow and unknown ones get
+ * 501. Malformed messages never reach this far: nta answers 400 when it can
+ * and drops them otherwise. */
+#ifndef MOON_SIP_AGENT_H
+#define MOON_SIP_AGENT_H
+
+#include <sofia-sip/nta.h>
+#include <sofia-sip/sip.h>
+
+struct strlist;
+struct sipagent;
+
+/* Return 0 when the request was taken (answered now or later through
+ * nta_incoming_*), or a status code >= 300 for the agent to answer with, or
+ * -1 to decline (405/501). */
+typedef int sipagent_request_h(nta_incoming_t *irq, const sip_t *sip, void *arg);
+
+/* Create the agent on `root`, listening on each "udp:IP:PORT" / "tcp:IP:PORT"
+ * of `listen` (tls is refused for now with a clear message). Returns 0 or a
+ * negative errno, with the failing address logged. */
+int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist *listen);
+void sipagent_destroy(struct sipagent *a);
+
+/* Install the handler for requests the agent does not handle itself. */
+void sipagent_set_request_handler(struct sipagent *a, sipagent_request_h *h, void *arg);
+
+nta_agent_t *sipagent_nta(struct sipagent *a);
+
+/* The methods the switch answers, for Allow headers. */
+const char *sipagent_allow(void);
+
+#endif

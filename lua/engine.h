@@ -1,0 +1,41 @@
+/* The policy engine: the running policy runtime, reload, and REPL chunks.
+ *
+ * This is the one object app/moonswitch.c talks to on the Lua side. */
+#ifndef MOON_LUA_ENGINE_H
+#define MOON_LUA_ENGINE_H
+
+#include <stddef.h>
+
+#include "control.h"
+#include "config.h"
+
+struct event_base;
+struct store;
+struct engine;
+
+/* Told of every successful reload, before the old policy is retired, with
+ * what changed. `before` is NULL on first load. */
+typedef void engine_reload_h(const struct config *before, const struct config *now,
+                             void *arg);
+
+/* Load the policies of `dir`. Returns NULL with "file:line: message" in err.
+ * `budget` is the seconds a hook or chunk may run without yielding. */
+struct engine *engine_create(struct event_base *base, struct store *store, const char *dir,
+                             double budget, char *err, size_t errlen);
+void engine_destroy(struct engine *e);
+
+const struct config *engine_config(const struct engine *e);
+
+void engine_set_reload_handler(struct engine *e, engine_reload_h *h, void *arg);
+
+/* Reload atomically: load and validate a fresh runtime, and only then swap.
+ * Returns 0 with the diff summary in msg, or -1 with the error (the running
+ * policy stays). */
+int engine_reload(struct engine *e, char *msg, size_t msglen);
+
+/* The control socket's evaluation callback (control_eval_h); arg is the
+ * engine. */
+void engine_eval(struct control_request *req, enum control_mode mode, const char *chunk,
+                 size_t len, void *arg);
+
+#endif

@@ -1,0 +1,421 @@
+/* Policy runtimes and their tasks. See runtime.h. */
+#include "api.h"
+#include "config.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <luajit.h>
+#include <lualib.h>
+
+struct luart {
+    lua_State *L;
+    struct luahost host;
+    struct config *cfg;
+    unsigned tasks;  /* alive */
+    int retired;
+    int closing;
+};
+
+struct task {
+    struct luart *rt;
+    lua_State *co;     /* the coroutine; anchored by `ref` */
+    int ref;           /* registry reference to the coroutine */
+    struct event *ev;  /* resume event, also the sleep timer */
+    int pending_args;  /* values waiting on co's stack for the next resume */
+    task_done_h *done;
+    void *done_arg;
+};
+
+/* Registry key of the table coroutine -> task (lightuserdata). */
+static char task_map_key;
+
+/* The deadline of the slice running now (0: none). Tasks do not nest: a
+ * resume always comes from a libevent callback, so one global suffices. */
+static double slice_deadline;
+static double slice_budget;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The count hook fires every BUDGET_CHECK_EVERY VM instructions; it costs a
+ * clock read each time. LuaJIT does not run hooks in compiled traces (a
+ * `while true do end` compiles to a loop that never checks), so policy
+ * states run with the trace compiler off, in LuaJIT's interpreter: runaway
+ * code is stopped with an error instead of freezing the switch. Policies
+ * are glue around C; the interpreter is fast enough for them. */
+#define BUDGET_CHECK_EVERY 10000
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (slice_deadline > 0 && now_seconds() > slice_deadline) {
+        slice_deadline = 0; /* let the error unwind without firing again */
+        luaL_error(L, "exceeded its time budget of %.3g s without yielding", slice_budget);
+    }
+}
+
+static void slice_begin(const struct luart *rt)
+{
+    slice_budget = rt->host.budget > 0 ? rt->host.budget : 2.0;
+    slice_deadline = now_seconds() + slice_budget;
+}
+
+static void slice_end(void)
+{
+    slice_deadline = 0;
+}
+
+const struct luahost *luart_host(const struct luart *rt)
+{
+    return &rt->host;
+}
+
+lua_State *luart_state(struct luart *rt)
+{
+    return rt->L;
+}
+
+const struct config *luart_config(const struct luart *rt)
+{
+    return rt->cfg;
+}
+
+unsigned luart_tasks(const struct luart *rt)
+{
+    return rt->tasks;
+}
+
+void api_register(lua_State *L, struct luart *rt, const char *name, lua_CFunction fn)
+{
+    lua_pushlightuserdata(L, rt);
+    lua_pushcclosure(L, fn, 1);
+    lua_setglobal(L, name);
+}
+
+void api_setfield(lua_State *L, struct luart *rt, const char *name, lua_CFunction fn)
+{
+    lua_pushlightuserdata(L, rt);
+    lua_pushcclosure(L, fn, 1);
+    lua_setfield(L, -2, name);
+}
+
+/* ---- Closing ------------------------------------------------------------ */
+
+static void rt_close(struct luart *rt)
+{
+    if (rt->closing)
+        return;
+    rt->closing = 1;
+    timer_stop_all(rt->L);
+    lua_close(rt->L);
+    config_free(rt->cfg);
+    free(rt);
+}
+
+static void rt_maybe_close(struct luart *rt)
+{
+    if (rt->retired && rt->tasks == 0)
+        rt_close(rt);
+}
+
+void luart_retire(struct luart *rt)
+{
+    if (!rt)
+        return;
+    rt->retired = 1;
+    timer_stop_all(rt->L);
+    rt_maybe_close(rt);
+}
+
+void luart_activate(struct luart *rt)
+{
+    (void)rt; /* timers armed at load time are already live; see timer.c */
+}
+
+/* ---- Tasks --------------------------------------------------------------- */
+
+struct task *task_current(lua_State *L)
+{
+    lua_pushlightuserdata(L, &task_map_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushthread(L);
+    lua_rawget(L, -2);
+    struct task *t = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    return (t && t->co == L) ? t : NULL;
+}
+
+struct task *task_check_yieldable(lua_State *L, const char *what)
+{
+    struct task *t = task_current(L);
+    if (!t)
+        luaL_error(L, "%s: cannot wait here (only inside a policy hook, a timer "
+                      "callback or a REPL chunk, not in a plain coroutine or while "
+                      "loading)",
+                   what);
+    return t;
+}
+
+static void task_free(struct task *t)
+{
+    struct luart *rt = t->rt;
+    lua_State *L = rt->L;
+    lua_pushlightuserdata(L, &task_map_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushthread(t->co);
+    lua_xmove(t->co, L, 1);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+    if (t->ev)
+        event_free(t->ev);
+    free(t);
+    rt->tasks--;
+    rt_maybe_close(rt);
+}
+
+/* Run one slice of `t`: resume with the values waiting on its stack. On
+ * completion or error call `done` and free the task. */
+static void task_run(struct task *t)
+{
+    int nargs = t->pending_args;
+    t->pending_args = 0;
+    slice_begin(t->rt);
+    int status = lua_resume(t->co, nargs);
+    slice_end();
+    if (status == LUA_YIELD)
+        return; /* an awaitable holds it; it wakes us */
+    if (status == 0) {
+        if (t->done)
+            t->done(t->co, lua_gettop(t->co), NULL, t->done_arg);
+    } else {
+        const char *msg = lua_tostring(t->co, -1);
+        if (!msg)
+            msg = "(error object is not a string)";
+        if (t->done)
+            t->done(t->co, 0, msg, t->done_arg);
+        else
+            log_error("lua", "%s", msg);
+    }
+    task_free(t);
+}
+
+static void on_task_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    task_run(arg);
+}
+
+void task_wake(struct task *t, lua_State *from, int nvals)
+{
+    if (nvals > 0)
+        lua_xmove(from, t->co, nvals);
+    t->pending_args += nvals;
+    event_del(t->ev);
+    event_active(t->ev, EV_TIMEOUT, 0);
+}
+
+int task_sleep(struct task *t, double seconds)
+{
+    if (seconds < 0)
+        seconds = 0;
+    struct timeval tv = {.tv_sec = (time_t)seconds,
+                         .tv_usec = (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+    return evtimer_add(t->ev, &tv);
+}
+
+int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
+{
+    lua_State *L = rt->L;
+    struct task *t = calloc(1, sizeof *t);
+    if (t)
+        t->ev = event_new(rt->host.base, -1, 0, on_task_event, t);
+    if (!t || !t->ev) {
+        if (t)
+            free(t);
+        lua_pop(L, nargs + 1);
+        if (done)
+            done(L, 0, "out of memory", arg);
+        return -1;
+    }
+    t->rt = rt;
+    t->done = done;
+    t->done_arg = arg;
+    t->co = lua_newthread(L);                       /* fn args co */
+    lua_pushvalue(L, -1);                           /* fn args co co */
+    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);        /* fn args co */
+    lua_pushlightuserdata(L, &task_map_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);               /* fn args co map */
+    lua_insert(L, -2);                              /* fn args map co */
+    lua_pushlightuserdata(L, t);
+    lua_rawset(L, -3);                              /* fn args map */
+    lua_pop(L, 1);                                  /* fn args */
+    lua_xmove(L, t->co, nargs + 1);                 /* (moved to co) */
+    t->pending_args = nargs;
+    rt->tasks++;
+    task_run(t);
+    return 0;
+}
+
+/* ---- sleep ---------------------------------------------------------------- */
+
+static int l_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    if (s < 0 || s != s)
+        return luaL_argerror(L, 1, "seconds must be >= 0");
+    struct task *t = task_check_yieldable(L, "sleep");
+    if (task_sleep(t, s) < 0)
+        return luaL_error(L, "sleep: cannot arm a timer");
+    return lua_yield(L, 0);
+}
+
+/* ---- reload ------------------------------------------------------------------ */
+
+static int l_reload(lua_State *L)
+{
+    const struct luahost *host = luart_host(RT_UPVALUE(L));
+    char msg[1024];
+    if (!host->reload) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "reload is not available here");
+        return 2;
+    }
+    if (host->reload(host->reload_arg, msg, sizeof msg) < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, msg);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_pushstring(L, msg);
+    return 2;
+}
+
+/* ---- Loading ---------------------------------------------------------------- */
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The *.lua files of dir, sorted. Returns the count, or -1. */
+static int list_policy_files(const char *dir, char ***out, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "%s: cannot open policy directory: %s", dir, strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0 || e->d_name[0] == '.')
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **grown = realloc(names, (size_t)cap * sizeof *grown);
+            if (!grown)
+                break;
+            names = grown;
+        }
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_names);
+    *out = names;
+    return n;
+}
+
+/* Load one file in a protected call with the time budget. */
+static int load_file(struct luart *rt, const char *path, char *err, size_t errlen)
+{
+    lua_State *L = rt->L;
+    dsl_set_file(L, path);
+    if (luaL_loadfile(L, path) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    slice_begin(rt);
+    int rc = lua_pcall(L, 0, 0, 0);
+    slice_end();
+    if (rc != 0) {
+        const char *msg = lua_tostring(L, -1);
+        snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
+        lua_pop(L, 1);
+        return -1;
+    }
+    return 0;
+}
+
+struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
+                         size_t errlen)
+{
+    struct luart *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rt->host = *host;
+    rt->cfg = config_new();
+    rt->L = luaL_newstate();
+    if (!rt->cfg || !rt->L) {
+        snprintf(err, errlen, "out of memory");
+        config_free(rt->cfg);
+        if (rt->L)
+            lua_close(rt->L);
+        free(rt);
+        return NULL;
+    }
+    lua_State *L = rt->L;
+    luaL_openlibs(L);
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, BUDGET_CHECK_EVERY);
+
+    lua_pushlightuserdata(L, &task_map_key);
+    lua_newtable(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+
+    api_register(L, rt, "sleep", l_sleep);
+    api_register(L, rt, "reload", l_reload);
+    api_open_dsl(L, rt, rt->cfg);
+    api_open_timer(L, rt);
+    api_open_kv(L, rt);
+
+    char **files = NULL;
+    int n = list_policy_files(dir, &files, err, errlen);
+    int rc = n < 0 ? -1 : 0;
+    for (int i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (rc == 0 && load_file(rt, path, err, errlen) < 0)
+            rc = -1;
+        free(files[i]);
+    }
+    free(files);
+    dsl_set_file(L, NULL);
+    dsl_seal(L);
+    if (rc == 0 && config_finish(rt->cfg, err, errlen) < 0)
+        rc = -1;
+    if (rc < 0) {
+        rt->retired = 1;
+        rt_close(rt);
+        return NULL;
+    }
+    return rt;
+}

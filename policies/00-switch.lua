@@ -1,0 +1,30 @@
+-- moonswitch default policy.
+--
+-- Every *.lua file in this directory is loaded in name order. Each
+-- definition reads `kind "name" { fields }`; a mistake is refused with the
+-- file and line, and the running policy stays. Reload with SIGHUP or
+-- `moonctl -e 'return reload()'`.
+
+switch {
+  -- Where the switch answers SIP. `moonswitch --listen` replaces this list.
+  listen = { "udp:127.0.0.1:5060", "tcp:127.0.0.1:5060" },
+
+  -- VOS3000's SIP parameters, under their Lua names (VOS3000 name beside).
+  sip = {
+    user_agent_expire = "auto",          -- SS_SIP_USER_AGENT_EXPIRE: "auto" | 20..7200
+    user_agent_retry_delay = 60,         -- SS_SIP_USER_AGENT_RETRY_DELAY: 30..600 s
+    user_agent_send_unregister = true,   -- SS_SIP_USER_AGENT_SEND_UNREGISTER
+    user_agent_privacy = "ignore",       -- SS_SIP_USER_AGENT_PRIVACY: "ignore" | "id" | "none"
+    routing_gateway_invite_use_contact = false, -- SS_SIP_ROUTING_GATEWAY_INVITE_USE_CONTACT
+    endpoint_expire = 3600,              -- SS_ENDPOINT_EXPIRE: 300..3600 s
+    endpoint_nat_expire = 300,           -- SS_ENDPOINT_NAT_EXPIRE: 20..3600 s
+    endpoint_register_retry = 6,         -- SS_ENDPOINT_REGISTER_RETRY
+    endpoint_register_suspend = 180,     -- SS_ENDPOINT_REGISTER_SUSPEND, seconds
+    endpoint_register_replace = true,    -- SS_ENDPOINT_REGISTER_REPLACE
+    invite_timeout = 10,                 -- SIP INVITE timeout, seconds
+    call_progress_timeout = 120,         -- SIP call progress timeout, seconds
+  },
+}
+
+-- Carriers, customers and accounts go in further files, for example
+-- 10-carriers.lua and 20-customers.lua. See examples/ for complete set-ups.
