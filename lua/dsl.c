@@ -93,14 +93,14 @@ static void check_int(struct ctx *c, const struct field *f, const char *path, in
 {
     lua_State *L = c->L;
     if (lua_type(L, idx) != LUA_TNUMBER) {
-        def_error(c, "field '%s' must be %s%s a number from %ld to %ld, not %s", path,
-                  alt ? alt : "", alt ? " or" : "", f->min, f->max, type_name(L, idx));
+        def_error(c, "field '%s' must be %s%sa number from %ld to %ld, not %s", path,
+                  alt ? alt : "", alt ? " or " : "", f->min, f->max, type_name(L, idx));
         return;
     }
     double v = lua_tonumber(L, idx);
     if (v != floor(v) || v < (double)f->min || v > (double)f->max)
-        def_error(c, "field '%s' must be %s%s a whole number from %ld to %ld, not %.14g",
-                  path, alt ? alt : "", alt ? " or" : "", f->min, f->max, v);
+        def_error(c, "field '%s' must be %s%sa whole number from %ld to %ld, not %.14g",
+                  path, alt ? alt : "", alt ? " or " : "", f->min, f->max, v);
 }
 
 static char *checked_strdup(struct ctx *c, const char *s)
@@ -247,7 +247,7 @@ static void convert_field(struct ctx *c, const struct field *f, int idx, const c
             set_hook(c, AT(def, f->hook_offset, struct config_hook), idx);
             break;
         }
-        check_int(c, f, path, idx, "a function or");
+        check_int(c, f, path, idx, "a function");
         *AT(def, f->offset, int) = (int)lua_tointeger(L, idx);
         break;
     case FT_BOOL:

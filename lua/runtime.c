@@ -61,6 +61,11 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     if (slice_deadline > 0 && now_seconds() > slice_deadline) {
         slice_deadline = 0; /* let the error unwind without firing again */
+        lua_Debug where;
+        if (lua_getstack(L, 0, &where) && lua_getinfo(L, "Sl", &where) &&
+            where.currentline > 0)
+            luaL_error(L, "%s:%d: exceeded its time budget of %.3g s without yielding",
+                       where.short_src, where.currentline, slice_budget);
         luaL_error(L, "exceeded its time budget of %.3g s without yielding", slice_budget);
     }
 }
