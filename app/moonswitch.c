@@ -11,6 +11,7 @@
 #include "evport.h"
 #include "log.h"
 #include "sip/agent.h"
+#include "sip/outreg.h"
 #include "store.h"
 
 #include <errno.h>
@@ -45,6 +46,7 @@ struct app {
     struct store *store;
     struct engine *engine;
     struct sipagent *agent;
+    struct outreg_set *outregs;
     struct control *control;
     struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
     int exit_code;
@@ -142,10 +144,18 @@ static void finish(struct app *a)
     event_base_loopexit(a->base, NULL);
 }
 
+static void shutdown_step_done(void *arg)
+{
+    struct app *a = arg;
+    log_info("main", "sessions ended");
+    finish(a);
+}
+
 static void on_shutdown_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
+    log_warn("main", "shutdown grace of %d ms is over: stopping", SHUTDOWN_GRACE_MS);
     finish(arg);
 }
 
@@ -162,11 +172,15 @@ static void begin_shutdown(struct app *a, const char *why)
     a->control = NULL;
     if (a->store)
         store_commit(a->store);
-    /* Later modules (outbound registrations, calls) hook in here and end
-     * their sessions; the grace timer bounds how long they may take. Nothing
-     * is pending yet, so exit on the next loop turn. */
-    struct timeval tv = {0, 0};
+    /* Sessions end first (un-REGISTERs; BYEs when calls come); the grace
+     * timer bounds how long that may take. */
+    struct timeval tv = {SHUTDOWN_GRACE_MS / 1000, (SHUTDOWN_GRACE_MS % 1000) * 1000};
     evtimer_add(a->shutdown_timer, &tv);
+    if (a->outregs)
+        outreg_set_shutdown(a->outregs, shutdown_step_done, a);
+    else
+        finish(a);
+    evport_rearm(a->root);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -180,6 +194,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     begin_shutdown(a, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* A reload passed validation: bring the live objects in line. */
+static void on_reload(const struct config *before, const struct config *now, void *arg)
+{
+    struct app *a = arg;
+    (void)before;
+    outreg_set_apply(a->outregs, now);
+    evport_rearm(a->root);
 }
 
 /* ---- Start-up -------------------------------------------------------------- */
@@ -250,8 +273,14 @@ static int run(struct app *a)
     static const struct strlist default_listen = {2, default_listen_v};
     if (listen->n == 0)
         listen = &default_listen;
-    if (sipagent_create(&a->agent, a->root, listen) < 0)
+    if (sipagent_create(&a->agent, a->root, listen,
+                        (unsigned)config_switch(engine_config(a->engine))->sip.resend_interval) < 0)
         return 1;
+    if (outreg_set_create(&a->outregs, sipagent_nta(a->agent), a->root, a->base, a->store) < 0)
+        return 1;
+    engine_attach_outregs(a->engine, a->outregs, a->root);
+    engine_set_reload_handler(a->engine, on_reload, a);
+    outreg_set_apply(a->outregs, engine_config(a->engine));
     evport_rearm(a->root);
 
     char control_path[4096];
@@ -281,6 +310,7 @@ static int run(struct app *a)
 static void cleanup(struct app *a)
 {
     control_close(a->control);
+    outreg_set_destroy(a->outregs);
     sipagent_destroy(a->agent);
     if (a->root)
         su_root_destroy(a->root);
@@ -306,7 +336,6 @@ int main(int argc, char **argv)
     struct app a = {0};
     if (parse_options(argc, argv, &a.opt) < 0)
         return 2;
-    (void)SHUTDOWN_GRACE_MS;
     int rc = run(&a);
     cleanup(&a);
     return rc;

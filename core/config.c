@@ -53,6 +53,8 @@ static const struct field sip_fields[] = {
      .max = 300, .def = 10, .vos_name = "SIP INVITE timeout"},
     {.name = "call_progress_timeout", .type = FT_INT, .offset = SIP(call_progress_timeout),
      .min = 1, .max = 3600, .def = 120, .vos_name = "SIP call progress timeout"},
+    {.name = "resend_interval", .type = FT_INT, .offset = SIP(resend_interval), .min = 100,
+     .max = 4000, .def = 500, .vos_name = "SIP resend interval (T1, ms)"},
     {0},
 };
 

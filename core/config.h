@@ -78,6 +78,7 @@ struct sip_settings {
     bool endpoint_register_replace; /* SS_ENDPOINT_REGISTER_REPLACE */
     int invite_timeout;           /* SIP INVITE timeout: 1..300 s */
     int call_progress_timeout;    /* SIP call progress timeout: 1..3600 s */
+    int resend_interval;          /* SIP resend interval (RFC 3261 T1): 100..4000 ms */
 };
 
 /* Every definition starts with this header. */

@@ -39,6 +39,10 @@ int task_sleep(struct task *t, double seconds);
 void api_open_dsl(lua_State *L, struct luart *rt, struct config *cfg);
 void api_open_timer(lua_State *L, struct luart *rt);
 void api_open_kv(lua_State *L, struct luart *rt);
+void api_open_live(lua_State *L, struct luart *rt);
+
+/* Push the live handle of registration `name` (reads state on each access). */
+void api_push_registration(lua_State *L, struct luart *rt, const char *name);
 
 /* Stop every timer of the runtime (at retire). */
 void timer_stop_all(lua_State *L);

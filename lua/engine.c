@@ -2,7 +2,10 @@
 #include "engine.h"
 #include "api.h"
 #include "log.h"
+#include "sip/outreg.h"
 #include "store.h"
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +67,44 @@ void engine_set_reload_handler(struct engine *e, engine_reload_h *h, void *arg)
 {
     e->on_reload = h;
     e->on_reload_arg = arg;
+}
+
+/* A registration's retry_delay function: called with the registration's
+ * live handle, returns seconds. Runs under the time budget and may not
+ * wait; on any error the switch setting applies. */
+static int retry_hook(struct outreg *reg, int ref, void *arg)
+{
+    struct engine *e = arg;
+    struct luart *rt = e->current;
+    lua_State *L = luart_state(rt);
+    char err[512];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    api_push_registration(L, rt, outreg_name(reg));
+    if (luart_call(rt, 1, 1, err, sizeof err) < 0) {
+        log_error("policy", "registration \"%s\": retry_delay: %s", outreg_name(reg), err);
+        return -1;
+    }
+    double d = lua_tonumber(L, -1);
+    int ok = lua_type(L, -1) == LUA_TNUMBER && d >= 1 && d <= 86400;
+    lua_pop(L, 1);
+    if (!ok) {
+        log_error("policy",
+                  "registration \"%s\": retry_delay must return seconds from 1 to 86400",
+                  outreg_name(reg));
+        return -1;
+    }
+    return (int)ceil(d);
+}
+
+void engine_attach_outregs(struct engine *e, struct outreg_set *set, void *sip_root)
+{
+    e->host.outregs = set;
+    e->host.sip_root = sip_root;
+    outreg_set_retry_hook(set, retry_hook, e);
 }
 
 static int same_listen(const struct config *a, const struct config *b)

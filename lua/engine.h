@@ -28,6 +28,12 @@ const struct config *engine_config(const struct engine *e);
 
 void engine_set_reload_handler(struct engine *e, engine_reload_h *h, void *arg);
 
+struct outreg_set;
+/* Make the outbound registrations visible to policies (`registrations`,
+ * `gateways`) and let policies compute their retry delays. `sip_root` is the
+ * su_root_t nta runs on, re-armed after each Lua slice. */
+void engine_attach_outregs(struct engine *e, struct outreg_set *set, void *sip_root);
+
 /* Reload atomically: load and validate a fresh runtime, and only then swap.
  * Returns 0 with the diff summary in msg, or -1 with the error (the running
  * policy stays). */

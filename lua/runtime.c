@@ -1,6 +1,7 @@
 /* Policy runtimes and their tasks. See runtime.h. */
 #include "api.h"
 #include "config.h"
+#include "evport.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -16,7 +17,7 @@
 
 struct luart {
     lua_State *L;
-    struct luahost host;
+    const struct luahost *host; /* the engine's; outlives every runtime */
     struct config *cfg;
     unsigned tasks;  /* alive */
     int retired;
@@ -72,7 +73,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 
 static void slice_begin(const struct luart *rt)
 {
-    slice_budget = rt->host.budget > 0 ? rt->host.budget : 2.0;
+    slice_budget = rt->host->budget > 0 ? rt->host->budget : 2.0;
     slice_deadline = now_seconds() + slice_budget;
 }
 
@@ -83,7 +84,7 @@ static void slice_end(void)
 
 const struct luahost *luart_host(const struct luart *rt)
 {
-    return &rt->host;
+    return rt->host;
 }
 
 lua_State *luart_state(struct luart *rt)
@@ -200,6 +201,8 @@ static void task_run(struct task *t)
     slice_begin(t->rt);
     int status = lua_resume(t->co, nargs);
     slice_end();
+    if (t->rt->host->sip_root)
+        evport_rearm(t->rt->host->sip_root);
     if (status == LUA_YIELD)
         return; /* an awaitable holds it; it wakes us */
     if (status == 0) {
@@ -247,7 +250,7 @@ int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
     lua_State *L = rt->L;
     struct task *t = calloc(1, sizeof *t);
     if (t)
-        t->ev = event_new(rt->host.base, -1, 0, on_task_event, t);
+        t->ev = event_new(rt->host->base, -1, 0, on_task_event, t);
     if (!t || !t->ev) {
         if (t)
             free(t);
@@ -272,6 +275,21 @@ int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
     t->pending_args = nargs;
     rt->tasks++;
     task_run(t);
+    return 0;
+}
+
+int luart_call(struct luart *rt, int nargs, int nres, char *err, size_t errlen)
+{
+    lua_State *L = rt->L;
+    slice_begin(rt);
+    int rc = lua_pcall(L, nargs, nres, 0);
+    slice_end();
+    if (rc != 0) {
+        const char *msg = lua_tostring(L, -1);
+        snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
+        lua_pop(L, 1);
+        return -1;
+    }
     return 0;
 }
 
@@ -376,7 +394,7 @@ struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    rt->host = *host;
+    rt->host = host;
     rt->cfg = config_new();
     rt->L = luaL_newstate();
     if (!rt->cfg || !rt->L) {
@@ -401,6 +419,7 @@ struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
     api_open_dsl(L, rt, rt->cfg);
     api_open_timer(L, rt);
     api_open_kv(L, rt);
+    api_open_live(L, rt);
 
     char **files = NULL;
     int n = list_policy_files(dir, &files, err, errlen);

@@ -20,6 +20,7 @@
 
 struct event_base;
 struct config;
+struct outreg_set;
 struct store;
 struct luart;
 struct task;
@@ -34,9 +35,11 @@ struct luahost {
     int (*reload)(void *arg, char *msg, size_t msglen);
     void *reload_arg;
     double budget; /* seconds a task may run without yielding */
+    struct outreg_set *outregs; /* NULL until the SIP side is up */
+    void *sip_root; /* su_root_t, re-armed after each slice (Lua may touch nta) */
 };
 
-/* Load every *.lua of `dir`, in name order, into a fresh state and validate
+/* `host` must outlive the runtime. Load every *.lua of `dir`, in name order, into a fresh state and validate
  * the definitions. Returns the runtime, or NULL with "file:line: message" in
  * `err`. Nothing global changes on failure. */
 struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
@@ -66,6 +69,12 @@ typedef void task_done_h(lua_State *L, int nres, const char *error, void *arg);
  * later. Returns 0, or -1 if the task could not be created (then `done` is
  * called with the error before returning). */
 int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg);
+
+/* Call the function below `nargs` arguments on rt's stack, protected and
+ * under the time budget, without a task: it may not wait. Leaves `nres`
+ * results, or returns -1 with the message in err. For short hooks such as
+ * a retry-delay function. */
+int luart_call(struct luart *rt, int nargs, int nres, char *err, size_t errlen);
 
 /* Number of tasks alive in this runtime. */
 unsigned luart_tasks(const struct luart *rt);

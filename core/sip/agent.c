@@ -89,7 +89,8 @@ static int listen_url(const char *spec, char *out, size_t outlen)
     return 0;
 }
 
-int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist *listen)
+int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist *listen,
+                    unsigned t1_ms)
 {
     struct sipagent *a = calloc(1, sizeof *a);
     if (!a)
@@ -114,7 +115,9 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
         if (!a->nta) {
             a->nta = nta_agent_create(root, URL_STRING_MAKE(url), NULL, NULL, NTATAG_UA(1),
                                       NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),
-                                      NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE), TAG_END());
+                                      NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE),
+                                      NTATAG_SIP_T1(t1_ms), NTATAG_SIP_T2(t1_ms * 8 > 4000 ? t1_ms * 8 : 4000),
+                                      TAG_END());
             if (!a->nta) {
                 rc = errno ? -errno : -EIO;
                 log_error("sip", "cannot listen on %s: %s", listen->v[i], strerror(-rc));

@@ -24,7 +24,8 @@ typedef int sipagent_request_h(nta_incoming_t *irq, const sip_t *sip, void *arg)
 /* Create the agent on `root`, listening on each "udp:IP:PORT" / "tcp:IP:PORT"
  * of `listen` (tls is refused for now with a clear message). Returns 0 or a
  * negative errno, with the failing address logged. */
-int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist *listen);
+int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist *listen,
+                    unsigned t1_ms);
 void sipagent_destroy(struct sipagent *a);
 
 /* Install the handler for requests the agent does not handle itself. */

@@ -305,7 +305,7 @@ def run_check(policy_files, label="check"):
     d = scratch_dir(label)
     pol = write_policies(os.path.join(d, "policies"), policy_files)
     p = subprocess.run([MOONSWITCH, "--check", "--policies", pol], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=30)
+                       stderr=subprocess.PIPE, timeout=30, cwd=d)
     return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace"), pol
 
 
@@ -386,11 +386,20 @@ class Switch:
             raise
 
     def __exit__(self, exc_type, exc, tb):
+        ok = exc_type is None
         try:
             if self.alive():
-                self.stop()
+                code = self.stop()
+                if ok and code != 0:
+                    ok = False
+                    fail("moonswitch exited with %s on SIGTERM\n%s" % (code, self.log_tail()))
+            if ok:
+                report = sanitizer_report(self.log())
+                if report:
+                    ok = False
+                    fail("sanitizer report in the switch log:\n%s" % report)
         finally:
-            self._cleanup(ok=exc_type is None)
+            self._cleanup(ok=ok)
         return False
 
     def alive(self):
@@ -506,11 +515,25 @@ class Switch:
         return self.send_raw_tcp(sip_options(self.port, "tcp", **kw), timeout)
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer", "ERROR: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in a log (with some lines after it), or None."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if any(mark in line for mark in SANITIZER_MARKS):
+            return "\n".join(lines[i:i + 40])
+    return None
+
+
 def _caller_test_name():
     for frame in traceback.extract_stack()[::-1]:
         if frame.name.startswith("test_"):
             return frame.name
-    return os.path.splitext(os.path.basename(sys.argv[0]))[0] or "switch"
+    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    return name if name and not name.startswith("-") else "switch"
 
 
 # ---- Running a test file ----------------------------------------------------------

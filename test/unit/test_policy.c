@@ -52,7 +52,8 @@ static const char *policy_dir(const char *first, ...)
 
 static struct luart *load(const char *d, char *err, size_t errlen)
 {
-    struct luahost host = {.base = base, .budget = 1.0};
+    static struct luahost host;
+    host = (struct luahost){.base = base, .budget = 1.0};
     err[0] = '\0';
     return luart_load(&host, d, err, errlen);
 }
