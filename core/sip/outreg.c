@@ -60,8 +60,20 @@ struct outreg_set {
     unsigned shutdown_pending;
 };
 
+/* The last digest challenge that let us in: refreshes answer it up front
+ * (nc + 1), so a refresh costs one REGISTER instead of two while the
+ * carrier's nonce stays good. One allocation; strings follow the struct. */
+struct auth_cache {
+    int status; /* 401 or 407 */
+    enum digest_alg alg;
+    bool qop_auth;
+    const char *realm, *nonce, *opaque;
+    char strings[];
+};
+
 struct outreg {
     struct outreg_set *set;
+    struct auth_cache *auth;
     char *name;
     /* From the definition (copied: the policy that defined it may go). */
     char *server, *username, *password, *auth_username, *hostname, *proxy, *local_ip,
@@ -327,6 +339,54 @@ static bool send_register(struct outreg *r, int expires)
     return send_register_auth(r, expires, 0, NULL);
 }
 
+/* Digest credentials for a REGISTER answering challenge `c`. */
+static bool authorize(struct outreg *r, const struct digest_challenge *c, char *value,
+                      size_t len)
+{
+    char uri[300], cnonce[17];
+    snprintf(uri, sizeof uri, "sip:%s:%d", r->server, r->port);
+    random_hex(cnonce, 8);
+    const char *user = r->auth_username ? r->auth_username : r->username;
+    return digest_authorization(c, user, r->password, "REGISTER", uri, ++r->nc, cnonce, value,
+                                len) > 0;
+}
+
+static void cache_challenge(struct outreg *r, int status, const struct digest_challenge *c)
+{
+    size_t a = strlen(c->realm) + 1, b = strlen(c->nonce) + 1,
+           o = c->opaque ? strlen(c->opaque) + 1 : 0;
+    struct auth_cache *ac = malloc(sizeof *ac + a + b + o);
+    free(r->auth);
+    r->auth = ac;
+    if (!ac)
+        return;
+    ac->status = status;
+    ac->alg = c->alg;
+    ac->qop_auth = c->qop_auth;
+    memcpy(ac->strings, c->realm, a);
+    memcpy(ac->strings + a, c->nonce, b);
+    ac->realm = ac->strings;
+    ac->nonce = ac->strings + a;
+    ac->opaque = NULL;
+    if (o) {
+        memcpy(ac->strings + a + b, c->opaque, o);
+        ac->opaque = ac->strings + a + b;
+    }
+}
+
+/* Credentials from the cached challenge, if there is one. */
+static bool authorize_cached(struct outreg *r, char *value, size_t len)
+{
+    if (!r->auth)
+        return false;
+    struct digest_challenge c = {.realm = r->auth->realm,
+                                 .nonce = r->auth->nonce,
+                                 .opaque = r->auth->opaque,
+                                 .alg = r->auth->alg,
+                                 .qop_auth = r->auth->qop_auth};
+    return authorize(r, &c, value, len);
+}
+
 static void start_registering(struct outreg *r)
 {
     if (r->orq)
@@ -336,6 +396,12 @@ static void start_registering(struct outreg *r)
         set_state(r, OUTREG_REGISTERING);
     compute_contact(r);
     r->auth_tries = 0;
+    char value[2048];
+    if (authorize_cached(r, value, sizeof value)) {
+        /* Not an answer to a challenge: a 401 to it is answered once. */
+        send_or_fail(r, requested_expires(r), r->auth->status, value);
+        return;
+    }
     send_or_fail(r, requested_expires(r), 0, NULL);
 }
 
@@ -459,16 +525,14 @@ static void on_challenge(struct outreg *r, int status, sip_t const *sip)
         fail(r, OUTREG_FAILED, status, "authentication failed (%d after credentials)", status);
         return;
     }
-    char uri[300], cnonce[17], value[2048];
-    snprintf(uri, sizeof uri, "sip:%s:%d", r->server, r->port);
-    random_hex(cnonce, 8);
-    const char *user = r->auth_username ? r->auth_username : r->username;
-    if (digest_authorization(&best, user, r->password, "REGISTER", uri, ++r->nc, cnonce,
-                             value, sizeof value) < 0) {
+    char value[2048];
+    r->nc = 0; /* a new nonce counts from 1 */
+    if (!authorize(r, &best, value, sizeof value)) {
         fail(r, OUTREG_FAILED, status, "cannot answer the %s challenge",
              digest_alg_name(best.alg));
         return;
     }
+    cache_challenge(r, status, &best);
     r->auth_tries++;
     send_or_fail(r, r->requested, status, value);
 }
@@ -520,18 +584,12 @@ static int on_response(struct outreg *r, nta_outgoing_t *orq, sip_t const *sip)
             msg_auth_t const *ch =
                 status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
             struct digest_challenge c;
+            char value[2048];
             if (ch && digest_challenge_parse(&c, ch->au_params) == 0 &&
-                c.alg != DIGEST_UNSUPPORTED) {
-                char uri[300], cnonce[17], value[2048];
-                snprintf(uri, sizeof uri, "sip:%s:%d", r->server, r->port);
-                random_hex(cnonce, 8);
-                const char *user = r->auth_username ? r->auth_username : r->username;
-                if (digest_authorization(&c, user, r->password, "REGISTER", uri, ++r->nc,
-                                         cnonce, value, sizeof value) > 0) {
-                    r->auth_tries++;
-                    if (send_register_auth(r, 0, status, value))
-                        return 0;
-                }
+                c.alg != DIGEST_UNSUPPORTED && (r->nc = 0, authorize(r, &c, value, sizeof value))) {
+                r->auth_tries++;
+                if (send_register_auth(r, 0, status, value))
+                    return 0;
             }
         }
         on_unregistered(r, status);
@@ -632,6 +690,7 @@ static void entry_free(struct outreg *r)
         event_free(r->timer);
     if (r->expiry)
         event_free(r->expiry);
+    free(r->auth);
     char *strs[] = {r->name,     r->server, r->username, r->password, r->auth_username,
                     r->hostname, r->proxy,  r->local_ip, r->user_agent};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
@@ -674,8 +733,14 @@ static bool unregister(struct outreg *r)
     if (!registered || !r->set->send_unregister)
         return false;
     r->unregistering = true;
-    if (send_register(r, 0))
+    r->auth_tries = 0;
+    char value[2048];
+    if (authorize_cached(r, value, sizeof value)) {
+        if (send_register_auth(r, 0, r->auth->status, value))
+            return true;
+    } else if (send_register(r, 0)) {
         return true;
+    }
     r->unregistering = false;
     log_warn("outreg", "%s: %s", r->name, r->last_error);
     return false;
@@ -848,6 +913,10 @@ void outreg_set_apply(struct outreg_set *s, const struct config *cfg)
         struct outreg *r = s->v[i++];
         const struct registration_def *d = defs[j++];
         bool changed = wire_changed(r, d);
+        if (changed) {
+            free(r->auth); /* the credentials may have changed */
+            r->auth = NULL;
+        }
         copy_def(r, d); /* also takes the new runtime's hook reference */
         next[m++] = r;
         if (!r->enabled_cfg) {
