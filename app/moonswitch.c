@@ -15,6 +15,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,7 +49,7 @@ struct app {
     struct sipagent *agent;
     struct outreg_set *outregs;
     struct control *control;
-    struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
+    struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *housekeeping;
     int exit_code;
     int stopping;
 };
@@ -205,6 +206,20 @@ static void on_reload(const struct config *before, const struct config *now, voi
     evport_rearm(a->root);
 }
 
+/* Every HOUSEKEEPING_S: hand freed heap back to the system. A burst (10,000
+ * registrations starting, a call peak) leaves transactions' memory free
+ * but mapped; glibc only trims the top of the heap by itself. Costs about a
+ * millisecond. */
+#define HOUSEKEEPING_S 30
+
+static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    malloc_trim(0);
+}
+
 /* ---- Start-up -------------------------------------------------------------- */
 
 static int make_dir(const char *dir)
@@ -240,6 +255,8 @@ static int run(struct app *a)
     }
 
     struct event_config *ecfg = event_config_new();
+    /* The coarse clock moves in 4 ms steps here: SIP timers want better. */
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
     a->base = event_base_new_with_config(ecfg);
     event_config_free(ecfg);
     if (!a->base || event_base_priority_init(a->base, 3) < 0) {
@@ -295,6 +312,9 @@ static int run(struct app *a)
     a->sig_int = evsignal_new(a->base, SIGINT, on_signal, a);
     a->sig_hup = evsignal_new(a->base, SIGHUP, on_signal, a);
     a->shutdown_timer = evtimer_new(a->base, on_shutdown_timer, a);
+    a->housekeeping = event_new(a->base, -1, EV_PERSIST, on_housekeeping, a);
+    struct timeval every = {HOUSEKEEPING_S, 0};
+    event_add(a->housekeeping, &every);
     evsignal_add(a->sig_term, NULL);
     evsignal_add(a->sig_int, NULL);
     evsignal_add(a->sig_hup, NULL);
@@ -324,6 +344,8 @@ static void cleanup(struct app *a)
         event_free(a->sig_hup);
     if (a->shutdown_timer)
         event_free(a->shutdown_timer);
+    if (a->housekeeping)
+        event_free(a->housekeeping);
     if (a->base)
         event_base_free(a->base);
     if (a->root)

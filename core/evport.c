@@ -76,7 +76,10 @@ typedef struct su_port_vtable {
                              su_duration_t *set_duration);
     int (*su_port_wakeup)(su_port_t *port);
     int (*su_port_is_running)(su_port_t const *port);
+    su_time64_t (*su_port_stamp64)(su_port_t *port);
+    su_dur64_t (*su_port_stamp64_offset)(su_port_t *port);
 } su_port_vtable_t;
+_Static_assert(sizeof(su_port_vtable_t) == 0x108, "vtable size of the Debian build");
 
 typedef struct su_base_port_s {
     su_home_t sup_home[1];
@@ -112,6 +115,8 @@ su_timer_queue_t *su_base_port_deferrable(su_port_t *self);
 int su_base_port_max_defer(su_port_t *self, su_duration_t *return_duration,
                            su_duration_t *set_duration);
 int su_base_port_is_running(su_port_t const *self);
+su_time64_t su_base_port_stamp64(su_port_t *self);
+su_dur64_t su_base_port_stamp64_offset(su_port_t *self);
 su_duration_t su_timer_next_expires(su_timer_queue_t const *timers, su_time_t now);
 su_root_t *su_root_create_with_port(su_root_magic_t *magic, su_port_t *port);
 
@@ -138,6 +143,7 @@ struct su_port_s {
     struct event *timer_ev;    /* sofia's next timer */
     struct event *msg_ev;      /* a su_msg was queued by this thread */
     struct event *eventfd_ev;  /* ... or by another thread */
+    struct event *step_ev;     /* su_root_step()'s timeout */
     int eventfd;
     pthread_t owner;
     int owned;
@@ -148,6 +154,7 @@ struct su_port_s {
 };
 
 static void port_dispatch_timers(su_port_t *self);
+static void port_expire_deferrable(su_port_t *self);
 static void port_arm_timer(su_port_t *self);
 
 static char const *port_name(su_port_t const *self)
@@ -219,6 +226,7 @@ static void on_msg(evutil_socket_t fd, short what, void *arg)
     }
     if (self->base.sup_head)
         su_base_port_getmsgs(self);
+    port_expire_deferrable(self);
     port_arm_timer(self);
 }
 
@@ -232,7 +240,7 @@ static short ev_flags(int events)
         what |= EV_WRITE;
     /* sofia always wants errors and hang-ups; those show up as readable. */
     if (!(what & (EV_READ | EV_WRITE)))
-        what |= EV_READ;
+        what |= EV_READ | EV_ET;
     return what;
 }
 
@@ -266,6 +274,7 @@ static void on_wait_ready(evutil_socket_t fd, short what, void *arg)
     else
         slot->wait.revents = 0;
 
+    port_expire_deferrable(self);
     port_arm_timer(self);
 }
 
@@ -432,6 +441,13 @@ static void port_dispatch_timers(su_port_t *self)
         su_timer_expire(&b->sup_deferrable, &tout, now);
 }
 
+static void port_expire_deferrable(su_port_t *self)
+{
+    su_duration_t tout = SU_DURATION_MAX;
+    if (self->base.sup_deferrable)
+        su_timer_expire(&self->base.sup_deferrable, &tout, su_now());
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     su_port_t *self = arg;
@@ -464,6 +480,13 @@ static void port_break(su_port_t *self)
     event_base_loopbreak(self->evbase);
 }
 
+static void on_step_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
 static su_duration_t port_step(su_port_t *self, su_duration_t tout)
 {
     if (self->base.sup_head)
@@ -472,8 +495,11 @@ static su_duration_t port_step(su_port_t *self, su_duration_t tout)
     port_arm_timer(self);
     if (tout > 0) {
         struct timeval tv = {.tv_sec = tout / 1000, .tv_usec = (tout % 1000) * 1000};
-        event_base_loopexit(self->evbase, &tv);
+        if (!self->step_ev)
+            self->step_ev = evtimer_new(self->evbase, on_step_timeout, self);
+        evtimer_add(self->step_ev, &tv);
         event_base_loop(self->evbase, EVLOOP_ONCE);
+        event_del(self->step_ev);
     } else {
         event_base_loop(self->evbase, EVLOOP_NONBLOCK);
     }
@@ -524,6 +550,8 @@ static const su_port_vtable_t evport_vtable = {
     .su_port_max_defer = su_base_port_max_defer,
     .su_port_wakeup = port_wakeup,
     .su_port_is_running = port_is_running,
+    .su_port_stamp64 = su_base_port_stamp64,
+    .su_port_stamp64_offset = su_base_port_stamp64_offset,
 };
 
 /* Destructor run by su_home when the last reference goes. */
@@ -537,6 +565,8 @@ static void port_deinit(void *arg)
     self->slots = NULL;
     if (self->timer_ev)
         event_free(self->timer_ev);
+    if (self->step_ev)
+        event_free(self->step_ev);
     if (self->msg_ev)
         event_free(self->msg_ev);
     if (self->eventfd_ev)
@@ -600,7 +630,8 @@ su_root_t *evport_root_create(struct event_base *evbase, su_root_magic_t *magic)
     pthread_mutex_init(&self->msg_lock, NULL);
     if (su_home_destructor(self->base.sup_home, port_deinit) < 0)
         goto fail;
-    if (su_base_port_init(self, &evport_vtable) < 0)
+    if (su_base_port_init(self, &evport_vtable) < 0 ||
+        su_home_threadsafe(self->base.sup_home) < 0)
         goto fail;
     self->eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     self->timer_ev = evtimer_new(evbase, on_timer, self);

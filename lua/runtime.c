@@ -441,5 +441,7 @@ struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
         rt_close(rt);
         return NULL;
     }
+    /* The definition tables are C structs now; drop their Lua copies. */
+    lua_gc(L, LUA_GCCOLLECT, 0);
     return rt;
 }

@@ -94,9 +94,11 @@ struct outreg {
     bool unregistering;
     bool leaving;      /* removed from the policy: free once unregistered */
     bool disabled_op;  /* disabled from the REPL */
-    char contact[200];
-    char public_address[80];
-    char last_error[160];
+    /* Heap strings, NULL until set: most entries never need an error or a
+     * public address, and 10,000 entries should cost little. */
+    char *contact;
+    char *public_address;
+    char *last_error;
     char call_id[64];
     char from_tag[24];
     uint32_t cseq, cseq_reserved;
@@ -119,6 +121,24 @@ const char *outreg_state_name(enum outreg_state s)
 }
 
 /* ---- Helpers ------------------------------------------------------------ */
+
+/* Replace a heap string; NULL or "" clears it. */
+static void set_str(char **slot, const char *value)
+{
+    free(*slot);
+    *slot = value && *value ? strdup(value) : NULL;
+}
+
+static void set_error(struct outreg *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(struct outreg *r, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    set_str(&r->last_error, msg);
+}
 
 static void random_hex(char *out, size_t bytes)
 {
@@ -252,7 +272,7 @@ static int requested_expires(const struct outreg *r)
 static void compute_contact(struct outreg *r)
 {
     char hostport[128];
-    if (r->mode == REG_MODE_DYNAMIC && r->public_address[0]) {
+    if (r->mode == REG_MODE_DYNAMIC && r->public_address) {
         snprintf(hostport, sizeof hostport, "%s", r->public_address);
     } else {
         sip_contact_t const *m = nta_agent_contact(r->set->nta);
@@ -260,12 +280,19 @@ static void compute_contact(struct outreg *r)
         const char *port = m && m->m_url->url_port ? m->m_url->url_port : "5060";
         snprintf(hostport, sizeof hostport, "%s:%s", host, port);
     }
-    snprintf(r->contact, sizeof r->contact, "sip:%s@%s", r->username, hostport);
+    char contact[300];
+    snprintf(contact, sizeof contact, "sip:%s@%s", r->username, hostport);
+    set_str(&r->contact, contact);
 }
 
-static void trace_msg(struct outreg *r, const char *dir, msg_t *msg)
+/* Log the request (or the response) of `orq` in full, when tracing. The
+ * nta getters hand out a new reference to the message: dropped here. */
+static void trace_msg(struct outreg *r, const char *dir, nta_outgoing_t *orq, bool response)
 {
-    if (!r->trace || !msg)
+    if (!r->trace)
+        return;
+    msg_t *msg = response ? nta_outgoing_getresponse(orq) : nta_outgoing_getrequest(orq);
+    if (!msg)
         return;
     size_t len = 0;
     su_home_t home[1] = {SU_HOME_INIT(home)};
@@ -273,6 +300,7 @@ static void trace_msg(struct outreg *r, const char *dir, msg_t *msg)
     if (text)
         log_write(LOG_INFO, "trace", "%s %s:\n%.*s", r->name, dir, (int)len, text);
     su_home_deinit(home);
+    msg_destroy(msg);
 }
 
 /* Send a REGISTER asking for `expires` seconds (0: unregister), with digest
@@ -314,12 +342,11 @@ static bool send_register_auth(struct outreg *r, int expires, int auth_status,
     r->in_create = false;
     su_home_deinit(home);
     if (!orq || r->create_status) {
-        snprintf(r->last_error, sizeof r->last_error, "cannot send REGISTER to %.100s (%d)",
-                 ruri, r->create_status);
+        set_error(r, "cannot send REGISTER to %.100s (%d)", ruri, r->create_status);
         return false;
     }
     r->orq = orq;
-    trace_msg(r, "sends", nta_outgoing_getrequest(orq));
+    trace_msg(r, "sends", orq, false);
     /* Watchdog: nta's timer F is 64 * T1. */
     arm(r->timer, 64.0 * s->t1_ms / 1000.0 + WATCHDOG_SLACK);
     r->next_refresh = 0;
@@ -415,15 +442,17 @@ static void schedule_retry(struct outreg *r)
 
 static void fail(struct outreg *r, enum outreg_state s, int status, const char *fmt, ...)
 {
+    char msg[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->last_error, sizeof r->last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    set_str(&r->last_error, msg);
     r->status = status;
     r->failures++;
     r->granted = 0;
     event_del(r->expiry);
-    log_warn("outreg", "%s: %s", r->name, r->last_error);
+    log_warn("outreg", "%s: %s", r->name, outreg_last_error(r));
     set_state(r, s);
     schedule_retry(r);
 }
@@ -439,7 +468,7 @@ static int granted_expires(struct outreg *r, sip_t const *sip)
             continue;
         char uri[256];
         url_e(uri, sizeof uri, m->m_url);
-        if (strstr(uri, r->contact) || !sip->sip_contact->m_next)
+        if ((r->contact && strstr(uri, r->contact)) || !sip->sip_contact->m_next)
             return atoi(m->m_expires);
     }
     if (sip->sip_expires)
@@ -459,11 +488,11 @@ static bool learn_public_address(struct outreg *r, sip_t const *sip)
         return false;
     char public_address[80];
     snprintf(public_address, sizeof public_address, "%s:%s", host, port ? port : "5060");
-    if (strcmp(public_address, r->public_address) == 0)
+    if (r->public_address && strcmp(public_address, r->public_address) == 0)
         return false;
-    snprintf(r->public_address, sizeof r->public_address, "%s", public_address);
-    char before[sizeof r->contact];
-    snprintf(before, sizeof before, "%s", r->contact);
+    set_str(&r->public_address, public_address);
+    char before[300];
+    snprintf(before, sizeof before, "%s", r->contact ? r->contact : "");
     compute_contact(r);
     if (strcmp(before, r->contact) == 0)
         return false;
@@ -487,7 +516,7 @@ static void on_registered(struct outreg *r, sip_t const *sip)
     r->granted = granted;
     r->status = 200;
     r->failures = 0;
-    r->last_error[0] = '\0';
+    set_str(&r->last_error, NULL);
     time_t now = time(NULL);
     r->expires_at = now + granted;
     /* Refresh half-way: a lost refresh still leaves time for another. */
@@ -572,7 +601,7 @@ static int on_response(struct outreg *r, nta_outgoing_t *orq, sip_t const *sip)
         nta_outgoing_destroy(orq);
         return 0;
     }
-    trace_msg(r, "receives", nta_outgoing_getresponse(orq));
+    trace_msg(r, "receives", orq, true);
     bool internal = sip == NULL || nta_sip_is_internal(sip);
     r->orq = NULL;
     event_del(r->timer);
@@ -649,7 +678,7 @@ static void on_expiry(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (r->state == OUTREG_ACTIVE) {
         r->granted = 0;
-        snprintf(r->last_error, sizeof r->last_error, "expired before a refresh succeeded");
+        set_error(r, "expired before a refresh succeeded");
         set_state(r, OUTREG_EXPIRED);
     }
 }
@@ -691,8 +720,9 @@ static void entry_free(struct outreg *r)
     if (r->expiry)
         event_free(r->expiry);
     free(r->auth);
-    char *strs[] = {r->name,     r->server, r->username, r->password, r->auth_username,
-                    r->hostname, r->proxy,  r->local_ip, r->user_agent};
+    char *strs[] = {r->name,     r->server,   r->username,    r->password,
+                    r->auth_username, r->hostname, r->proxy, r->local_ip,
+                    r->user_agent, r->contact, r->public_address, r->last_error};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(strs[i]);
     free(r);
@@ -742,7 +772,7 @@ static bool unregister(struct outreg *r)
         return true;
     }
     r->unregistering = false;
-    log_warn("outreg", "%s: %s", r->name, r->last_error);
+    log_warn("outreg", "%s: %s", r->name, outreg_last_error(r));
     return false;
 }
 
@@ -991,10 +1021,16 @@ enum outreg_state outreg_state(const struct outreg *r) { return r->state; }
 int outreg_status(const struct outreg *r) { return r->status; }
 int outreg_expires(const struct outreg *r) { return r->granted; }
 unsigned outreg_failures(const struct outreg *r) { return r->failures; }
-const char *outreg_contact(const struct outreg *r) { return r->contact; }
+const char *outreg_contact(const struct outreg *r) { return r->contact ? r->contact : ""; }
 time_t outreg_next_refresh(const struct outreg *r) { return r->next_refresh; }
-const char *outreg_public_address(const struct outreg *r) { return r->public_address; }
-const char *outreg_last_error(const struct outreg *r) { return r->last_error; }
+const char *outreg_public_address(const struct outreg *r)
+{
+    return r->public_address ? r->public_address : "";
+}
+const char *outreg_last_error(const struct outreg *r)
+{
+    return r->last_error ? r->last_error : "";
+}
 const char *outreg_call_id(const struct outreg *r) { return r->call_id; }
 uint32_t outreg_cseq(const struct outreg *r) { return r->cseq; }
 const char *outreg_server(const struct outreg *r) { return r->server; }

@@ -37,7 +37,7 @@ static void test_dir(char *out, size_t size, const char *name)
 
 static void remove_dir(const char *dir)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/data.mdb", dir);
     unlink(path);
     snprintf(path, sizeof path, "%s/lock.mdb", dir);
@@ -381,7 +381,7 @@ static void crash_reopen(void)
 static const char *capture_stderr(const char *dir, int *rc, int (*fn)(void *), void *arg)
 {
     static char text[8192];
-    char path[PATH_MAX];
+    char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s.stderr", dir);
     fflush(stderr);
     int saved = dup(2);
