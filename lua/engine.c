@@ -54,6 +54,7 @@ void engine_destroy(struct engine *e)
     if (!e)
         return;
     luart_retire(e->current);
+    luart_close_all();
     free(e->dir);
     free(e);
 }

@@ -203,10 +203,11 @@ static void format_table(lua_State *L, int idx, struct strbuf *b, int depth, int
         } else {
             lua_rawgeti(L, keys, (int)(i - n));
             int k = lua_gettop(L);
-            size_t klen;
-            if (lua_type(L, k) == LUA_TSTRING &&
-                is_identifier(lua_tolstring(L, k, &klen), klen)) {
-                strbuf_add(out, lua_tostring(L, k), klen);
+            size_t klen = 0;
+            const char *kstr =
+                lua_type(L, k) == LUA_TSTRING ? lua_tolstring(L, k, &klen) : NULL;
+            if (kstr && is_identifier(kstr, klen)) {
+                strbuf_add(out, kstr, klen);
             } else {
                 strbuf_add(out, "[", 1);
                 format_value(L, k, out, depth + 1, seen, 0);

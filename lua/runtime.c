@@ -16,6 +16,8 @@
 #include <lualib.h>
 
 struct luart {
+    struct luart *next_rt; /* every runtime alive, for luart_close_all() */
+    struct task *tasks_list;
     lua_State *L;
     const struct luahost *host; /* the engine's; outlives every runtime */
     struct config *cfg;
@@ -25,6 +27,7 @@ struct luart {
 };
 
 struct task {
+    struct task *prev, *next; /* in rt->tasks_list */
     struct luart *rt;
     lua_State *co;     /* the coroutine; anchored by `ref` */
     int ref;           /* registry reference to the coroutine */
@@ -33,6 +36,10 @@ struct task {
     task_done_h *done;
     void *done_arg;
 };
+
+static struct luart *all_runtimes;
+
+static void task_unlink(struct task *t);
 
 /* Registry key of the table coroutine -> task (lightuserdata). */
 static char task_map_key;
@@ -123,6 +130,11 @@ static void rt_close(struct luart *rt)
     if (rt->closing)
         return;
     rt->closing = 1;
+    for (struct luart **p = &all_runtimes; *p; p = &(*p)->next_rt)
+        if (*p == rt) {
+            *p = rt->next_rt;
+            break;
+        }
     timer_stop_all(rt->L);
     lua_close(rt->L);
     config_free(rt->cfg);
@@ -142,6 +154,26 @@ void luart_retire(struct luart *rt)
     rt->retired = 1;
     timer_stop_all(rt->L);
     rt_maybe_close(rt);
+}
+
+/* At shutdown: end every task of every runtime (their `done` hears "the
+ * switch is stopping") and close all states. */
+void luart_close_all(void)
+{
+    while (all_runtimes) {
+        struct luart *rt = all_runtimes;
+        rt->retired = 1;
+        while (rt->tasks_list) {
+            struct task *t = rt->tasks_list;
+            task_unlink(t);
+            if (t->done)
+                t->done(t->co, 0, "stopped: the switch is shutting down", t->done_arg);
+            event_free(t->ev);
+            free(t);
+            rt->tasks--;
+        }
+        rt_close(rt);
+    }
 }
 
 void luart_activate(struct luart *rt)
@@ -173,10 +205,21 @@ struct task *task_check_yieldable(lua_State *L, const char *what)
     return t;
 }
 
+static void task_unlink(struct task *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->rt->tasks_list = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+}
+
 static void task_free(struct task *t)
 {
     struct luart *rt = t->rt;
     lua_State *L = rt->L;
+    task_unlink(t);
     lua_pushlightuserdata(L, &task_map_key);
     lua_rawget(L, LUA_REGISTRYINDEX);
     lua_pushthread(t->co);
@@ -273,6 +316,10 @@ int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
     lua_pop(L, 1);                                  /* fn args */
     lua_xmove(L, t->co, nargs + 1);                 /* (moved to co) */
     t->pending_args = nargs;
+    t->next = rt->tasks_list;
+    if (t->next)
+        t->next->prev = t;
+    rt->tasks_list = t;
     rt->tasks++;
     task_run(t);
     return 0;
@@ -395,6 +442,8 @@ struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
         return NULL;
     }
     rt->host = host;
+    rt->next_rt = all_runtimes;
+    all_runtimes = rt;
     rt->cfg = config_new();
     rt->L = luaL_newstate();
     if (!rt->cfg || !rt->L) {

@@ -52,6 +52,10 @@ const struct config *luart_config(const struct luart *rt);
  * Call once, when it is replaced or at shutdown. */
 void luart_retire(struct luart *rt);
 
+/* Shutdown: end the tasks of every runtime, retired ones too, and close
+ * them all. */
+void luart_close_all(void);
+
 /* Start the runtime's periodic work (timers that policies armed while
  * loading only start once the runtime is live). */
 void luart_activate(struct luart *rt);

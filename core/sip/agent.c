@@ -12,6 +12,7 @@
 #include <sofia-sip/nta_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
+#include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
 
 struct sipagent {
@@ -20,6 +21,13 @@ struct sipagent {
     sipagent_request_h *request_h;
     void *request_arg;
 };
+
+/* A stream connection that has sent part of a message gets this long to
+ * finish it; one that has been silent this long is closed. Without them a
+ * peer (or an attacker) holds a descriptor for ever. Registered endpoints on
+ * TCP keep their connections open with their own keepalives. */
+#define SIPAGENT_INCOMPLETE_MS 30000
+#define SIPAGENT_IDLE_MS 600000
 
 /* Largest message accepted on any transport. A B2BUA's INVITE with SDP is a
  * few KiB; anything near this is an attack or a broken peer. */
@@ -47,7 +55,22 @@ static int on_default_leg(nta_leg_magic_t *magic, nta_leg_t *leg, nta_incoming_t
     struct sipagent *a = (struct sipagent *)magic;
     (void)leg;
 
+    /* RFC 3261 8.2.2.1: only SIP URIs here. */
+    enum url_type_e scheme = sip->sip_request->rq_url->url_type;
+    if (scheme != url_sip && scheme != url_sips) {
+        nta_incoming_treply(irq, SIP_416_UNSUPPORTED_URI, TAG_END());
+        return 0;
+    }
+
     switch (sip->sip_request->rq_method) {
+    case sip_method_bye:
+    case sip_method_cancel:
+    case sip_method_prack:
+    case sip_method_update:
+        /* In-dialog methods reaching the default leg match no dialog or
+         * transaction (RFC 3261 15.1.2, 9.2). */
+        nta_incoming_treply(irq, SIP_481_NO_TRANSACTION, TAG_END());
+        return 0;
     case sip_method_options:
         nta_incoming_treply(irq, SIP_200_OK, SIPTAG_ALLOW_STR(allow_methods),
                             SIPTAG_ACCEPT_STR("application/sdp"),
@@ -117,13 +140,16 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
                                       NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),
                                       NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE),
                                       NTATAG_SIP_T1(t1_ms), NTATAG_SIP_T2(t1_ms * 8 > 4000 ? t1_ms * 8 : 4000),
-                                      TAG_END());
+                                      TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
+                                      TPTAG_IDLE(SIPAGENT_IDLE_MS), TAG_END());
             if (!a->nta) {
                 rc = errno ? -errno : -EIO;
                 log_error("sip", "cannot listen on %s: %s", listen->v[i], strerror(-rc));
                 goto fail;
             }
-        } else if (nta_agent_add_tport(a->nta, URL_STRING_MAKE(url), TAG_END()) < 0) {
+        } else if (nta_agent_add_tport(a->nta, URL_STRING_MAKE(url),
+                                       TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
+                                       TPTAG_IDLE(SIPAGENT_IDLE_MS), TAG_END()) < 0) {
             rc = errno ? -errno : -EIO;
             log_error("sip", "cannot listen on %s: %s", listen->v[i], strerror(-rc));
             goto fail;
