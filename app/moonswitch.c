@@ -202,6 +202,7 @@ static void on_reload(const struct config *before, const struct config *now, voi
 {
     struct app *a = arg;
     (void)before;
+    sipagent_set_t1(a->agent, (unsigned)config_switch(now)->sip.resend_interval);
     outreg_set_apply(a->outregs, now);
     evport_rearm(a->root);
 }

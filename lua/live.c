@@ -6,7 +6,9 @@
 #include "api.h"
 #include "config.h"
 #include "sip/outreg.h"
+#include "store.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -311,6 +313,32 @@ static int gws_tostring(lua_State *L)
     return 1;
 }
 
+/* stats(): what the switch holds now. heap_in_use is malloc's count of
+ * live bytes (what benchmarks divide by entries); heap_mapped includes
+ * freed memory glibc has not returned yet. */
+static int l_stats(lua_State *L)
+{
+    struct luart *rt = RT_UPVALUE(L);
+    const struct luahost *host = luart_host(rt);
+    struct mallinfo2 mi = mallinfo2();
+    lua_createtable(L, 0, 8);
+    lua_pushnumber(L, (double)mi.uordblks + (double)mi.hblkhd);
+    lua_setfield(L, -2, "heap_in_use");
+    lua_pushnumber(L, (double)mi.arena + (double)mi.hblkhd);
+    lua_setfield(L, -2, "heap_mapped");
+    lua_pushnumber(L, (double)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + lua_gc(L, LUA_GCCOUNTB, 0));
+    lua_setfield(L, -2, "lua_bytes");
+    lua_pushinteger(L, luart_tasks(rt));
+    lua_setfield(L, -2, "tasks");
+    lua_pushinteger(L, host->outregs ? (lua_Integer)outreg_set_count(host->outregs) : 0);
+    lua_setfield(L, -2, "registrations");
+    if (host->store) {
+        lua_pushnumber(L, (double)store_used_bytes(host->store));
+        lua_setfield(L, -2, "store_bytes");
+    }
+    return 1;
+}
+
 /* A global proxy table: `name` is indexed through `index`, printed through
  * `tostring`, called through `call`. */
 static void open_proxy(lua_State *L, struct luart *rt, const char *global, lua_CFunction index,
@@ -340,6 +368,7 @@ void api_open_live(lua_State *L, struct luart *rt)
     lua_pushcfunction(L, gw_index);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
+    api_register(L, rt, "stats", l_stats);
     open_proxy(L, rt, "registrations", regs_index, regs_tostring, regs_call);
     open_proxy(L, rt, "gateways", gws_index, gws_tostring, NULL);
 }

@@ -139,7 +139,6 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
             a->nta = nta_agent_create(root, URL_STRING_MAKE(url), NULL, NULL, NTATAG_UA(1),
                                       NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),
                                       NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE),
-                                      NTATAG_SIP_T1(t1_ms), NTATAG_SIP_T2(t1_ms * 8 > 4000 ? t1_ms * 8 : 4000),
                                       TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
                                       TPTAG_IDLE(SIPAGENT_IDLE_MS), TAG_END());
             if (!a->nta) {
@@ -156,6 +155,7 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
         }
         log_info("sip", "listening on %s", listen->v[i]);
     }
+    sipagent_set_t1(a, t1_ms);
     a->default_leg =
         nta_leg_tcreate(a->nta, on_default_leg, (nta_leg_magic_t *)a, NTATAG_NO_DIALOG(1),
                         TAG_END());
@@ -185,6 +185,16 @@ void sipagent_set_request_handler(struct sipagent *a, sipagent_request_h *h, voi
 {
     a->request_h = h;
     a->request_arg = arg;
+}
+
+/* T1 drives every retransmission and timeout: timer F is 64 * T1, and T2
+ * (the cap on non-INVITE retransmission intervals) stays at RFC 3261's 4 s
+ * unless T1 is so large that it must grow. */
+void sipagent_set_t1(struct sipagent *a, unsigned t1_ms)
+{
+    unsigned t2 = t1_ms * 8 > 4000 ? t1_ms * 8 : 4000;
+    nta_agent_set_params(a->nta, NTATAG_SIP_T1(t1_ms), NTATAG_SIP_T1X64(64 * t1_ms),
+                         NTATAG_SIP_T2(t2), TAG_END());
 }
 
 nta_agent_t *sipagent_nta(struct sipagent *a)

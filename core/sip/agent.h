@@ -33,6 +33,9 @@ void sipagent_set_request_handler(struct sipagent *a, sipagent_request_h *h, voi
 
 nta_agent_t *sipagent_nta(struct sipagent *a);
 
+/* Apply a new SIP resend interval (T1, ms), e.g. after a reload. */
+void sipagent_set_t1(struct sipagent *a, unsigned t1_ms);
+
 /* The methods the switch answers, for Allow headers. */
 const char *sipagent_allow(void);
 

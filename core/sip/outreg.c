@@ -637,7 +637,11 @@ static int on_response(struct outreg *r, nta_outgoing_t *orq, sip_t const *sip)
         }
         log_info("outreg", "%s: 423, registering again with Min-Expires %d", r->name, min);
         r->auth_tries = 0;
-        send_or_fail(r, min, 0, NULL);
+        char value[2048];
+        if (authorize_cached(r, value, sizeof value))
+            send_or_fail(r, min, r->auth->status, value);
+        else
+            send_or_fail(r, min, 0, NULL);
     } else if (internal) {
         fail(r, OUTREG_TIMEOUT, status, "no answer from %s:%d (%d %s)", r->server, r->port,
              status, sip && sip->sip_status ? sip->sip_status->st_phrase : "");
@@ -793,16 +797,18 @@ static void entry_remove(struct outreg_set *s, struct outreg *r)
     if (s->store)
         store_del(s->store, STORE_OUTREG, r->name, strlen(r->name));
     r->leaving = true;
+    struct outreg **grown = realloc(s->leaving, (s->nleaving + 1) * sizeof *grown);
+    if (grown)
+        s->leaving = grown;
+    /* Unregister first: it looks at the state to see if there is anything
+     * to remove at the carrier. */
+    bool sent = grown && unregister(r);
     if (r->state != OUTREG_DISABLED)
         set_state(r, OUTREG_DISABLED);
-    struct outreg **grown = realloc(s->leaving, (s->nleaving + 1) * sizeof *grown);
-    if (grown && unregister(r)) {
-        s->leaving = grown;
+    if (sent) {
         s->leaving[s->nleaving++] = r;
         return;
     }
-    if (grown)
-        s->leaving = grown;
     entry_free(r);
 }
 

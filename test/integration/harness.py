@@ -14,7 +14,6 @@ Python 3 standard library only.
 """
 
 import os
-import random
 import shutil
 import signal
 import socket
@@ -301,11 +300,16 @@ def scratch_dir(label):
 
 
 def run_check(policy_files, label="check"):
-    """Run `moonswitch --check --policies DIR`; (rc, stdout + stderr, dir)."""
+    """Run `moonswitch --check --policies DIR` on a fresh copy of the files;
+    (rc, stdout + stderr, the policy dir, removed afterwards unless KEEP)."""
     d = scratch_dir(label)
     pol = write_policies(os.path.join(d, "policies"), policy_files)
-    p = subprocess.run([MOONSWITCH, "--check", "--policies", pol], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=30, cwd=d)
+    try:
+        p = subprocess.run([MOONSWITCH, "--check", "--policies", pol], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30, cwd=d)
+    finally:
+        if not KEEP:
+            shutil.rmtree(d, ignore_errors=True)
     return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace"), pol
 
 
@@ -332,11 +336,13 @@ class Switch:
     """
 
     def __init__(self, policies=None, label=None, port=None, log_level="debug",
-                 extra_args=(), start_timeout=START_TIMEOUT):
+                 extra_args=(), start_timeout=START_TIMEOUT, data_dir=None):
+        """data_dir: reuse another switch's data directory (say, to restart
+        on the same LMDB); by default each switch gets a fresh one."""
         self.label = label or _caller_test_name()
         self.dir = scratch_dir(self.label)
         self.policy_dir = write_policies(os.path.join(self.dir, "policies"), policies)
-        self.data_dir = os.path.join(self.dir, "data")
+        self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.control = os.path.join(self.data_dir, "control.sock")
         if len(self.control.encode()) > 100:  # sun_path holds 108 bytes
             self.sock_dir = tempfile.mkdtemp(prefix="moon-")
@@ -391,13 +397,14 @@ class Switch:
             if self.alive():
                 code = self.stop()
                 if ok and code != 0:
-                    ok = False
                     fail("moonswitch exited with %s on SIGTERM\n%s" % (code, self.log_tail()))
             if ok:
                 report = sanitizer_report(self.log())
                 if report:
-                    ok = False
                     fail("sanitizer report in the switch log:\n%s" % report)
+        except BaseException:
+            ok = False
+            raise
         finally:
             self._cleanup(ok=ok)
         return False

@@ -2,6 +2,7 @@
 format, errors, exit codes, the time budget, sleep, timers and kv."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -86,6 +87,7 @@ def test_no_switch():
     open(plain, "w").close()
     rc, out, err = moonctl(plain, "return 1")
     check_eq(rc, 2, "moonctl exit code on a regular file")
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_sleep_does_not_stall_sip():

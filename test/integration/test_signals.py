@@ -2,12 +2,13 @@
 REPL chunk sleeps; SIGHUP does not end the switch."""
 
 import os
+import shutil
 import signal
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Switch, check, check_eq, run_tests  # noqa: E402
+from harness import Switch, check, check_eq, run_tests, scratch_dir  # noqa: E402
 
 GRACE = 5.0
 
@@ -84,6 +85,21 @@ def test_sigterm_with_open_tcp_connection():
             stop_within(sw, signal.SIGTERM, "SIGTERM with an open TCP connection")
         finally:
             s.close()
+
+
+def test_sigterm_flushes_store():
+    # What a chunk wrote is still there after SIGTERM and a restart on the
+    # same data directory.
+    top = scratch_dir("store")
+    data = os.path.join(top, "data")
+    with Switch(label="store-first", data_dir=data) as sw:
+        rc, out, err = sw.ctl('kv.put("persist", "yes") kv.put("n", "42")')
+        check_eq(rc, 0, "kv.put (stderr %r)" % err)
+        stop_within(sw, signal.SIGTERM, "SIGTERM after kv.put")
+    with Switch(label="store-second", data_dir=data) as sw:
+        rc, out, err = sw.ctl('return kv.get("persist"), kv.get("n")')
+        check_eq((rc, out), (0, "yes\n42\n"), "kv after a restart (stderr %r)" % err)
+    shutil.rmtree(top, ignore_errors=True)
 
 
 def test_sighup_keeps_running():
