@@ -297,6 +297,7 @@ static int run(struct app *a)
     if (outreg_set_create(&a->outregs, sipagent_nta(a->agent), a->root, a->base, a->store) < 0)
         return 1;
     engine_attach_outregs(a->engine, a->outregs, a->root);
+    engine_attach_sip(a->engine, a->agent);
     engine_set_reload_handler(a->engine, on_reload, a);
     outreg_set_apply(a->outregs, engine_config(a->engine));
     evport_rearm(a->root);

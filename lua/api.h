@@ -40,6 +40,15 @@ void api_open_dsl(lua_State *L, struct luart *rt, struct config *cfg);
 void api_open_timer(lua_State *L, struct luart *rt);
 void api_open_kv(lua_State *L, struct luart *rt);
 void api_open_live(lua_State *L, struct luart *rt);
+void api_open_sip(lua_State *L, struct luart *rt);       /* sip.c: sip.request, requests */
+
+/* Give an out-of-dialog request to the policy's on_request(req) in a new
+ * task. Returns 0 when the hook took it (it answers, or the task's end
+ * answers 500), -1 when the policy has no hook. */
+typedef struct nta_incoming_s nta_incoming_t;
+struct sip_s;
+int sip_dispatch_request(struct luart *rt, nta_incoming_t *irq, const struct sip_s *sip);
+void api_open_endpoints(lua_State *L, struct luart *rt); /* endpoints.c: the registrar */
 
 /* Push the live handle of registration `name` (reads state on each access). */
 void api_push_registration(lua_State *L, struct luart *rt, const char *name);

@@ -2,6 +2,7 @@
 #include "engine.h"
 #include "api.h"
 #include "log.h"
+#include "sip/agent.h"
 #include "sip/outreg.h"
 #include "store.h"
 
@@ -106,6 +107,20 @@ void engine_attach_outregs(struct engine *e, struct outreg_set *set, void *sip_r
     e->host.outregs = set;
     e->host.sip_root = sip_root;
     outreg_set_retry_hook(set, retry_hook, e);
+}
+
+/* Out-of-dialog requests no core module took: the current policy's
+ * on_request hook, if it has one. */
+static int on_request(nta_incoming_t *irq, const sip_t *sip, void *arg)
+{
+    struct engine *e = arg;
+    return sip_dispatch_request(e->current, irq, sip);
+}
+
+void engine_attach_sip(struct engine *e, struct sipagent *agent)
+{
+    e->host.agent = agent;
+    sipagent_set_request_handler(agent, on_request, e);
 }
 
 static int same_listen(const struct config *a, const struct config *b)

@@ -34,6 +34,11 @@ struct outreg_set;
  * su_root_t nta runs on, re-armed after each Lua slice. */
 void engine_attach_outregs(struct engine *e, struct outreg_set *set, void *sip_root);
 
+struct sipagent;
+/* Let policies send requests (sip.request) and answer the out-of-dialog
+ * requests the core does not handle (on_request). */
+void engine_attach_sip(struct engine *e, struct sipagent *agent);
+
 /* Reload atomically: load and validate a fresh runtime, and only then swap.
  * Returns 0 with the diff summary in msg, or -1 with the error (the running
  * policy stays). */

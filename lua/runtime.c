@@ -469,6 +469,8 @@ struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
     api_open_timer(L, rt);
     api_open_kv(L, rt);
     api_open_live(L, rt);
+    api_open_sip(L, rt);
+    api_open_endpoints(L, rt);
 
     char **files = NULL;
     int n = list_policy_files(dir, &files, err, errlen);

@@ -21,6 +21,8 @@
 struct event_base;
 struct config;
 struct outreg_set;
+struct registrar;
+struct sipagent;
 struct store;
 struct luart;
 struct task;
@@ -37,6 +39,8 @@ struct luahost {
     double budget; /* seconds a task may run without yielding */
     struct outreg_set *outregs; /* NULL until the SIP side is up */
     void *sip_root; /* su_root_t, re-armed after each slice (Lua may touch nta) */
+    struct sipagent *agent;     /* for sip.request; NULL until the SIP side is up */
+    struct registrar *registrar; /* endpoints(), accounts; NULL until it is up */
 };
 
 /* `host` must outlive the runtime. Load every *.lua of `dir`, in name order, into a fresh state and validate

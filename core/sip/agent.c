@@ -18,6 +18,12 @@
 struct sipagent {
     nta_agent_t *nta;
     nta_leg_t *default_leg;
+    struct {
+        sip_method_t method;
+        sipagent_request_h *h;
+        void *arg;
+    } methods[SIPAGENT_MAX_METHODS];
+    unsigned nmethods;
     sipagent_request_h *request_h;
     void *request_arg;
 };
@@ -82,6 +88,15 @@ static int on_default_leg(nta_leg_magic_t *magic, nta_leg_t *leg, nta_incoming_t
         break;
     }
 
+    sip_method_t method = sip->sip_request->rq_method;
+    for (unsigned i = 0; i < a->nmethods; i++) {
+        if (a->methods[i].method == method) {
+            int rc = a->methods[i].h(irq, sip, a->methods[i].arg);
+            if (rc >= 0)
+                return rc;
+            break;
+        }
+    }
     if (a->request_h) {
         int rc = a->request_h(irq, sip, a->request_arg);
         if (rc >= 0)
@@ -179,6 +194,22 @@ void sipagent_destroy(struct sipagent *a)
     if (a->nta)
         nta_agent_destroy(a->nta);
     free(a);
+}
+
+int sipagent_set_method_handler(struct sipagent *a, sip_method_t method,
+                                sipagent_request_h *h, void *arg)
+{
+    unsigned i = 0;
+    while (i < a->nmethods && a->methods[i].method != method)
+        i++;
+    if (i == SIPAGENT_MAX_METHODS)
+        return -ENOSPC;
+    a->methods[i].method = method;
+    a->methods[i].h = h;
+    a->methods[i].arg = arg;
+    if (i == a->nmethods)
+        a->nmethods++;
+    return 0;
 }
 
 void sipagent_set_request_handler(struct sipagent *a, sipagent_request_h *h, void *arg)

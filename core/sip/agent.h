@@ -28,7 +28,15 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
                     unsigned t1_ms);
 void sipagent_destroy(struct sipagent *a);
 
-/* Install the handler for requests the agent does not handle itself. */
+/* Install the handler of one method (REGISTER -> the registrar, INVITE ->
+ * calls). At most SIPAGENT_MAX_METHODS; a second call for a method replaces
+ * the first. Returns 0 or -ENOSPC. */
+#define SIPAGENT_MAX_METHODS 8
+int sipagent_set_method_handler(struct sipagent *a, sip_method_t method,
+                                sipagent_request_h *h, void *arg);
+
+/* Install the handler for requests no method handler took (the policy's
+ * on_request hook). */
 void sipagent_set_request_handler(struct sipagent *a, sipagent_request_h *h, void *arg);
 
 nta_agent_t *sipagent_nta(struct sipagent *a);
