@@ -294,7 +294,8 @@ static int run(struct app *a)
     if (sipagent_create(&a->agent, a->root, listen,
                         (unsigned)config_switch(engine_config(a->engine))->sip.resend_interval) < 0)
         return 1;
-    if (outreg_set_create(&a->outregs, sipagent_nta(a->agent), a->root, a->base, a->store) < 0)
+    if (outreg_set_create(&a->outregs, sipagent_nta(a->agent), sipagent_client_leg(a->agent),
+                          a->root, a->base, a->store) < 0)
         return 1;
     engine_attach_outregs(a->engine, a->outregs, a->root);
     engine_attach_sip(a->engine, a->agent);

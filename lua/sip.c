@@ -692,7 +692,7 @@ static int l_request(lua_State *L)
     } else {
         snprintf(from, sizeof from, "<sip:moonswitch@localhost>;tag=%s", tag);
     }
-    nta_leg_t *leg = nta_default_leg(nta);
+    nta_leg_t *leg = sipagent_client_leg(host->agent);
     if (tx->is_invite) {
         tx->leg = nta_leg_tcreate(nta, NULL, NULL, SIPTAG_FROM_STR(from), SIPTAG_TO_STR(uri),
                                   SIPTAG_CALL_ID_STR(call_id), TAG_END());

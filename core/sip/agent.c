@@ -5,19 +5,22 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sofia-sip/nta_stateless.h>
 #include <sofia-sip/nta_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
+#include <sofia-sip/url_tag.h>
 
 struct sipagent {
     nta_agent_t *nta;
-    nta_leg_t *default_leg;
+    nta_leg_t *client_leg; /* for requests we send outside dialogs */
     struct {
         sip_method_t method;
         sipagent_request_h *h;
@@ -34,6 +37,10 @@ struct sipagent {
  * TCP keep their connections open with their own keepalives. */
 #define SIPAGENT_INCOMPLETE_MS 30000
 #define SIPAGENT_IDLE_MS 600000
+
+/* UDP receive buffer: the kernel's default (208 KiB) holds ~150 requests,
+ * too few for a burst at carrier rates. */
+#define SIPAGENT_UDP_RMEM (1024 * 1024)
 
 /* Largest message accepted on any transport. A B2BUA's INVITE with SDP is a
  * few KiB; anything near this is an attack or a broken peer. */
@@ -55,60 +62,89 @@ static int known_method(sip_method_t m)
     return m != sip_method_unknown && m != sip_method_invalid;
 }
 
-static int on_default_leg(nta_leg_magic_t *magic, nta_leg_t *leg, nta_incoming_t *irq,
-                          sip_t const *sip)
+/* Reply without a transaction: nothing is kept once the answer leaves, so
+ * a flood of OPTIONS costs no memory; a retransmission is answered again. */
+static void reply_stateless(struct sipagent *a, msg_t *msg, int status, const char *phrase,
+                            bool with_allow)
+{
+    nta_msg_treply(a->nta, msg, status, phrase,
+                   TAG_IF(with_allow, SIPTAG_ALLOW_STR(allow_methods)), TAG_END());
+}
+
+/* The handler of this method, or NULL. */
+static int find_method(const struct sipagent *a, sip_method_t method)
+{
+    for (unsigned i = 0; i < a->nmethods; i++)
+        if (a->methods[i].method == method)
+            return (int)i;
+    return -1;
+}
+
+/* Every request outside a dialog comes here, without a transaction.
+ * OPTIONS and the errors are answered statelessly; a request a handler
+ * takes becomes a server transaction (nta then absorbs retransmissions)
+ * owned by that handler. */
+static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, sip_t *sip)
 {
     struct sipagent *a = (struct sipagent *)magic;
-    (void)leg;
-
+    (void)nta;
+    if (!sip || !sip->sip_request) {
+        msg_destroy(msg); /* a response nobody asked for */
+        return 0;
+    }
     /* RFC 3261 8.2.2.1: only SIP URIs here. */
     enum url_type_e scheme = sip->sip_request->rq_url->url_type;
     if (scheme != url_sip && scheme != url_sips) {
-        nta_incoming_treply(irq, SIP_416_UNSUPPORTED_URI, TAG_END());
+        reply_stateless(a, msg, SIP_416_UNSUPPORTED_URI, false);
         return 0;
     }
-
-    switch (sip->sip_request->rq_method) {
+    sip_method_t method = sip->sip_request->rq_method;
+    switch (method) {
     case sip_method_bye:
     case sip_method_cancel:
     case sip_method_prack:
     case sip_method_update:
-        /* In-dialog methods reaching the default leg match no dialog or
-         * transaction (RFC 3261 15.1.2, 9.2). */
-        nta_incoming_treply(irq, SIP_481_NO_TRANSACTION, TAG_END());
+        /* In-dialog methods reaching us match no dialog or transaction
+         * (RFC 3261 15.1.2, 9.2). */
+        reply_stateless(a, msg, SIP_481_NO_TRANSACTION, false);
         return 0;
     case sip_method_options:
-        nta_incoming_treply(irq, SIP_200_OK, SIPTAG_ALLOW_STR(allow_methods),
-                            SIPTAG_ACCEPT_STR("application/sdp"),
-                            SIPTAG_SUPPORTED_STR("timer"), TAG_END());
+        nta_msg_treply(a->nta, msg, SIP_200_OK, SIPTAG_ALLOW_STR(allow_methods),
+                       SIPTAG_ACCEPT_STR("application/sdp"), SIPTAG_SUPPORTED_STR("timer"),
+                       TAG_END());
         return 0;
     case sip_method_ack:
-        return 0; /* an ACK out of dialog has nothing to match: drop it */
+        msg_destroy(msg); /* an ACK out of dialog has nothing to match */
+        return 0;
     default:
         break;
     }
 
-    sip_method_t method = sip->sip_request->rq_method;
-    for (unsigned i = 0; i < a->nmethods; i++) {
-        if (a->methods[i].method == method) {
-            int rc = a->methods[i].h(irq, sip, a->methods[i].arg);
-            if (rc >= 0)
-                return rc;
-            break;
-        }
-    }
-    if (a->request_h) {
-        int rc = a->request_h(irq, sip, a->request_arg);
-        if (rc >= 0)
-            return rc;
-    }
-    if (known_method(sip->sip_request->rq_method)) {
-        nta_incoming_treply(irq, SIP_405_METHOD_NOT_ALLOWED,
-                            SIPTAG_ALLOW_STR(allow_methods), TAG_END());
+    int m = find_method(a, method);
+    if (m < 0 && !a->request_h) {
+        reply_stateless(a, msg, known_method(method) ? 405 : 501,
+                        known_method(method) ? "Method Not Allowed" : "Not Implemented", true);
         return 0;
     }
-    nta_incoming_treply(irq, SIP_501_NOT_IMPLEMENTED, SIPTAG_ALLOW_STR(allow_methods),
-                        TAG_END());
+    nta_incoming_t *irq = nta_incoming_create(a->nta, NULL, msg, sip, TAG_END());
+    if (!irq)
+        return 0; /* nta dropped the message */
+    int rc = -1;
+    if (m >= 0)
+        rc = a->methods[m].h(irq, sip, a->methods[m].arg);
+    if (rc < 0 && a->request_h)
+        rc = a->request_h(irq, sip, a->request_arg);
+    if (rc == 0)
+        return 0; /* the handler owns irq now */
+    if (rc > 0)
+        nta_incoming_treply(irq, rc, sip_status_phrase(rc), TAG_END());
+    else if (known_method(method))
+        nta_incoming_treply(irq, SIP_405_METHOD_NOT_ALLOWED, SIPTAG_ALLOW_STR(allow_methods),
+                            TAG_END());
+    else
+        nta_incoming_treply(irq, SIP_501_NOT_IMPLEMENTED, SIPTAG_ALLOW_STR(allow_methods),
+                            TAG_END());
+    nta_incoming_destroy(irq);
     return 0;
 }
 
@@ -151,11 +187,13 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
             goto fail;
         }
         if (!a->nta) {
-            a->nta = nta_agent_create(root, URL_STRING_MAKE(url), NULL, NULL, NTATAG_UA(1),
+            a->nta = nta_agent_create(root, URL_STRING_MAKE(url), on_message,
+                                      (nta_agent_magic_t *)a, NTATAG_UA(1),
                                       NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),
                                       NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE),
                                       TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
-                                      TPTAG_IDLE(SIPAGENT_IDLE_MS), TAG_END());
+                                      TPTAG_IDLE(SIPAGENT_IDLE_MS),
+                                      TPTAG_UDP_RMEM(SIPAGENT_UDP_RMEM), TAG_END());
             if (!a->nta) {
                 rc = errno ? -errno : -EIO;
                 log_error("sip", "cannot listen on %s: %s", listen->v[i], strerror(-rc));
@@ -171,10 +209,14 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
         log_info("sip", "listening on %s", listen->v[i]);
     }
     sipagent_set_t1(a, t1_ms);
-    a->default_leg =
-        nta_leg_tcreate(a->nta, on_default_leg, (nta_leg_magic_t *)a, NTATAG_NO_DIALOG(1),
-                        TAG_END());
-    if (!a->default_leg) {
+    /* nta sends requests on a leg. Without a default leg (requests come to
+     * on_message instead), out-of-dialog requests we send need one that no
+     * incoming request can match: a dialogless leg for a method that does
+     * not exist, at a host that does not either. */
+    a->client_leg = nta_leg_tcreate(a->nta, NULL, NULL, NTATAG_NO_DIALOG(1),
+                                    NTATAG_METHOD("X-MOONSWITCH-CLIENT"),
+                                    URLTAG_URL("sip:client.moonswitch.invalid"), TAG_END());
+    if (!a->client_leg) {
         rc = -ENOMEM;
         goto fail;
     }
@@ -189,8 +231,8 @@ void sipagent_destroy(struct sipagent *a)
 {
     if (!a)
         return;
-    if (a->default_leg)
-        nta_leg_destroy(a->default_leg);
+    if (a->client_leg)
+        nta_leg_destroy(a->client_leg);
     if (a->nta)
         nta_agent_destroy(a->nta);
     free(a);
@@ -231,4 +273,9 @@ void sipagent_set_t1(struct sipagent *a, unsigned t1_ms)
 nta_agent_t *sipagent_nta(struct sipagent *a)
 {
     return a->nta;
+}
+
+nta_leg_t *sipagent_client_leg(struct sipagent *a)
+{
+    return a->client_leg;
 }

@@ -1,12 +1,14 @@
 /* The SIP agent: one nta agent listening on every configured address, and the
  * out-of-dialog request dispatcher.
  *
- * Requests nobody else claims come to the default leg here. OPTIONS is
- * answered at once with 200, Allow and Accept. Other methods go to the
- * `request` callback (the policy's on_request hook, or a later core module);
- * when it declines, standard methods get 405 with Allow and unknown ones get
- * 501. Malformed messages never reach this far: nta answers 400 when it can
- * and drops them otherwise. */
+ * Requests outside any dialog arrive without a transaction. OPTIONS and
+ * errors are answered statelessly (200 with Allow and Accept; 481 for stray
+ * BYE/CANCEL; 416; 405 with Allow for standard methods nobody serves, 501 for
+ * unknown ones), so a flood of them leaves nothing behind. A request that a
+ * method handler (REGISTER, INVITE) or the policy's on_request takes becomes
+ * a server transaction owned by the handler, which must answer it and call
+ * nta_incoming_destroy(). Malformed messages never reach this far: nta
+ * answers 400 when it can and drops them otherwise. */
 #ifndef MOON_SIP_AGENT_H
 #define MOON_SIP_AGENT_H
 
@@ -17,8 +19,9 @@ struct strlist;
 struct sipagent;
 
 /* Return 0 when the request was taken (answered now or later through
- * nta_incoming_*), or a status code >= 300 for the agent to answer with, or
- * -1 to decline (405/501). */
+ * nta_incoming_treply(), then nta_incoming_destroy() by the handler), or a
+ * status code >= 300 for the agent to answer with, or -1 to decline
+ * (405/501). */
 typedef int sipagent_request_h(nta_incoming_t *irq, const sip_t *sip, void *arg);
 
 /* Create the agent on `root`, listening on each "udp:IP:PORT" / "tcp:IP:PORT"
@@ -40,6 +43,10 @@ int sipagent_set_method_handler(struct sipagent *a, sip_method_t method,
 void sipagent_set_request_handler(struct sipagent *a, sipagent_request_h *h, void *arg);
 
 nta_agent_t *sipagent_nta(struct sipagent *a);
+
+/* The leg to send out-of-dialog requests on (nta_outgoing_tcreate needs
+ * one; nta_default_leg() is NULL here: requests arrive statelessly). */
+nta_leg_t *sipagent_client_leg(struct sipagent *a);
 
 /* Apply a new SIP resend interval (T1, ms), e.g. after a reload. */
 void sipagent_set_t1(struct sipagent *a, unsigned t1_ms);

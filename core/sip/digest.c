@@ -2,10 +2,14 @@
 #include "sip/digest.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/random.h>
 
 enum digest_alg digest_alg_parse(const char *name)
 {
@@ -158,4 +162,182 @@ int digest_authorization(const struct digest_challenge *c, const char *user,
         n += m;
     }
     return n;
+}
+
+/* ---- Server side ------------------------------------------------------------ */
+
+static const char hexdigits[] = "0123456789abcdef";
+
+static void to_hex(const unsigned char *in, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hexdigits[in[i] >> 4];
+        out[2 * i + 1] = hexdigits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int from_hex(const char *in, unsigned char *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+/* time(8) || random(8) || HMAC-SHA256(secret, time || random)[0..16) */
+#define NONCE_RAW 32
+
+static void nonce_mac(const unsigned char secret[DIGEST_SECRET_LEN], const unsigned char head[16],
+                      unsigned char mac[32])
+{
+    unsigned len = 0;
+    HMAC(EVP_sha256(), secret, DIGEST_SECRET_LEN, head, 16, mac, &len);
+}
+
+void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long now,
+                       char out[DIGEST_NONCE_MAX])
+{
+    unsigned char raw[NONCE_RAW], mac[32];
+    unsigned long long t = (unsigned long long)now;
+    for (int i = 7; i >= 0; i--, t >>= 8)
+        raw[i] = (unsigned char)(t & 0xff);
+    if (getrandom(raw + 8, 8, 0) != 8)
+        for (int i = 8; i < 16; i++)
+            raw[i] = (unsigned char)random();
+    nonce_mac(secret, raw, mac);
+    memcpy(raw + 16, mac, 16);
+    to_hex(raw, NONCE_RAW, out);
+}
+
+enum digest_nonce_state digest_nonce_check(const unsigned char secret[DIGEST_SECRET_LEN],
+                                           const char *nonce, long long now, unsigned ttl,
+                                           long long *issued, unsigned long long *id)
+{
+    unsigned char raw[NONCE_RAW], mac[32];
+    if (!nonce || strlen(nonce) != DIGEST_NONCE_LEN || from_hex(nonce, raw, NONCE_RAW) < 0)
+        return DIGEST_NONCE_INVALID;
+    nonce_mac(secret, raw, mac);
+    if (CRYPTO_memcmp(mac, raw + 16, 16) != 0)
+        return DIGEST_NONCE_INVALID;
+    unsigned long long t = 0, r = 0;
+    for (int i = 0; i < 8; i++) {
+        t = t << 8 | raw[i];
+        r = r << 8 | raw[8 + i];
+    }
+    long long when = (long long)t;
+    /* A little slack for a clock stepped back since it was issued. */
+    if (when > now + 5)
+        return DIGEST_NONCE_INVALID;
+    if (issued)
+        *issued = when;
+    if (id)
+        *id = r;
+    return now - when > (long long)ttl ? DIGEST_NONCE_STALE : DIGEST_NONCE_VALID;
+}
+
+int digest_challenge_format(enum digest_alg alg, const char *realm, const char *nonce,
+                            bool stale, char *out, size_t outlen)
+{
+    if (alg == DIGEST_UNSUPPORTED)
+        return -1;
+    int n = snprintf(out, outlen, "Digest realm=\"%s\", nonce=\"%s\", algorithm=%s, qop=\"auth\"%s",
+                     realm, nonce, digest_alg_name(alg), stale ? ", stale=true" : "");
+    return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+int digest_credentials_parse(struct digest_credentials *c, const char *const *params)
+{
+    memset(c, 0, sizeof *c);
+    size_t used = 0;
+    for (int i = 0; params && params[i]; i++) {
+        const char *eq = strchr(params[i], '=');
+        if (!eq)
+            continue;
+        size_t klen = (size_t)(eq - params[i]);
+        char *val = c->buf + used;
+        size_t room = sizeof c->buf - used;
+        if (room < 2)
+            break;
+        digest_unquote(eq + 1, val, room);
+        used += strlen(val) + 1;
+#define KEY(k) (klen == sizeof(k) - 1 && strncasecmp(params[i], k, klen) == 0)
+        if (KEY("username"))
+            c->username = val;
+        else if (KEY("realm"))
+            c->realm = val;
+        else if (KEY("nonce"))
+            c->nonce = val;
+        else if (KEY("uri"))
+            c->uri = val;
+        else if (KEY("response"))
+            c->response = val;
+        else if (KEY("algorithm"))
+            c->algorithm = val;
+        else if (KEY("cnonce"))
+            c->cnonce = val;
+        else if (KEY("opaque"))
+            c->opaque = val;
+        else if (KEY("qop"))
+            c->qop = val;
+        else if (KEY("nc"))
+            c->nc = val;
+#undef KEY
+    }
+    c->alg = digest_alg_parse(c->algorithm);
+    c->ncount = 0;
+    if (c->nc && strlen(c->nc) == 8) {
+        unsigned long v = 0;
+        bool ok = true;
+        for (int i = 0; i < 8; i++) {
+            int d = hexval(c->nc[i]);
+            if (d < 0) {
+                ok = false;
+                break;
+            }
+            v = v << 4 | (unsigned long)d;
+        }
+        c->ncount = ok ? v : 0;
+    }
+    return c->username && c->realm && c->nonce && c->uri && c->response ? 0 : -1;
+}
+
+bool digest_check(const struct digest_credentials *c, const char *password, const char *method)
+{
+    if (c->alg == DIGEST_UNSUPPORTED || !c->username || !c->realm || !c->nonce || !c->uri ||
+        !c->response || !password || !method)
+        return false;
+    const char *qop = NULL;
+    if (c->qop && *c->qop) {
+        if (strcasecmp(c->qop, "auth") != 0 || !c->nc || !c->cnonce)
+            return false;
+        qop = "auth";
+    }
+    char want[DIGEST_HEX_MAX];
+    if (digest_response(c->alg, c->username, c->realm, password, method, c->uri, c->nonce,
+                        c->nc, c->cnonce, qop, want) < 0)
+        return false;
+    size_t n = strlen(want);
+    if (strlen(c->response) != n)
+        return false;
+    /* Lowercase hex is what we make; accept an uppercase answer too. */
+    char got[DIGEST_HEX_MAX];
+    for (size_t i = 0; i < n; i++)
+        got[i] = (char)((c->response[i] >= 'A' && c->response[i] <= 'F') ? c->response[i] + 32
+                                                                          : c->response[i]);
+    return CRYPTO_memcmp(want, got, n) == 0;
 }

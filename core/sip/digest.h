@@ -2,7 +2,8 @@
  * and without qop=auth, for answering challenges (outbound registration,
  * calls to carriers) and for checking answers (the registrar).
  *
- * Pure functions over strings; no allocation, no SIP stack. */
+ * Pure functions over strings; no allocation, no SIP stack (making a nonce
+ * reads 8 random bytes). */
 #ifndef MOON_SIP_DIGEST_H
 #define MOON_SIP_DIGEST_H
 
@@ -54,5 +55,62 @@ int digest_authorization(const struct digest_challenge *c, const char *user,
 
 /* Strip surrounding quotes from an auth-param value into out. */
 void digest_unquote(const char *in, char *out, size_t outlen);
+
+/* ---- Server side: challenging and checking (the registrar) ---------------- */
+
+/* Nonces are stateless: the switch can check one it issued without keeping
+ * it. A nonce is 64 hex characters: 8 bytes of issue time (unix seconds,
+ * big-endian), 8 random bytes (so every challenge's nonce is unique, and its
+ * nonce-count can be tracked), and the first 16 bytes of
+ * HMAC-SHA256(secret, time || random). */
+#define DIGEST_SECRET_LEN 32
+#define DIGEST_NONCE_LEN 64
+#define DIGEST_NONCE_MAX (DIGEST_NONCE_LEN + 1)
+
+/* Make a nonce issued at `now`. Reads 8 random bytes (getrandom). */
+void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long now,
+                       char out[DIGEST_NONCE_MAX]);
+
+enum digest_nonce_state {
+    DIGEST_NONCE_VALID,   /* ours, and younger than the lifetime */
+    DIGEST_NONCE_STALE,   /* ours, but older than the lifetime */
+    DIGEST_NONCE_INVALID, /* not ours: wrong length, bad MAC, from the future */
+};
+
+/* Check a nonce against the secret. `ttl` is its lifetime in seconds. On
+ * VALID and STALE, `*issued` gets its issue time and `*id` 8 bytes that
+ * identify it (for nonce-count tracking). Constant time in the MAC compare.
+ * Costs one HMAC-SHA256. */
+enum digest_nonce_state digest_nonce_check(const unsigned char secret[DIGEST_SECRET_LEN],
+                                           const char *nonce, long long now, unsigned ttl,
+                                           long long *issued, unsigned long long *id);
+
+/* A challenge value for WWW-Authenticate / Proxy-Authenticate:
+ * 'Digest realm="..", nonce="..", algorithm=SHA-256, qop="auth"' and
+ * ', stale=true' when asked. Returns the length, or -1 if `out` is too
+ * small or the algorithm unsupported. */
+int digest_challenge_format(enum digest_alg alg, const char *realm, const char *nonce,
+                            bool stale, char *out, size_t outlen);
+
+/* Parsed credentials (Authorization / Proxy-Authorization), from sofia's
+ * msg_auth_t.au_params. Pointers point into `buf`; absent ones are NULL. */
+struct digest_credentials {
+    char buf[1536];
+    const char *username, *realm, *nonce, *uri, *response, *algorithm, *cnonce, *opaque,
+        *qop, *nc;
+    enum digest_alg alg;
+    unsigned long ncount; /* nc as a number; 0 when absent or not 8 hex digits */
+};
+
+/* Returns 0 when username, realm, nonce, uri and response are all present,
+ * -1 otherwise (the fields found are still set). */
+int digest_credentials_parse(struct digest_credentials *c, const char *const *params);
+
+/* Does the response in `c` match `password` for a request of `method`?
+ * With qop=auth, nc and cnonce must be present; qop values other than auth
+ * (auth-int) and unsupported algorithms are refused. The comparison runs in
+ * constant time. Costs three hashes. */
+bool digest_check(const struct digest_credentials *c, const char *password,
+                  const char *method);
 
 #endif

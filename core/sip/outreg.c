@@ -36,6 +36,7 @@
 
 struct outreg_set {
     nta_agent_t *nta;
+    nta_leg_t *client_leg;
     su_root_t *root;
     struct event_base *base;
     struct store *store;
@@ -64,7 +65,8 @@ struct outreg_set {
  * (nc + 1), so a refresh costs one REGISTER instead of two while the
  * carrier's nonce stays good. One allocation; strings follow the struct. */
 struct auth_cache {
-    int status; /* 401 or 407 */
+    int status; /* 401 or 407; 0: empty */
+    size_t capacity; /* of strings[] */
     enum digest_alg alg;
     bool qop_auth;
     const char *realm, *nonce, *opaque;
@@ -122,9 +124,12 @@ const char *outreg_state_name(enum outreg_state s)
 
 /* ---- Helpers ------------------------------------------------------------ */
 
-/* Replace a heap string; NULL or "" clears it. */
+/* Replace a heap string; NULL or "" clears it. Setting the same text again
+ * keeps the allocation. */
 static void set_str(char **slot, const char *value)
 {
+    if (*slot && value && strcmp(*slot, value) == 0)
+        return;
     free(*slot);
     *slot = value && *value ? strdup(value) : NULL;
 }
@@ -331,7 +336,7 @@ static bool send_register_auth(struct outreg *r, int expires, int auth_status,
     r->in_create = true;
     r->create_status = 0;
     nta_outgoing_t *orq = nta_outgoing_tcreate(
-        nta_default_leg(s->nta), on_response, r, r->proxy ? URL_STRING_MAKE(route) : NULL,
+        s->client_leg, on_response, r, r->proxy ? URL_STRING_MAKE(route) : NULL,
         SIP_METHOD_REGISTER, URL_STRING_MAKE(ruri), SIPTAG_FROM_STR(from), SIPTAG_TO_STR(to),
         SIPTAG_CALL_ID_STR(r->call_id), SIPTAG_CSEQ(cs), SIPTAG_CONTACT_STR(contact),
         SIPTAG_EXPIRES_STR(exp), TAG_IF(r->user_agent, SIPTAG_USER_AGENT_STR(r->user_agent)),
@@ -378,15 +383,33 @@ static bool authorize(struct outreg *r, const struct digest_challenge *c, char *
                                 len) > 0;
 }
 
+/* Room reserved for a challenge when an entry is created. Long-lived
+ * allocations made in the middle of a start-up burst (thousands of
+ * transactions' messages come and go around them) pin heap pages for good;
+ * made up front, they sit together. */
+#define AUTH_CACHE_RESERVE 192
+
+static struct auth_cache *auth_cache_new(size_t capacity)
+{
+    struct auth_cache *ac = malloc(sizeof *ac + capacity);
+    if (ac) {
+        ac->status = 0;
+        ac->capacity = capacity;
+    }
+    return ac;
+}
+
 static void cache_challenge(struct outreg *r, int status, const struct digest_challenge *c)
 {
     size_t a = strlen(c->realm) + 1, b = strlen(c->nonce) + 1,
            o = c->opaque ? strlen(c->opaque) + 1 : 0;
-    struct auth_cache *ac = malloc(sizeof *ac + a + b + o);
-    free(r->auth);
-    r->auth = ac;
-    if (!ac)
-        return;
+    struct auth_cache *ac = r->auth;
+    if (!ac || ac->capacity < a + b + o) {
+        free(ac);
+        ac = r->auth = auth_cache_new(a + b + o);
+        if (!ac)
+            return;
+    }
     ac->status = status;
     ac->alg = c->alg;
     ac->qop_auth = c->qop_auth;
@@ -404,7 +427,7 @@ static void cache_challenge(struct outreg *r, int status, const struct digest_ch
 /* Credentials from the cached challenge, if there is one. */
 static bool authorize_cached(struct outreg *r, char *value, size_t len)
 {
-    if (!r->auth)
+    if (!r->auth || !r->auth->status)
         return false;
     struct digest_challenge c = {.realm = r->auth->realm,
                                  .nonce = r->auth->nonce,
@@ -747,6 +770,8 @@ static struct outreg *entry_new(struct outreg_set *s, const struct registration_
     }
     copy_def(r, d);
     load_ids(r);
+    compute_contact(r);
+    r->auth = auth_cache_new(AUTH_CACHE_RESERVE);
     r->state = OUTREG_REGISTERING;
     return r;
 }
@@ -814,13 +839,14 @@ static void entry_remove(struct outreg_set *s, struct outreg *r)
 
 /* ---- The set -------------------------------------------------------------- */
 
-int outreg_set_create(struct outreg_set **sp, nta_agent_t *nta, su_root_t *root,
-                      struct event_base *base, struct store *store)
+int outreg_set_create(struct outreg_set **sp, nta_agent_t *nta, nta_leg_t *client_leg,
+                      su_root_t *root, struct event_base *base, struct store *store)
 {
     struct outreg_set *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
     s->nta = nta;
+    s->client_leg = client_leg;
     s->root = root;
     s->base = base;
     s->store = store;
@@ -950,8 +976,8 @@ void outreg_set_apply(struct outreg_set *s, const struct config *cfg)
         const struct registration_def *d = defs[j++];
         bool changed = wire_changed(r, d);
         if (changed) {
-            free(r->auth); /* the credentials may have changed */
-            r->auth = NULL;
+            if (r->auth)
+                r->auth->status = 0; /* the credentials may have changed */
         }
         copy_def(r, d); /* also takes the new runtime's hook reference */
         next[m++] = r;

@@ -50,10 +50,11 @@ typedef int outreg_retry_h(struct outreg *reg, int hook_ref, void *arg);
 typedef void outreg_state_h(struct outreg *reg, enum outreg_state before, void *arg);
 
 /* `store` may be NULL (then Call-ID and CSeq do not survive restarts).
+ * `client_leg` is the leg REGISTERs go out on (sipagent_client_leg()).
  * `root` is the evport root nta runs on: the set re-arms it after acting
  * from its own timers. */
-int outreg_set_create(struct outreg_set **sp, nta_agent_t *nta, su_root_t *root,
-                      struct event_base *base, struct store *store);
+int outreg_set_create(struct outreg_set **sp, nta_agent_t *nta, nta_leg_t *client_leg,
+                      su_root_t *root, struct event_base *base, struct store *store);
 
 /* Free everything at once, without unregistering (see outreg_set_shutdown). */
 void outreg_set_destroy(struct outreg_set *s);
