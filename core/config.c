@@ -381,10 +381,63 @@ int config_parse_listen(const char *uri, char *proto, size_t protolen, char *hos
 
 /* ---- Policy sets -------------------------------------------------------- */
 
+/* Definitions of one kind, in policy order, with an open-addressing hash of
+ * their names (slots hold index + 1; 0 is empty) so lookups, duplicate
+ * checks and reload diffs stay O(1) per definition at 10,000 entries. */
 struct def_array {
     size_t n, cap;
     struct def_head **v;
+    size_t nslots; /* a power of two, at least twice n */
+    size_t *slots;
 };
+
+static size_t name_hash(const char *s)
+{
+    size_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Index of `name` in a, or -1. */
+static long def_index(const struct def_array *a, const char *name)
+{
+    if (!a->nslots || !name)
+        return -1;
+    for (size_t i = name_hash(name) & (a->nslots - 1);; i = (i + 1) & (a->nslots - 1)) {
+        size_t slot = a->slots[i];
+        if (!slot)
+            return -1;
+        if (strcmp(a->v[slot - 1]->name, name) == 0)
+            return (long)slot - 1;
+    }
+}
+
+static void slots_insert(size_t *slots, size_t nslots, const char *name, size_t index)
+{
+    size_t i = name_hash(name) & (nslots - 1);
+    while (slots[i])
+        i = (i + 1) & (nslots - 1);
+    slots[i] = index + 1;
+}
+
+/* Make room for one more name. Returns 0 or -ENOMEM. */
+static int slots_reserve(struct def_array *a)
+{
+    if (a->nslots >= 2 * (a->n + 1))
+        return 0;
+    size_t nslots = a->nslots ? a->nslots * 2 : 16;
+    size_t *slots = calloc(nslots, sizeof *slots);
+    if (!slots)
+        return -ENOMEM;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->v[i]->name)
+            slots_insert(slots, nslots, a->v[i]->name, i);
+    free(a->slots);
+    a->slots = slots;
+    a->nslots = nslots;
+    return 0;
+}
 
 struct config {
     struct def_array kinds[KIND_COUNT];
@@ -403,6 +456,7 @@ void config_free(struct config *cfg)
         for (size_t i = 0; i < cfg->kinds[k].n; i++)
             config_def_free(cfg->kinds[k].v[i]);
         free(cfg->kinds[k].v);
+        free(cfg->kinds[k].slots);
     }
     free(cfg);
 }
@@ -411,14 +465,11 @@ const struct def_head *config_find(const struct config *cfg, enum config_kind ki
                                    const char *name)
 {
     const struct def_array *a = &cfg->kinds[kind];
-    for (size_t i = 0; i < a->n; i++)
-        if (a->v[i]->name && name && strcmp(a->v[i]->name, name) == 0)
-            return a->v[i];
-    return NULL;
+    long i = def_index(a, name);
+    return i < 0 ? NULL : a->v[i];
 }
 
-/* O(n) for the duplicate check: policies hold at most thousands of entries
- * and this runs once per load. */
+/* O(1) expected: the duplicate check is a hash lookup. */
 int config_add(struct config *cfg, struct def_head *def, char *err, size_t errlen)
 {
     struct def_array *a = &cfg->kinds[def->kind];
@@ -442,6 +493,10 @@ int config_add(struct config *cfg, struct def_head *def, char *err, size_t errle
         a->v = grown;
         a->cap = cap;
     }
+    if (def->name && slots_reserve(a) < 0)
+        return -ENOMEM;
+    if (def->name)
+        slots_insert(a->slots, a->nslots, def->name, a->n);
     a->v[a->n++] = def;
     return 0;
 }

@@ -234,7 +234,7 @@ struct config_diff {
 
 /* What changed from `old` (may be NULL) to `new`. `fn`, when not NULL, is
  * called for each definition with its verdict; for removed ones `now` is
- * NULL, for added ones `before` is NULL. O(n log n) in definitions. */
+ * NULL, for added ones `before` is NULL. O(n) in definitions. */
 enum diff_verdict { DIFF_ADDED, DIFF_CHANGED, DIFF_REMOVED, DIFF_UNCHANGED };
 typedef void config_diff_h(enum diff_verdict verdict, const struct def_head *before,
                            const struct def_head *now, void *arg);
