@@ -11,7 +11,9 @@
 #include "evport.h"
 #include "log.h"
 #include "sip/agent.h"
+#include "sip/call.h" /* issue 5 */
 #include "sip/outreg.h"
+#include "sip/registrar.h"
 #include "store.h"
 
 #include <errno.h>
@@ -48,6 +50,9 @@ struct app {
     struct engine *engine;
     struct sipagent *agent;
     struct outreg_set *outregs;
+    struct registrar *registrar; /* registrar wiring (issue 4) */
+    struct calls *calls; /* calls wiring (issue 5) */
+    int shutdown_steps;  /* calls wiring (issue 5): sessions still ending */
     struct control *control;
     struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *housekeeping;
     int exit_code;
@@ -148,6 +153,8 @@ static void finish(struct app *a)
 static void shutdown_step_done(void *arg)
 {
     struct app *a = arg;
+    if (--a->shutdown_steps > 0) /* calls wiring (issue 5): calls and registrations */
+        return;
     log_info("main", "sessions ended");
     finish(a);
 }
@@ -177,6 +184,11 @@ static void begin_shutdown(struct app *a, const char *why)
      * timer bounds how long that may take. */
     struct timeval tv = {SHUTDOWN_GRACE_MS / 1000, (SHUTDOWN_GRACE_MS % 1000) * 1000};
     evtimer_add(a->shutdown_timer, &tv);
+    /* ---- calls wiring (issue 5): BYE every call, then unregister ---- */
+    a->shutdown_steps = a->calls ? 2 : 1;
+    if (a->calls)
+        calls_shutdown(a->calls, shutdown_step_done, a);
+    /* ---- end of calls wiring ---- */
     if (a->outregs)
         outreg_set_shutdown(a->outregs, shutdown_step_done, a);
     else
@@ -204,6 +216,8 @@ static void on_reload(const struct config *before, const struct config *now, voi
     (void)before;
     sipagent_set_t1(a->agent, (unsigned)config_switch(now)->sip.resend_interval);
     outreg_set_apply(a->outregs, now);
+    registrar_apply(a->registrar, now); /* registrar wiring (issue 4) */
+    calls_apply(a->calls, now);         /* calls wiring (issue 5) */
     evport_rearm(a->root);
 }
 
@@ -299,6 +313,22 @@ static int run(struct app *a)
         return 1;
     engine_attach_outregs(a->engine, a->outregs, a->root);
     engine_attach_sip(a->engine, a->agent);
+    /* ---- registrar wiring (issue 4) ---- */
+    if (registrar_create(&a->registrar, sipagent_nta(a->agent), sipagent_client_leg(a->agent),
+                         a->root, a->base, a->store) < 0)
+        return 1;
+    engine_attach_registrar(a->engine, a->registrar);
+    registrar_apply(a->registrar, engine_config(a->engine));
+    sipagent_set_method_handler(a->agent, sip_method_register, registrar_on_register,
+                                a->registrar);
+    /* ---- end of registrar wiring ---- */
+    /* ---- calls wiring (issue 5) ---- */
+    if (calls_create(&a->calls, a->agent, a->root, a->base, a->store, a->outregs) < 0)
+        return 1;
+    calls_apply(a->calls, engine_config(a->engine));
+    engine_attach_calls(a->engine, a->calls);
+    sipagent_set_method_handler(a->agent, sip_method_invite, calls_on_invite, a->calls);
+    /* ---- end of calls wiring ---- */
     engine_set_reload_handler(a->engine, on_reload, a);
     outreg_set_apply(a->outregs, engine_config(a->engine));
     evport_rearm(a->root);
@@ -333,11 +363,15 @@ static int run(struct app *a)
 static void cleanup(struct app *a)
 {
     control_close(a->control);
+    calls_destroy(a->calls); /* calls wiring (issue 5): before nta goes */
+    /* Lua before nta: closing the states collects transaction objects that
+     * still own nta transactions and legs. */
+    engine_destroy(a->engine);
+    registrar_destroy(a->registrar); /* registrar wiring (issue 4): before nta goes */
     outreg_set_destroy(a->outregs);
     sipagent_destroy(a->agent);
     if (a->root)
         su_root_destroy(a->root);
-    engine_destroy(a->engine);
     store_close(a->store);
     if (a->sig_term)
         event_free(a->sig_term);

@@ -17,6 +17,8 @@ static const char *const reply_choices[] = {"socket", "via", "via_port", NULL};
 static const char *const request_choices[] = {"socket", "contact", "contact_port", NULL};
 static const char *const callee_choices[] = {"to", "request_line", NULL};
 static const char *const caller_choices[] = {"from", "rpid", "display", "pai", NULL};
+static const char *const endpoint_digest_choices[] = {"sha256,md5", "md5,sha256", "md5",
+                                                      "sha256", NULL};
 
 #define SIP(f) offsetof(struct switch_def, sip) + offsetof(struct sip_settings, f)
 
@@ -49,6 +51,9 @@ static const struct field sip_fields[] = {
     {.name = "endpoint_register_replace", .type = FT_BOOL,
      .offset = SIP(endpoint_register_replace), .def = 1,
      .vos_name = "SS_ENDPOINT_REGISTER_REPLACE"},
+    {.name = "endpoint_digest", .type = FT_ENUM, .offset = SIP(endpoint_digest),
+     .choices = endpoint_digest_choices, .def = ENDPOINT_DIGEST_SHA256_MD5,
+     .vos_name = "(none: digest algorithms offered to endpoints)"},
     {.name = "invite_timeout", .type = FT_INT, .offset = SIP(invite_timeout), .min = 1,
      .max = 300, .def = 10, .vos_name = "SIP INVITE timeout"},
     {.name = "call_progress_timeout", .type = FT_INT, .offset = SIP(call_progress_timeout),

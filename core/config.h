@@ -63,6 +63,13 @@ enum request_address { REQUEST_SOCKET, REQUEST_CONTACT, REQUEST_CONTACT_PORT };
 enum callee_from { CALLEE_FROM_TO, CALLEE_FROM_REQUEST_LINE };
 enum caller_from { CALLER_FROM_FROM, CALLER_FROM_RPID, CALLER_FROM_DISPLAY, CALLER_FROM_PAI };
 enum tristate { TRI_INHERIT = -1, TRI_OFF = 0, TRI_ON = 1 };
+/* Digest algorithms the registrar offers endpoints, most preferred first. */
+enum endpoint_digest {
+    ENDPOINT_DIGEST_SHA256_MD5, /* "sha256,md5": RFC 8760 */
+    ENDPOINT_DIGEST_MD5_SHA256, /* "md5,sha256": for UAs that answer the first challenge */
+    ENDPOINT_DIGEST_MD5,        /* "md5": for UAs that fail on any SHA-256 challenge */
+    ENDPOINT_DIGEST_SHA256,     /* "sha256" */
+};
 
 /* VOS3000 SS_SIP_* and SS_ENDPOINT_* parameters. */
 struct sip_settings {
@@ -76,6 +83,7 @@ struct sip_settings {
     int endpoint_register_retry;  /* SS_ENDPOINT_REGISTER_RETRY: 1..100 */
     int endpoint_register_suspend; /* SS_ENDPOINT_REGISTER_SUSPEND: 0..86400 s */
     bool endpoint_register_replace; /* SS_ENDPOINT_REGISTER_REPLACE */
+    int endpoint_digest;          /* enum endpoint_digest (moonswitch's own) */
     int invite_timeout;           /* SIP INVITE timeout: 1..300 s */
     int call_progress_timeout;    /* SIP call progress timeout: 1..3600 s */
     int resend_interval;          /* SIP resend interval (RFC 3261 T1): 100..4000 ms */

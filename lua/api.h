@@ -49,6 +49,11 @@ typedef struct nta_incoming_s nta_incoming_t;
 struct sip_s;
 int sip_dispatch_request(struct luart *rt, nta_incoming_t *irq, const struct sip_s *sip);
 void api_open_endpoints(lua_State *L, struct luart *rt); /* endpoints.c: the registrar */
+void api_open_calls(lua_State *L, struct luart *rt);     /* calls.c: calls, cdrs (issue 5) */
+/* Install the on_register hook on the registrar; it runs in *current, the
+ * engine's running policy (endpoints.c). */
+struct registrar;
+void endpoints_attach(struct registrar *r, struct luart *const *current);
 
 /* Push the live handle of registration `name` (reads state on each access). */
 void api_push_registration(lua_State *L, struct luart *rt, const char *name);

@@ -3,6 +3,7 @@
 #include "api.h"
 #include "log.h"
 #include "sip/agent.h"
+#include "sip/call.h" /* issue 5 */
 #include "sip/outreg.h"
 #include "store.h"
 
@@ -123,6 +124,14 @@ void engine_attach_sip(struct engine *e, struct sipagent *agent)
     sipagent_set_request_handler(agent, on_request, e);
 }
 
+/* The registrar's objects (endpoints, accounts) and its on_register hook,
+ * which always runs in the current policy (e->current changes on reload). */
+void engine_attach_registrar(struct engine *e, struct registrar *r)
+{
+    e->host.registrar = r;
+    endpoints_attach(r, &e->current);
+}
+
 static int same_listen(const struct config *a, const struct config *b)
 {
     const struct strlist *x = &config_switch(a)->listen, *y = &config_switch(b)->listen;
@@ -232,4 +241,99 @@ void engine_eval(struct control_request *req, enum control_mode mode, const char
     ev->engine = e;
     ev->req = req;
     luart_spawn(rt, 0, eval_done, ev);
+}
+
+/* ---- Calls (issue 5) -------------------------------------------------------- */
+
+/* The policy's route(call) hook, when the current policy defines one: it
+ * runs in a task of its own and may wait; the call waits for its answer.
+ * It returns an array of routing gateway names (or several names), or
+ * nothing for prefix and priority routing. An error falls back to prefix
+ * and priority routing, logged. */
+static void route_done(lua_State *L, int nres, const char *error, void *arg)
+{
+    struct call_route *rq = arg;
+    if (error) {
+        log_error("policy", "route(): %s", error);
+        call_route_done(rq, NULL, 0);
+        return;
+    }
+    const char *names[32];
+    size_t n = 0;
+    int base = lua_gettop(L) - nres;
+    if (nres >= 1 && lua_istable(L, base + 1)) {
+        for (int i = 1; n < 32; i++) {
+            lua_rawgeti(L, base + 1, i);
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                lua_pop(L, 1);
+                break;
+            }
+            names[n++] = lua_tostring(L, -1); /* anchored by the table */
+            lua_pop(L, 1);
+        }
+    } else {
+        for (int i = 1; i <= nres && n < 32; i++)
+            if (lua_type(L, base + i) == LUA_TSTRING)
+                names[n++] = lua_tostring(L, base + i);
+    }
+    call_route_done(rq, names, n);
+}
+
+static bool route_hook(struct call_route *rq, void *arg)
+{
+    struct engine *e = arg;
+    struct luart *rt = e->current;
+    lua_State *L = luart_state(rt);
+    lua_getglobal(L, "route");
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, call_route_caller(rq));
+    lua_setfield(L, -2, "caller");
+    lua_pushstring(L, call_route_callee(rq));
+    lua_setfield(L, -2, "callee");
+    lua_pushstring(L, call_route_mapping_gateway(rq));
+    lua_setfield(L, -2, "mapping_gateway");
+    luart_spawn(rt, 1, route_done, rq); /* done follows, even on failure */
+    return true;
+}
+
+/* A gateway's callee_rewrite rule, with Lua's own string.gsub so that the
+ * rules mean what they mean in Lua. Runs under the time budget. */
+static int rewrite_hook(const char *pattern, const char *replacement, const char *in,
+                        char *out, size_t outlen, void *arg)
+{
+    struct engine *e = arg;
+    struct luart *rt = e->current;
+    lua_State *L = luart_state(rt);
+    char err[256];
+    lua_getglobal(L, "string");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_getfield(L, -1, "gsub");
+    lua_remove(L, -2);
+    lua_pushstring(L, in);
+    lua_pushstring(L, pattern);
+    lua_pushstring(L, replacement);
+    if (luart_call(rt, 3, 1, err, sizeof err) < 0) {
+        log_error("policy", "callee_rewrite { \"%s\", \"%s\" }: %s", pattern, replacement, err);
+        return -1;
+    }
+    const char *s = lua_tostring(L, -1);
+    int rc = s && strlen(s) < outlen ? 0 : -1;
+    if (rc == 0)
+        memcpy(out, s, strlen(s) + 1);
+    lua_pop(L, 1);
+    return rc;
+}
+
+void engine_attach_calls(struct engine *e, struct calls *cs)
+{
+    e->host.calls = cs;
+    calls_set_route_hook(cs, route_hook, e);
+    calls_set_rewrite_hook(cs, rewrite_hook, e);
 }

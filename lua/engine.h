@@ -39,6 +39,17 @@ struct sipagent;
  * requests the core does not handle (on_request). */
 void engine_attach_sip(struct engine *e, struct sipagent *agent);
 
+struct registrar;
+/* Make the registrar visible to policies (`endpoints`, `accounts`,
+ * `suspensions`) and call the policy's on_register hook, when it has one,
+ * for every successful registration. */
+void engine_attach_registrar(struct engine *e, struct registrar *r);
+
+struct calls;
+/* Calls (issue 5): `calls`, `cdrs`, gateways[].calls for policies, the
+ * policy's route(call) hook and callee_rewrite through string.gsub. */
+void engine_attach_calls(struct engine *e, struct calls *cs);
+
 /* Reload atomically: load and validate a fresh runtime, and only then swap.
  * Returns 0 with the diff summary in msg, or -1 with the error (the running
  * policy stays). */

@@ -6,6 +6,7 @@
 #include "api.h"
 #include "config.h"
 #include "sip/outreg.h"
+#include "sip/call.h" /* issue 5 */
 #include "store.h"
 
 #include <malloc.h>
@@ -244,6 +245,13 @@ static int gateway_online(struct luart *rt, const struct routing_gateway_def *g)
     return r && outreg_state(r) == OUTREG_ACTIVE;
 }
 
+/* Calls in progress through a gateway (issue 5): 0 until calls are up. */
+static unsigned gateway_calls(struct luart *rt, const char *name)
+{
+    struct calls *cs = luart_host(rt)->calls;
+    return cs ? calls_gateway_calls(cs, name) : 0;
+}
+
 static int gw_index(lua_State *L)
 {
     struct handle *h = luaL_checkudata(L, 1, GW_MT);
@@ -257,7 +265,7 @@ static int gw_index(lua_State *L)
     } else if (strcmp(k, "online") == 0) {
         lua_pushboolean(L, gateway_online(h->rt, g));
     } else if (strcmp(k, "calls") == 0) {
-        lua_pushinteger(L, 0); /* calls arrive with the B2BUA */
+        lua_pushinteger(L, gateway_calls(h->rt, h->name)); /* issue 5 */
     } else if (strcmp(k, "type") == 0) {
         static const char *const types[] = {"static", "dynamic", "registration"};
         lua_pushstring(L, types[g->type]);
@@ -303,7 +311,8 @@ static int gws_tostring(lua_State *L)
         const struct routing_gateway_def *g =
             (const void *)config_at(cfg, KIND_ROUTING_GATEWAY, i);
         snprintf(line, sizeof line, "%-24s %-13s %-7s %5d  %s\n", g->head.name,
-                 types[g->type], gateway_online(rt, g) ? "yes" : "no", 0,
+                 types[g->type], gateway_online(rt, g) ? "yes" : "no",
+                 (int)gateway_calls(rt, g->head.name), /* issue 5 */
                  g->registration ? g->registration : "-");
         luaL_addstring(&b, line);
     }

@@ -471,6 +471,7 @@ struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
     api_open_live(L, rt);
     api_open_sip(L, rt);
     api_open_endpoints(L, rt);
+    api_open_calls(L, rt); /* issue 5 */
 
     char **files = NULL;
     int n = list_policy_files(dir, &files, err, errlen);

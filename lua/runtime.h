@@ -22,6 +22,7 @@ struct event_base;
 struct config;
 struct outreg_set;
 struct registrar;
+struct calls;
 struct sipagent;
 struct store;
 struct luart;
@@ -41,6 +42,7 @@ struct luahost {
     void *sip_root; /* su_root_t, re-armed after each slice (Lua may touch nta) */
     struct sipagent *agent;     /* for sip.request; NULL until the SIP side is up */
     struct registrar *registrar; /* endpoints(), accounts; NULL until it is up */
+    struct calls *calls;         /* calls, cdrs, gateways[].calls (issue 5); NULL until up */
 };
 
 /* `host` must outlive the runtime. Load every *.lua of `dir`, in name order, into a fresh state and validate

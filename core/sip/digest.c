@@ -209,11 +209,11 @@ static void nonce_mac(const unsigned char secret[DIGEST_SECRET_LEN], const unsig
     HMAC(EVP_sha256(), secret, DIGEST_SECRET_LEN, head, 16, mac, &len);
 }
 
-void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long now,
+void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long now_ms,
                        char out[DIGEST_NONCE_MAX])
 {
     unsigned char raw[NONCE_RAW], mac[32];
-    unsigned long long t = (unsigned long long)now;
+    unsigned long long t = (unsigned long long)now_ms;
     for (int i = 7; i >= 0; i--, t >>= 8)
         raw[i] = (unsigned char)(t & 0xff);
     if (getrandom(raw + 8, 8, 0) != 8)
@@ -225,8 +225,8 @@ void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long 
 }
 
 enum digest_nonce_state digest_nonce_check(const unsigned char secret[DIGEST_SECRET_LEN],
-                                           const char *nonce, long long now, unsigned ttl,
-                                           long long *issued, unsigned long long *id)
+                                           const char *nonce, long long now_ms, unsigned ttl,
+                                           long long *issued_ms, unsigned long long *id)
 {
     unsigned char raw[NONCE_RAW], mac[32];
     if (!nonce || strlen(nonce) != DIGEST_NONCE_LEN || from_hex(nonce, raw, NONCE_RAW) < 0)
@@ -241,13 +241,13 @@ enum digest_nonce_state digest_nonce_check(const unsigned char secret[DIGEST_SEC
     }
     long long when = (long long)t;
     /* A little slack for a clock stepped back since it was issued. */
-    if (when > now + 5)
+    if (when > now_ms + 5000)
         return DIGEST_NONCE_INVALID;
-    if (issued)
-        *issued = when;
+    if (issued_ms)
+        *issued_ms = when;
     if (id)
         *id = r;
-    return now - when > (long long)ttl ? DIGEST_NONCE_STALE : DIGEST_NONCE_VALID;
+    return now_ms - when > (long long)ttl * 1000 ? DIGEST_NONCE_STALE : DIGEST_NONCE_VALID;
 }
 
 int digest_challenge_format(enum digest_alg alg, const char *realm, const char *nonce,

@@ -59,16 +59,17 @@ void digest_unquote(const char *in, char *out, size_t outlen);
 /* ---- Server side: challenging and checking (the registrar) ---------------- */
 
 /* Nonces are stateless: the switch can check one it issued without keeping
- * it. A nonce is 64 hex characters: 8 bytes of issue time (unix seconds,
- * big-endian), 8 random bytes (so every challenge's nonce is unique, and its
+ * it. A nonce is 64 hex characters: 8 bytes of issue time (unix
+ * milliseconds, big-endian), 8 random bytes (so every challenge's nonce is unique, and its
  * nonce-count can be tracked), and the first 16 bytes of
  * HMAC-SHA256(secret, time || random). */
 #define DIGEST_SECRET_LEN 32
 #define DIGEST_NONCE_LEN 64
 #define DIGEST_NONCE_MAX (DIGEST_NONCE_LEN + 1)
 
-/* Make a nonce issued at `now`. Reads 8 random bytes (getrandom). */
-void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long now,
+/* Make a nonce issued at `now_ms` (unix milliseconds). Reads 8 random bytes
+ * (getrandom). */
+void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long now_ms,
                        char out[DIGEST_NONCE_MAX]);
 
 enum digest_nonce_state {
@@ -77,13 +78,13 @@ enum digest_nonce_state {
     DIGEST_NONCE_INVALID, /* not ours: wrong length, bad MAC, from the future */
 };
 
-/* Check a nonce against the secret. `ttl` is its lifetime in seconds. On
- * VALID and STALE, `*issued` gets its issue time and `*id` 8 bytes that
- * identify it (for nonce-count tracking). Constant time in the MAC compare.
+/* Check a nonce against the secret at `now_ms`. `ttl` is its lifetime in
+ * seconds. On VALID and STALE, `*issued_ms` gets its issue time and `*id` 8
+ * bytes that identify it (for nonce-count tracking). Constant time in the MAC compare.
  * Costs one HMAC-SHA256. */
 enum digest_nonce_state digest_nonce_check(const unsigned char secret[DIGEST_SECRET_LEN],
-                                           const char *nonce, long long now, unsigned ttl,
-                                           long long *issued, unsigned long long *id);
+                                           const char *nonce, long long now_ms, unsigned ttl,
+                                           long long *issued_ms, unsigned long long *id);
 
 /* A challenge value for WWW-Authenticate / Proxy-Authenticate:
  * 'Digest realm="..", nonce="..", algorithm=SHA-256, qop="auth"' and

@@ -25,8 +25,9 @@ enum nctrack_verdict {
 };
 
 /* A table of `capacity` entries (rounded up to a power of two, at least 16).
- * Nonces issued at or before `since` (unix seconds, say the start time:
- * nonces of an earlier run may have been used) count as forgotten. Returns
+ * Nonces issued at or before `since` (any clock, the same as the issue times
+ * given to nctrack_use; say the start time in milliseconds: nonces of an
+ * earlier run may have been used) count as forgotten. Returns
  * NULL when out of memory. */
 struct nctrack *nctrack_create(unsigned capacity, long long since);
 void nctrack_destroy(struct nctrack *t);

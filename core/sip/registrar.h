@@ -8,7 +8,9 @@
  * name, the user part of To; the digest user must be that account.
  *
  * Digest (RFC 7616, RFC 8760): SHA-256 and MD5 are both offered, SHA-256
- * first, with qop=auth. Nonces are stateless: an HMAC of their issue time
+ * first, with qop=auth (the switch setting endpoint_digest changes which and
+ * in what order: many deployed UAs, Debian's baresip 1.0 among them, give up
+ * on any SHA-256 challenge, and SIPp answers only the first one). Nonces are stateless: an HMAC of their issue time
  * under a secret kept in the store, so they survive restarts and cost no
  * memory until answered; an expired one is answered with stale=true, and a
  * nonce-count seen before is refused (see nonce.h). Unknown users and wrong
@@ -76,13 +78,14 @@ struct registrar_event;
 /* Failed authentications older than this are forgotten. */
 #define REGISTRAR_FAILURE_WINDOW 600
 
-/* Create the registrar. `store` may be NULL (then nothing is durable and
+/* Create the registrar. `leg` is the leg keepalive OPTIONS go out on
+ * (sipagent_client_leg). `store` may be NULL (then nothing is durable and
  * the nonce secret is new at each start). `root` is the evport root nta runs
  * on, re-armed after acting from the registrar's own timers. The accounts
  * and the stored bindings come with the first registrar_apply(). Returns 0,
  * -ENOMEM, or a store error. */
-int registrar_create(struct registrar **rp, nta_agent_t *nta, su_root_t *root,
-                     struct event_base *base, struct store *store);
+int registrar_create(struct registrar **rp, nta_agent_t *nta, nta_leg_t *leg,
+                     su_root_t *root, struct event_base *base, struct store *store);
 
 /* Answer whatever waits (503), stop the timers and free everything. Hook
  * calls still running are orphaned: registrar_event_done() on them only

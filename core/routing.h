@@ -1,0 +1,53 @@
+/* Routing: which routing gateways may carry a call, in the order to try
+ * them, and the number each of them is sent.
+ *
+ * Selection is pure: it reads the policy set and nothing else. Whether a
+ * gateway can take a call right now (online, under its line limit, its
+ * registration active) is the call module's business at the moment it tries
+ * the gateway, because that changes while a call fails over.
+ *
+ * Prefix match: a gateway serves a callee when one of its prefixes starts
+ * the number; a gateway without prefixes serves every number, as the
+ * shortest (empty) prefix. Gateways are ordered by their longest matching
+ * prefix (longest first), then by priority (lower first), then by name, so
+ * the order is stable across reloads.
+ *
+ * Rewrites: a gateway's callee_rewrite rules are Lua patterns
+ * (`{ "^00", "" }`). The core knows nothing of Lua: the engine installs a
+ * routing_rewrite_h that runs string.gsub. Without one (tests, --check) the
+ * common subset is applied in C: an optional ^ anchor followed by literal
+ * characters and %d (one digit), replaced by a literal string. */
+#ifndef MOON_ROUTING_H
+#define MOON_ROUTING_H
+
+#include <stddef.h>
+
+struct config;
+struct rewrite_list;
+
+/* Longest number or gateway name routing handles. */
+#define ROUTING_NUMBER_MAX 128
+
+/* Fill `out` (capacity `max`) with the names of the gateways that serve
+ * `callee`, in the order to try them. Names point into cfg's definitions and
+ * live as long as cfg. Returns the count (at most max). O(g log g) in
+ * gateways, O(total prefixes) to match. */
+size_t routing_select(const struct config *cfg, const char *callee, const char **out,
+                      size_t max);
+
+/* Apply one rule to `in`, writing the result to `out`. Returns 0, or -1 when
+ * the rule cannot be applied (then `out` is undefined and the caller keeps
+ * the number unchanged). */
+typedef int routing_rewrite_h(const char *pattern, const char *replacement, const char *in,
+                              char *out, size_t outlen, void *arg);
+
+/* The C subset described above: anchored or not, literal and %d. */
+int routing_rewrite_simple(const char *pattern, const char *replacement, const char *in,
+                           char *out, size_t outlen, void *arg);
+
+/* Apply every rule of `rules` in order (each to the previous result), with
+ * `h` (NULL: routing_rewrite_simple). A rule that fails is skipped. */
+void routing_rewrite(const struct rewrite_list *rules, const char *callee,
+                     routing_rewrite_h *h, void *arg, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,1180 @@
+/* The B2BUA. See call.h. */
+#define NTA_LEG_MAGIC_T struct call
+#define NTA_OUTGOING_MAGIC_T void
+#define NTA_INCOMING_MAGIC_T struct call
+
+#include "sip/call.h"
+#include "cdr.h"
+#include "config.h"
+#include "evport.h"
+#include "log.h"
+#include "routing.h"
+#include "sip/agent.h"
+#include "sip/digest.h"
+#include "sip/outreg.h"
+#include "store.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/nta_tag.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su.h>
+
+/* nta marks the responses it makes up itself (timer B's 408, a transport
+ * error's 503) with this message flag; the value is in nta_internal.h,
+ * which is not installed. */
+#ifndef NTA_INTERNAL_MSG
+#define NTA_INTERNAL_MSG (1 << 15)
+#endif
+
+/* Gateways one call may try. */
+#define MAX_CANDIDATES 32
+#define NUM ROUTING_NUMBER_MAX
+
+enum state { ST_ROUTING, ST_CALLING, ST_PROCEEDING, ST_ANSWERED, ST_ENDING };
+
+static const char *statename(enum state s)
+{
+    static const char *const names[] = {"routing", "calling", "proceeding", "answered",
+                                        "ending"};
+    return names[s];
+}
+
+/* Calls in progress per gateway name. A handful of gateways: a linear
+ * array is enough, and names of removed gateways stay (a few bytes). */
+struct counter {
+    char *name;
+    unsigned calls;
+};
+
+struct counters {
+    struct counter *v;
+    size_t n, cap;
+};
+
+struct relay;
+
+struct calls {
+    struct sipagent *agent;
+    nta_agent_t *nta;
+    su_root_t *root;
+    struct event_base *base;
+    struct store *store;
+    struct outreg_set *outregs;
+    const struct config *cfg;
+    struct call *head, *tail;
+    size_t count;
+    uint64_t next_id;
+    struct counters rgw, mgw;
+    calls_route_h *route_h;
+    void *route_arg;
+    routing_rewrite_h *rewrite_h;
+    void *rewrite_arg;
+    char contact[256]; /* "<sip:IP:PORT>" */
+    char host[128];    /* our address for From */
+    /* shutdown */
+    bool stopping;
+    void (*shutdown_done)(void *arg);
+    void *shutdown_arg;
+    unsigned shutdown_pending;
+    nta_outgoing_t **byes; /* shutdown BYEs not answered yet */
+    size_t nbyes;
+};
+
+struct call_route {
+    struct call *call; /* NULL once the call ended */
+    char caller[NUM], callee[NUM], mapping_gateway[NUM];
+};
+
+/* An in-dialog request relayed to the other leg. */
+struct relay {
+    struct relay *next;
+    struct call *call;
+    nta_incoming_t *irq;
+    nta_outgoing_t *orq;
+    bool to_b;
+    bool invite;
+};
+
+struct call {
+    struct calls *cs;
+    struct call *prev, *next;
+    uint64_t id;
+    enum state state;
+    /* A-leg */
+    nta_incoming_t *a_irq; /* the caller's INVITE, until answered */
+    nta_leg_t *a_leg;
+    msg_t *a_msg; /* our reference to the caller's INVITE */
+    int a_max_forwards;
+    /* B-leg: the attempt in progress */
+    nta_leg_t *b_leg;
+    nta_outgoing_t *b_orq;
+    char b_ruri[320];
+    bool b_counted; /* counted in the gateway's calls */
+    unsigned auth_tries;
+    bool cancelled; /* the caller cancelled, or the switch gave up */
+    struct event *timer; /* invite_timeout, then call_progress_timeout */
+    struct call_route *route;
+    struct relay *relays;
+    /* routing */
+    char *cands[MAX_CANDIDATES];
+    size_t ncands, next_cand;
+    int last_status;
+    char last_reason[64];
+    /* the record */
+    struct cdr cdr;
+};
+
+static void try_next(struct call *c);
+static void send_bye(nta_leg_t *leg, nta_response_f *cb, void *arg);
+static void end_call(struct call *c, const char *hangup, int status, const char *reason);
+static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip);
+
+/* ---- Helpers ------------------------------------------------------------ */
+
+static void kick(struct calls *cs)
+{
+    if (cs->root)
+        evport_rearm(cs->root);
+}
+
+static void random_hex(char *out, size_t bytes)
+{
+    unsigned char raw[16];
+    if (bytes > sizeof raw)
+        bytes = sizeof raw;
+    if (getrandom(raw, bytes, 0) != (ssize_t)bytes)
+        for (size_t i = 0; i < bytes; i++)
+            raw[i] = (unsigned char)random();
+    for (size_t i = 0; i < bytes; i++)
+        sprintf(out + 2 * i, "%02x", raw[i]);
+}
+
+static struct counter *counter_get(struct counters *cn, const char *name, bool create)
+{
+    for (size_t i = 0; i < cn->n; i++)
+        if (strcmp(cn->v[i].name, name) == 0)
+            return &cn->v[i];
+    if (!create)
+        return NULL;
+    if (cn->n == cn->cap) {
+        size_t cap = cn->cap ? cn->cap * 2 : 8;
+        struct counter *v = realloc(cn->v, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        cn->v = v;
+        cn->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy)
+        return NULL;
+    cn->v[cn->n] = (struct counter){copy, 0};
+    return &cn->v[cn->n++];
+}
+
+static unsigned counter_value(const struct counters *cn, const char *name)
+{
+    struct counter *k = counter_get((struct counters *)cn, name, false);
+    return k ? k->calls : 0;
+}
+
+static void counter_add(struct counters *cn, const char *name, int delta)
+{
+    struct counter *k = counter_get(cn, name, true);
+    if (k && (delta > 0 || k->calls > 0))
+        k->calls += (unsigned)delta;
+}
+
+static void copy_user(char *out, size_t outlen, const url_t *url)
+{
+    snprintf(out, outlen, "%s", url && url->url_user ? url->url_user : "");
+}
+
+/* The first header called `name` that sofia did not parse (RPID, PAI). */
+static const char *unknown_header(const sip_t *sip, const char *name)
+{
+    for (const sip_unknown_t *u = sip->sip_unknown; u; u = u->un_next)
+        if (u->un_name && strcasecmp(u->un_name, name) == 0)
+            return u->un_value;
+    return NULL;
+}
+
+/* The user part of the first SIP URI in a header value:
+ * "\"Bob\" <sip:1234@host>;party=calling" -> "1234". */
+static void user_of_value(const char *value, char *out, size_t outlen)
+{
+    *out = '\0';
+    if (!value)
+        return;
+    const char *p = strstr(value, "sip:");
+    const char *q = p ? p + 4 : NULL;
+    if (!q && (p = strstr(value, "tel:")))
+        q = p + 4;
+    if (!q)
+        return;
+    size_t n = strcspn(q, "@;>? ");
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, q, n);
+    out[n] = '\0';
+}
+
+static void display_of(const sip_from_t *from, char *out, size_t outlen)
+{
+    *out = '\0';
+    if (!from || !from->a_display)
+        return;
+    const char *d = from->a_display;
+    size_t n = strlen(d);
+    if (n >= 2 && d[0] == '"' && d[n - 1] == '"') {
+        d++;
+        n -= 2;
+    }
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, d, n);
+    out[n] = '\0';
+}
+
+/* The source IP of a request, as text. */
+static void source_ip(msg_t *msg, char *out, size_t outlen)
+{
+    *out = '\0';
+    su_addrinfo_t *ai = msg_addrinfo(msg);
+    if (!ai || !ai->ai_addr)
+        return;
+    su_sockaddr_t *su = (su_sockaddr_t *)ai->ai_addr;
+    if (su->su_family == AF_INET)
+        inet_ntop(AF_INET, &su->su_sin.sin_addr, out, (socklen_t)outlen);
+    else if (su->su_family == AF_INET6)
+        inet_ntop(AF_INET6, &su->su_sin6.sin6_addr, out, (socklen_t)outlen);
+}
+
+/* The static mapping gateway with `ip` among its addresses. An address may
+ * be written "IP" or "IP:PORT" (the port is not compared). */
+static const struct mapping_gateway_def *mapping_by_source(const struct config *cfg,
+                                                           const char *ip)
+{
+    size_t n = config_count(cfg, KIND_MAPPING_GATEWAY);
+    for (size_t i = 0; i < n; i++) {
+        const struct mapping_gateway_def *m =
+            (const void *)config_at(cfg, KIND_MAPPING_GATEWAY, i);
+        if (m->type != MGW_STATIC)
+            continue;
+        for (size_t k = 0; k < m->addresses.n; k++) {
+            const char *a = m->addresses.v[k];
+            size_t len = strlen(ip);
+            if (strncmp(a, ip, len) == 0 && (a[len] == '\0' || (a[len] == ':' && !strchr(ip, ':'))))
+                return m;
+        }
+    }
+    return NULL;
+}
+
+static const struct routing_gateway_def *rgw_def(const struct calls *cs, const char *name)
+{
+    return cs->cfg ? (const void *)config_find(cs->cfg, KIND_ROUTING_GATEWAY, name) : NULL;
+}
+
+static bool registration_active(const struct calls *cs, const struct routing_gateway_def *g)
+{
+    if (g->type != RGW_REGISTRATION)
+        return true;
+    struct outreg *r = cs->outregs && g->registration ? outreg_find(cs->outregs, g->registration)
+                                                      : NULL;
+    return r && outreg_state(r) == OUTREG_ACTIVE;
+}
+
+bool calls_gateway_online(const struct calls *cs, const char *name)
+{
+    const struct routing_gateway_def *g = rgw_def(cs, name);
+    return g && registration_active(cs, g);
+}
+
+unsigned calls_gateway_calls(const struct calls *cs, const char *name)
+{
+    return counter_value(&cs->rgw, name);
+}
+
+size_t calls_count(const struct calls *cs)
+{
+    return cs->count;
+}
+
+/* ---- Lifetime ----------------------------------------------------------- */
+
+int calls_create(struct calls **csp, struct sipagent *agent, su_root_t *root,
+                 struct event_base *base, struct store *store, struct outreg_set *outregs)
+{
+    struct calls *cs = calloc(1, sizeof *cs);
+    if (!cs)
+        return -ENOMEM;
+    cs->agent = agent;
+    cs->nta = sipagent_nta(agent);
+    cs->root = root;
+    cs->base = base;
+    cs->store = store;
+    cs->outregs = outregs;
+    cs->next_id = 1;
+    sip_contact_t const *me = nta_agent_contact(cs->nta);
+    if (me && me->m_url->url_host) {
+        snprintf(cs->host, sizeof cs->host, "%s%s%s", me->m_url->url_host,
+                 me->m_url->url_port ? ":" : "", me->m_url->url_port ? me->m_url->url_port : "");
+        snprintf(cs->contact, sizeof cs->contact, "<sip:%s>", cs->host);
+    } else {
+        snprintf(cs->host, sizeof cs->host, "localhost");
+        snprintf(cs->contact, sizeof cs->contact, "<sip:localhost>");
+    }
+    *csp = cs;
+    return 0;
+}
+
+void calls_apply(struct calls *cs, const struct config *cfg)
+{
+    cs->cfg = cfg;
+}
+
+void calls_set_route_hook(struct calls *cs, calls_route_h *h, void *arg)
+{
+    cs->route_h = h;
+    cs->route_arg = arg;
+}
+
+void calls_set_rewrite_hook(struct calls *cs, routing_rewrite_h *h, void *arg)
+{
+    cs->rewrite_h = h;
+    cs->rewrite_arg = arg;
+}
+
+static void relay_free(struct relay *r, bool answer)
+{
+    if (r->orq)
+        nta_outgoing_destroy(r->orq);
+    if (r->irq) {
+        if (answer)
+            nta_incoming_treply(r->irq, SIP_481_NO_TRANSACTION, TAG_END());
+        nta_incoming_destroy(r->irq);
+    }
+    free(r);
+}
+
+/* Forget the B-leg attempt: its transaction (nta cancels nothing here; the
+ * caller of this did what the protocol needs) and its dialog. */
+static void drop_b(struct call *c)
+{
+    if (c->b_orq) {
+        nta_outgoing_destroy(c->b_orq);
+        c->b_orq = NULL;
+    }
+    if (c->b_leg) {
+        nta_leg_destroy(c->b_leg);
+        c->b_leg = NULL;
+    }
+    if (c->b_counted) {
+        counter_add(&c->cs->rgw, c->cdr.routing_gateway, -1);
+        c->b_counted = false;
+    }
+}
+
+static void call_free(struct call *c)
+{
+    struct calls *cs = c->cs;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        cs->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        cs->tail = c->prev;
+    cs->count--;
+    if (c->route)
+        c->route->call = NULL; /* the hook's answer only frees it */
+    while (c->relays) {
+        struct relay *r = c->relays;
+        c->relays = r->next;
+        relay_free(r, true);
+    }
+    drop_b(c);
+    if (c->a_irq) {
+        nta_incoming_treply(c->a_irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+        nta_incoming_destroy(c->a_irq);
+    }
+    if (c->a_leg)
+        nta_leg_destroy(c->a_leg);
+    if (c->a_msg)
+        msg_destroy(c->a_msg);
+    if (c->timer)
+        event_free(c->timer);
+    if (c->cdr.mapping_gateway[0])
+        counter_add(&cs->mgw, c->cdr.mapping_gateway, -1);
+    for (size_t i = 0; i < c->ncands; i++)
+        free(c->cands[i]);
+    free(c);
+}
+
+void calls_destroy(struct calls *cs)
+{
+    if (!cs)
+        return;
+    while (cs->head)
+        call_free(cs->head);
+    for (size_t i = 0; i < cs->rgw.n; i++)
+        free(cs->rgw.v[i].name);
+    for (size_t i = 0; i < cs->mgw.n; i++)
+        free(cs->mgw.v[i].name);
+    for (size_t i = 0; i < cs->nbyes; i++)
+        if (cs->byes[i])
+            nta_outgoing_destroy(cs->byes[i]);
+    free(cs->byes);
+    free(cs->rgw.v);
+    free(cs->mgw.v);
+    free(cs);
+}
+
+/* ---- Ending ------------------------------------------------------------- */
+
+/* Write the record and free the call. The caller has already told both
+ * sides what they need (final response, BYE, CANCEL). */
+static void end_call(struct call *c, const char *hangup, int status, const char *reason)
+{
+    struct cdr *r = &c->cdr;
+    r->stop = (long long)time(NULL);
+    if (r->answer)
+        r->duration = r->stop - r->answer;
+    if (!r->status)
+        r->status = status;
+    if (!r->reason[0])
+        snprintf(r->reason, sizeof r->reason, "%s",
+                 reason ? reason : sip_status_phrase(status) ? sip_status_phrase(status) : "");
+    snprintf(r->hangup, sizeof r->hangup, "%s", hangup);
+    cdr_write(c->cs->store, r);
+    log_info("call", "%" PRIu64 " ended: %s -> %s via %s, %d %s, hangup %s, %llds", c->id,
+             r->caller, r->routed_callee[0] ? r->routed_callee : r->callee,
+             r->routing_gateway[0] ? r->routing_gateway : "-", r->status, r->reason, r->hangup,
+             r->duration);
+    call_free(c);
+}
+
+/* Answer the caller's INVITE with a failure, and end. */
+static void fail_call(struct call *c, int status, const char *reason, const char *hangup)
+{
+    if (c->a_irq) {
+        nta_incoming_treply(c->a_irq, status, reason ? reason : sip_status_phrase(status),
+                            TAG_END());
+        nta_incoming_destroy(c->a_irq);
+        c->a_irq = NULL;
+    }
+    c->cdr.status = status;
+    snprintf(c->cdr.reason, sizeof c->cdr.reason, "%s",
+             reason ? reason : sip_status_phrase(status) ? sip_status_phrase(status) : "");
+    end_call(c, hangup, status, reason);
+}
+
+/* A BYE on a leg, fire and forget: nta keeps the transaction (and its
+ * retransmissions) after we let go. */
+static void send_bye(nta_leg_t *leg, nta_response_f *cb, void *arg)
+{
+    if (!leg)
+        return;
+    nta_outgoing_t *bye =
+        nta_outgoing_tcreate(leg, cb, arg, NULL, SIP_METHOD_BYE, NULL, TAG_END());
+    if (bye && !cb)
+        nta_outgoing_destroy(bye);
+}
+
+/* ---- Timers -------------------------------------------------------------- */
+
+static void arm(struct call *c, int seconds)
+{
+    struct timeval tv = {seconds > 0 ? seconds : 1, 0};
+    evtimer_add(c->timer, &tv);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct call *c = arg;
+    (void)fd;
+    (void)what;
+    struct calls *cs = c->cs;
+    if (c->state != ST_CALLING && c->state != ST_PROCEEDING)
+        return;
+    if (c->b_orq) {
+        nta_outgoing_t *cancel = nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
+        if (cancel)
+            nta_outgoing_destroy(cancel);
+    }
+    if (c->cancelled) {
+        /* The caller is gone and the gateway never answered the CANCEL. */
+        end_call(c, "caller", 487, "Request Terminated");
+        kick(cs);
+        return;
+    }
+    c->last_status = 408;
+    snprintf(c->last_reason, sizeof c->last_reason, "%s",
+             c->state == ST_CALLING ? "INVITE Timeout" : "Call Progress Timeout");
+    log_info("call", "%" PRIu64 ": %s: %s, trying the next gateway", c->id,
+             c->cdr.routing_gateway, c->last_reason);
+    drop_b(c);
+    try_next(c);
+    kick(cs);
+}
+
+/* ---- The B-leg ---------------------------------------------------------- */
+
+static bool failover_status(int status)
+{
+    switch (status) {
+    case 408:
+    case 480:
+    case 500:
+    case 502:
+    case 503:
+    case 504:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int b_leg_request(struct call *c, nta_leg_t *leg, nta_incoming_t *irq,
+                         sip_t const *sip);
+
+/* Send the INVITE of one attempt to gateway g. `auth` is an Authorization
+ * (401) or Proxy-Authorization (407) value for a retry, else NULL. Returns
+ * 0, or -1 when it could not even be sent. */
+static int send_invite(struct call *c, const struct routing_gateway_def *g, int auth_status,
+                       const char *auth)
+{
+    struct calls *cs = c->cs;
+    sip_t const *a = sip_object(c->a_msg);
+    const char *callee = c->cdr.callee, *routed = c->cdr.routed_callee;
+    int use_contact = g->invite_use_contact == TRI_INHERIT
+                          ? config_switch(cs->cfg)->sip.routing_gateway_invite_use_contact
+                          : g->invite_use_contact == TRI_ON;
+    char to[320], from[320], call_id[48], tag[20];
+    snprintf(c->b_ruri, sizeof c->b_ruri, "sip:%s@%s", routed, g->address);
+    snprintf(to, sizeof to, "<sip:%s@%s>", use_contact ? callee : routed, g->address);
+    if (!c->b_leg) {
+        random_hex(tag, 8);
+        random_hex(call_id, 16);
+        snprintf(from, sizeof from, "<sip:%s@%s>;tag=%s", c->cdr.caller[0] ? c->cdr.caller : "anonymous",
+                 cs->host, tag);
+        c->b_leg = nta_leg_tcreate(cs->nta, b_leg_request, c, SIPTAG_FROM_STR(from),
+                                   SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id), TAG_END());
+        if (!c->b_leg)
+            return -1;
+    }
+    char mf[16];
+    snprintf(mf, sizeof mf, "%d", c->a_max_forwards - 1);
+    c->b_orq = nta_outgoing_tcreate(
+        c->b_leg, on_b_response, c, NULL, SIP_METHOD_INVITE, URL_STRING_MAKE(c->b_ruri),
+        SIPTAG_CONTACT_STR(cs->contact), SIPTAG_MAX_FORWARDS_STR(mf),
+        SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"),
+        TAG_IF(auth && auth_status == 401, SIPTAG_AUTHORIZATION_STR(auth)),
+        TAG_IF(auth && auth_status == 407, SIPTAG_PROXY_AUTHORIZATION_STR(auth)),
+        TAG_IF(a->sip_content_type, SIPTAG_CONTENT_TYPE(a->sip_content_type)),
+        TAG_IF(a->sip_payload, SIPTAG_PAYLOAD(a->sip_payload)), TAG_END());
+    if (!c->b_orq)
+        return -1;
+    c->state = ST_CALLING;
+    arm(c, config_switch(cs->cfg)->sip.invite_timeout);
+    return 0;
+}
+
+/* Try the next usable candidate, or fail the call when none is left. */
+static void try_next(struct call *c)
+{
+    struct calls *cs = c->cs;
+    while (c->next_cand < c->ncands) {
+        const char *name = c->cands[c->next_cand++];
+        const struct routing_gateway_def *g = rgw_def(cs, name);
+        if (!g) {
+            log_warn("call", "%" PRIu64 ": route names unknown gateway \"%s\"", c->id, name);
+            continue;
+        }
+        if (!registration_active(cs, g)) {
+            log_debug("call", "%" PRIu64 ": %s skipped: registration not active", c->id, name);
+            continue;
+        }
+        if (g->line_limit >= 0 && counter_value(&cs->rgw, name) >= (unsigned)g->line_limit) {
+            log_debug("call", "%" PRIu64 ": %s skipped: at its line limit %d", c->id, name,
+                      g->line_limit);
+            continue;
+        }
+        if (!g->address) {
+            log_debug("call", "%" PRIu64 ": %s skipped: no address", c->id, name);
+            continue;
+        }
+        snprintf(c->cdr.routing_gateway, sizeof c->cdr.routing_gateway, "%s", name);
+        routing_rewrite(&g->callee_rewrite, c->cdr.callee, cs->rewrite_h, cs->rewrite_arg,
+                        c->cdr.routed_callee, sizeof c->cdr.routed_callee);
+        counter_add(&cs->rgw, name, 1);
+        c->b_counted = true;
+        c->auth_tries = 0;
+        if (send_invite(c, g, 0, NULL) == 0) {
+            log_info("call", "%" PRIu64 ": %s -> %s via %s", c->id, c->cdr.caller,
+                     c->cdr.routed_callee, name);
+            return;
+        }
+        log_warn("call", "%" PRIu64 ": cannot send the INVITE to %s", c->id, name);
+        c->last_status = 503;
+        drop_b(c);
+    }
+    if (c->last_status)
+        fail_call(c, c->last_status, c->last_reason[0] ? c->last_reason : NULL, "switch");
+    else
+        fail_call(c, 503, "No Route", "switch");
+}
+
+/* A 2xx on the B-leg: confirm the dialog and ACK it. */
+static void confirm_b(struct call *c, sip_t const *sip)
+{
+    if (sip->sip_to && sip->sip_to->a_tag)
+        nta_leg_rtag(c->b_leg, sip->sip_to->a_tag);
+    nta_leg_client_route(c->b_leg, sip->sip_record_route, sip->sip_contact);
+    nta_outgoing_t *ack =
+        nta_outgoing_tcreate(c->b_leg, NULL, NULL, NULL, SIP_METHOD_ACK, NULL, TAG_END());
+    if (ack)
+        nta_outgoing_destroy(ack);
+}
+
+/* Answer a 401/407 from a registration gateway once, with its registration's
+ * credentials. Returns true when a new INVITE went out. */
+static bool answer_challenge(struct call *c, int status, sip_t const *sip)
+{
+    struct calls *cs = c->cs;
+    const struct routing_gateway_def *g = rgw_def(cs, c->cdr.routing_gateway);
+    if (!g || !g->registration || c->auth_tries++ > 0)
+        return false;
+    const struct registration_def *reg =
+        (const void *)config_find(cs->cfg, KIND_REGISTRATION, g->registration);
+    msg_auth_t const *au = status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
+    if (!reg || !au)
+        return false;
+    struct digest_challenge ch;
+    if (digest_challenge_parse(&ch, (const char *const *)au->au_params) < 0)
+        return false;
+    char cnonce[17], value[2048];
+    random_hex(cnonce, 8);
+    const char *user = reg->auth_username ? reg->auth_username : reg->username;
+    if (digest_authorization(&ch, user, reg->password ? reg->password : "", "INVITE",
+                             c->b_ruri, 1, cnonce, value, sizeof value) < 0)
+        return false;
+    nta_outgoing_destroy(c->b_orq);
+    c->b_orq = NULL;
+    event_del(c->timer);
+    return send_invite(c, g, status, value) == 0;
+}
+
+static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
+{
+    struct call *c = magic;
+    struct calls *cs = c->cs;
+    int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    bool internal = !sip || (sip->sip_flags & NTA_INTERNAL_MSG);
+    const char *phrase = sip && sip->sip_status ? sip->sip_status->st_phrase : NULL;
+    if (orq != c->b_orq)
+        return 0;
+
+    if (status < 200) {
+        if (c->state == ST_CALLING) {
+            c->state = ST_PROCEEDING;
+            arm(c, config_switch(cs->cfg)->sip.call_progress_timeout);
+        }
+        if (status > 100 && c->a_irq && !c->cancelled)
+            nta_incoming_treply(c->a_irq, status, phrase, SIPTAG_CONTACT_STR(cs->contact),
+                                TAG_IF(sip->sip_content_type,
+                                       SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
+                                TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)),
+                                TAG_END());
+        return 0;
+    }
+    event_del(c->timer);
+
+    if (status < 300) {
+        confirm_b(c, sip);
+        nta_outgoing_destroy(c->b_orq);
+        c->b_orq = NULL;
+        if (c->cancelled || !c->a_irq) {
+            /* The 200 crossed the caller's CANCEL (who got 487): hang up. */
+            send_bye(c->b_leg, NULL, NULL);
+            end_call(c, "caller", 487, "Request Terminated");
+            return 0;
+        }
+        nta_incoming_treply(c->a_irq, status, phrase, SIPTAG_CONTACT_STR(cs->contact),
+                            TAG_IF(sip->sip_content_type,
+                                   SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
+                            TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)),
+                            TAG_END());
+        /* nta retransmits the 2xx until the caller's ACK and absorbs it. */
+        nta_incoming_destroy(c->a_irq);
+        c->a_irq = NULL;
+        c->state = ST_ANSWERED;
+        c->cdr.answer = (long long)time(NULL);
+        c->cdr.status = status;
+        snprintf(c->cdr.reason, sizeof c->cdr.reason, "%s", phrase ? phrase : "OK");
+        log_info("call", "%" PRIu64 ": answered by %s", c->id, c->cdr.routing_gateway);
+        return 0;
+    }
+
+    if (c->cancelled) {
+        end_call(c, "caller", 487, "Request Terminated");
+        return 0;
+    }
+    if ((status == 401 || status == 407) && !internal && answer_challenge(c, status, sip))
+        return 0;
+    c->last_status = status;
+    snprintf(c->last_reason, sizeof c->last_reason, "%s", phrase ? phrase : "");
+    if (internal || failover_status(status)) {
+        log_info("call", "%" PRIu64 ": %s answered %d%s, trying the next gateway", c->id,
+                 c->cdr.routing_gateway, status, internal ? " (local)" : "");
+        drop_b(c);
+        try_next(c);
+        return 0;
+    }
+    /* A final answer about the callee (404, 486, ...): relay it. */
+    drop_b(c);
+    fail_call(c, status, phrase, "callee");
+    return 0;
+}
+
+/* ---- In-dialog requests -------------------------------------------------- */
+
+static int on_relay_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
+{
+    struct relay *r = magic;
+    struct call *c = r->call;
+    int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    const char *phrase = sip && sip->sip_status ? sip->sip_status->st_phrase : NULL;
+    if (status < 200) {
+        if (status > 100 && r->irq)
+            nta_incoming_treply(r->irq, status, phrase, TAG_END());
+        return 0;
+    }
+    if (r->invite && status < 300 && sip) {
+        nta_leg_t *leg = r->to_b ? c->b_leg : c->a_leg;
+        nta_outgoing_t *ack =
+            nta_outgoing_tcreate(leg, NULL, NULL, NULL, SIP_METHOD_ACK, NULL, TAG_END());
+        if (ack)
+            nta_outgoing_destroy(ack);
+    }
+    if (r->irq) {
+        nta_incoming_treply(r->irq, status, phrase,
+                            TAG_IF(status < 300, SIPTAG_CONTACT_STR(c->cs->contact)),
+                            TAG_IF(sip && sip->sip_content_type,
+                                   SIPTAG_CONTENT_TYPE(sip ? sip->sip_content_type : NULL)),
+                            TAG_IF(sip && sip->sip_payload,
+                                   SIPTAG_PAYLOAD(sip ? sip->sip_payload : NULL)),
+                            TAG_END());
+        nta_incoming_destroy(r->irq);
+        r->irq = NULL;
+    }
+    for (struct relay **p = &c->relays; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    nta_outgoing_destroy(r->orq);
+    r->orq = NULL;
+    free(r);
+    return 0;
+}
+
+/* Relay re-INVITE, UPDATE or INFO to the other leg. */
+static int relay_request(struct call *c, nta_incoming_t *irq, sip_t const *sip, bool to_b)
+{
+    nta_leg_t *leg = to_b ? c->b_leg : c->a_leg;
+    if (!leg || c->state != ST_ANSWERED)
+        return 491;
+    struct relay *r = calloc(1, sizeof *r);
+    if (!r)
+        return 500;
+    r->call = c;
+    r->to_b = to_b;
+    r->invite = sip->sip_request->rq_method == sip_method_invite;
+    r->orq = nta_outgoing_tcreate(
+        leg, on_relay_response, (void *)r, NULL, sip->sip_request->rq_method,
+        sip->sip_request->rq_method_name, NULL,
+        TAG_IF(r->invite, SIPTAG_CONTACT_STR(c->cs->contact)),
+        TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
+        TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());
+    if (!r->orq) {
+        free(r);
+        return 500;
+    }
+    r->irq = irq;
+    r->next = c->relays;
+    c->relays = r;
+    return 0;
+}
+
+static int dialog_request(struct call *c, nta_incoming_t *irq, sip_t const *sip, bool from_a)
+{
+    switch (sip->sip_request->rq_method) {
+    case sip_method_ack:
+        return 200; /* ACK of our 2xx (hop by hop): nothing to relay */
+    case sip_method_bye:
+        if (c->state == ST_ANSWERED) {
+            send_bye(from_a ? c->b_leg : c->a_leg, NULL, NULL);
+            end_call(c, from_a ? "caller" : "callee", c->cdr.status, NULL);
+            return 200;
+        }
+        if (from_a) {
+            /* BYE before the answer (RFC 3261 15: only once confirmed, but
+             * seen in the wild): treat as a CANCEL. */
+            if (c->b_orq) {
+                nta_outgoing_t *cancel = nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
+                if (cancel)
+                    nta_outgoing_destroy(cancel);
+            }
+            fail_call(c, 487, "Request Terminated", "caller");
+            return 200;
+        }
+        return 481;
+    case sip_method_invite:
+    case sip_method_update:
+    case sip_method_info:
+        return relay_request(c, irq, sip, from_a);
+    case sip_method_cancel:
+        return 481; /* a CANCEL matching no transaction of ours */
+    default:
+        return 501;
+    }
+}
+
+static int a_leg_request(struct call *c, nta_leg_t *leg, nta_incoming_t *irq,
+                         sip_t const *sip)
+{
+    (void)leg;
+    return dialog_request(c, irq, sip, true);
+}
+
+static int b_leg_request(struct call *c, nta_leg_t *leg, nta_incoming_t *irq,
+                         sip_t const *sip)
+{
+    (void)leg;
+    return dialog_request(c, irq, sip, false);
+}
+
+/* The caller's CANCEL (nta has answered it 200). */
+static int on_a_cancel(struct call *c, nta_incoming_t *irq, sip_t const *sip)
+{
+    if (!sip || !sip->sip_request || sip->sip_request->rq_method != sip_method_cancel)
+        return 0;
+    if (irq != c->a_irq || c->cancelled)
+        return 0;
+    c->cancelled = true;
+    nta_incoming_treply(c->a_irq, SIP_487_REQUEST_CANCELLED, TAG_END());
+    nta_incoming_destroy(c->a_irq);
+    c->a_irq = NULL;
+    c->cdr.status = 487;
+    snprintf(c->cdr.reason, sizeof c->cdr.reason, "Request Terminated");
+    if (c->b_orq) {
+        nta_outgoing_t *cancel = nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
+        if (cancel)
+            nta_outgoing_destroy(cancel);
+        /* Wait for the gateway's 487 (or a crossing 200) to end the call;
+         * the timer bounds the wait. */
+        if (c->state == ST_CALLING)
+            arm(c, 2);
+        return 0;
+    }
+    end_call(c, "caller", 487, "Request Terminated");
+    return 0;
+}
+
+/* ---- Routing ------------------------------------------------------------- */
+
+const char *call_route_caller(const struct call_route *rq)
+{
+    return rq->caller;
+}
+const char *call_route_callee(const struct call_route *rq)
+{
+    return rq->callee;
+}
+const char *call_route_mapping_gateway(const struct call_route *rq)
+{
+    return rq->mapping_gateway;
+}
+
+static void set_candidates(struct call *c, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n && c->ncands < MAX_CANDIDATES; i++)
+        if (names[i] && (c->cands[c->ncands] = strdup(names[i])))
+            c->ncands++;
+}
+
+static void route_default(struct call *c)
+{
+    const char *names[MAX_CANDIDATES];
+    size_t n = routing_select(c->cs->cfg, c->cdr.callee, names, MAX_CANDIDATES);
+    set_candidates(c, names, n);
+}
+
+void call_route_done(struct call_route *rq, const char *const *names, size_t n)
+{
+    struct call *c = rq->call;
+    free(rq);
+    if (!c)
+        return;
+    c->route = NULL;
+    if (n)
+        set_candidates(c, names, n);
+    else
+        route_default(c);
+    try_next(c);
+    kick(c->cs);
+}
+
+static void start_routing(struct call *c)
+{
+    struct calls *cs = c->cs;
+    if (cs->route_h) {
+        struct call_route *rq = calloc(1, sizeof *rq);
+        if (rq) {
+            rq->call = c;
+            snprintf(rq->caller, sizeof rq->caller, "%s", c->cdr.caller);
+            snprintf(rq->callee, sizeof rq->callee, "%s", c->cdr.callee);
+            snprintf(rq->mapping_gateway, sizeof rq->mapping_gateway, "%s",
+                     c->cdr.mapping_gateway);
+            c->route = rq;
+            if (cs->route_h(rq, cs->route_arg))
+                return; /* call_route_done() follows (maybe already did) */
+            c->route = NULL;
+            free(rq);
+        }
+    }
+    route_default(c);
+    try_next(c);
+}
+
+/* ---- Ingress ------------------------------------------------------------- */
+
+int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
+{
+    struct calls *cs = arg;
+    if (cs->stopping || !cs->cfg)
+        return 503;
+    if (sip->sip_to && sip->sip_to->a_tag)
+        return 481; /* a re-INVITE for a dialog we do not know */
+    int mf = sip->sip_max_forwards ? (int)sip->sip_max_forwards->mf_count : 70;
+    if (mf <= 0)
+        return 483;
+    msg_t *msg = nta_incoming_getrequest(irq);
+    char ip[64];
+    source_ip(msg, ip, sizeof ip);
+    const struct mapping_gateway_def *m = mapping_by_source(cs->cfg, ip);
+    if (!m) {
+        msg_destroy(msg);
+        log_info("call", "INVITE from unknown source %s: 403", ip);
+        return 403;
+    }
+    if (m->line_limit >= 0 && counter_value(&cs->mgw, m->head.name) >= (unsigned)m->line_limit) {
+        msg_destroy(msg);
+        log_info("call", "INVITE from %s: mapping gateway %s at its line limit %d", ip,
+                 m->head.name, m->line_limit);
+        nta_incoming_treply(irq, 503, "Line Limit Reached", TAG_END());
+        nta_incoming_destroy(irq);
+        return 0;
+    }
+    struct call *c = calloc(1, sizeof *c);
+    if (!c) {
+        msg_destroy(msg);
+        return 500;
+    }
+    c->cs = cs;
+    c->id = cs->next_id++;
+    c->a_msg = msg;
+    c->a_irq = irq;
+    c->a_max_forwards = mf > 70 ? 70 : mf;
+    c->timer = evtimer_new(cs->base, on_timer, c);
+    struct cdr *r = &c->cdr;
+    r->start = (long long)time(NULL);
+    snprintf(r->call_id, sizeof r->call_id, "%s", sip->sip_call_id->i_id);
+    snprintf(r->mapping_gateway, sizeof r->mapping_gateway, "%s", m->head.name);
+    counter_add(&cs->mgw, m->head.name, 1);
+    if (m->callee_from == CALLEE_FROM_REQUEST_LINE)
+        copy_user(r->callee, sizeof r->callee, sip->sip_request->rq_url);
+    else
+        copy_user(r->callee, sizeof r->callee, sip->sip_to ? sip->sip_to->a_url : NULL);
+    snprintf(r->original_callee, sizeof r->original_callee, "%s", r->callee);
+    switch (m->caller_from) {
+    case CALLER_FROM_RPID:
+        user_of_value(unknown_header(sip, "Remote-Party-ID"), r->caller, sizeof r->caller);
+        break;
+    case CALLER_FROM_PAI:
+        user_of_value(unknown_header(sip, "P-Asserted-Identity"), r->caller, sizeof r->caller);
+        break;
+    case CALLER_FROM_DISPLAY:
+        display_of(sip->sip_from, r->caller, sizeof r->caller);
+        break;
+    default:
+        break;
+    }
+    if (!r->caller[0])
+        copy_user(r->caller, sizeof r->caller, sip->sip_from ? sip->sip_from->a_url : NULL);
+
+    c->prev = cs->tail;
+    if (cs->tail)
+        cs->tail->next = c;
+    else
+        cs->head = c;
+    cs->tail = c;
+    cs->count++;
+
+    c->a_leg = nta_leg_tcreate(cs->nta, a_leg_request, c, SIPTAG_CALL_ID(sip->sip_call_id),
+                               SIPTAG_FROM(sip->sip_to), SIPTAG_TO(sip->sip_from), TAG_END());
+    if (!c->a_leg || !c->timer) {
+        fail_call(c, 500, NULL, "switch");
+        return 0;
+    }
+    nta_leg_tag(c->a_leg, NULL);
+    nta_incoming_tag(irq, nta_leg_get_tag(c->a_leg));
+    nta_leg_server_route(c->a_leg, sip->sip_record_route, sip->sip_contact);
+    nta_incoming_bind(irq, on_a_cancel, c);
+    nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
+    log_info("call", "%" PRIu64 ": INVITE %s -> %s from %s (%s)", c->id, r->caller, r->callee,
+             m->head.name, ip);
+    start_routing(c);
+    return 0;
+}
+
+/* ---- Operator actions and shutdown ---------------------------------------- */
+
+/* End call c from the switch side. */
+static void hangup_switch(struct call *c, int status, const char *reason)
+{
+    if (c->state == ST_ANSWERED) {
+        send_bye(c->a_leg, NULL, NULL);
+        send_bye(c->b_leg, NULL, NULL);
+        end_call(c, "switch", c->cdr.status, NULL);
+        return;
+    }
+    if (c->b_orq) {
+        nta_outgoing_t *cancel = nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
+        if (cancel)
+            nta_outgoing_destroy(cancel);
+    }
+    fail_call(c, status, reason, "switch");
+}
+
+static void fill_info(const struct call *c, struct call_info *out)
+{
+    out->id = c->id;
+    out->state = statename(c->state);
+    out->caller = c->cdr.caller;
+    out->callee = c->cdr.callee;
+    out->routed_callee = c->cdr.routed_callee;
+    out->mapping_gateway = c->cdr.mapping_gateway;
+    out->routing_gateway = c->cdr.routing_gateway;
+    out->call_id = c->cdr.call_id;
+    out->start = c->cdr.start;
+    out->answer = c->cdr.answer;
+}
+
+int calls_visit(struct calls *cs, call_visit_h *fn, void *arg)
+{
+    struct call_info info;
+    for (struct call *c = cs->head; c; c = c->next) {
+        fill_info(c, &info);
+        int rc = fn(&info, arg);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static struct call *find(struct calls *cs, uint64_t id)
+{
+    for (struct call *c = cs->head; c; c = c->next)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+int calls_info(struct calls *cs, uint64_t id, struct call_info *out)
+{
+    struct call *c = find(cs, id);
+    if (!c)
+        return -ENOENT;
+    fill_info(c, out);
+    return 0;
+}
+
+int calls_hangup(struct calls *cs, uint64_t id)
+{
+    struct call *c = find(cs, id);
+    if (!c)
+        return -ENOENT;
+    hangup_switch(c, 503, "Call Terminated");
+    kick(cs);
+    return 0;
+}
+
+static void shutdown_check(struct calls *cs)
+{
+    if (cs->shutdown_done && cs->shutdown_pending == 0) {
+        void (*done)(void *) = cs->shutdown_done;
+        cs->shutdown_done = NULL;
+        done(cs->shutdown_arg);
+    }
+}
+
+static int on_shutdown_bye(void *magic, nta_outgoing_t *orq, sip_t const *sip)
+{
+    struct calls *cs = magic;
+    int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    if (status < 200)
+        return 0;
+    for (size_t i = 0; i < cs->nbyes; i++)
+        if (cs->byes[i] == orq)
+            cs->byes[i] = NULL;
+    nta_outgoing_destroy(orq);
+    if (cs->shutdown_pending)
+        cs->shutdown_pending--;
+    shutdown_check(cs);
+    return 0;
+}
+
+void calls_shutdown(struct calls *cs, void (*done)(void *arg), void *arg)
+{
+    cs->stopping = true;
+    cs->shutdown_done = done;
+    cs->shutdown_arg = arg;
+    cs->shutdown_pending = 0;
+    while (cs->head) {
+        struct call *c = cs->head;
+        if (c->state == ST_ANSWERED) {
+            nta_outgoing_t *a = nta_outgoing_tcreate(c->a_leg, on_shutdown_bye, (void *)cs, NULL,
+                                                     SIP_METHOD_BYE, NULL, TAG_END());
+            nta_outgoing_t *b = nta_outgoing_tcreate(c->b_leg, on_shutdown_bye, (void *)cs, NULL,
+                                                     SIP_METHOD_BYE, NULL, TAG_END());
+            nta_outgoing_t **grown = realloc(cs->byes, (cs->nbyes + 2) * sizeof *grown);
+            if (grown) {
+                cs->byes = grown;
+                if (a)
+                    cs->byes[cs->nbyes++] = a, cs->shutdown_pending++;
+                if (b)
+                    cs->byes[cs->nbyes++] = b, cs->shutdown_pending++;
+            }
+            end_call(c, "switch", c->cdr.status, NULL);
+        } else {
+            hangup_switch(c, 503, "Switch Shutting Down");
+        }
+    }
+    kick(cs);
+    shutdown_check(cs);
+}

@@ -1,0 +1,135 @@
+/* Calls: the signalling B2BUA.
+ *
+ * Each call is an A-leg (the caller's INVITE, taken from a mapping gateway)
+ * and a B-leg (our own INVITE to a routing gateway), each a dialog of its
+ * own in nta: its own Call-ID, tags, CSeq and Via. SDP passes through
+ * unchanged; there is no media.
+ *
+ *   routing --> calling --1xx--> proceeding --2xx--> answered --BYE--> (end)
+ *      |           |                  |
+ *      |           +---- failure (408 480 500 502 503 504, nta's own 408/503,
+ *      |                 invite_timeout, call_progress_timeout) --> next gateway
+ *      +--- no usable gateway left --> 503 (or the last failure) to the caller
+ *
+ * ACK of 2xx: the switch ACKs the B-leg's 2xx as soon as it arrives and
+ * relays the 2xx to the caller, whose ACK ends the A-leg's transaction (nta
+ * retransmits our 2xx until then). Hop-by-hop ACKs keep a lost ACK on one
+ * side from tearing down the other; the cost is that an offerless INVITE
+ * (SDP offer in the 2xx, answer in the ACK) is not supported yet.
+ *
+ * The caller's CANCEL cancels the B-leg (nta sends the CANCEL once the
+ * gateway has sent a provisional answer) and the caller gets 487 at once; a
+ * 2xx that crosses the CANCEL is ACKed and BYEd.
+ *
+ * A BYE from either side is answered 200 and a BYE goes on the other leg;
+ * re-INVITE, UPDATE and INFO inside the dialog are relayed to the other leg
+ * and their answers back.
+ *
+ * Each call writes one CDR (cdr.h) when it ends.
+ *
+ * Memory: one struct call (about 1.5 KiB) plus our reference to the
+ * caller's INVITE and nta's two legs: about 12 KiB per answered call once
+ * its INVITE transactions are gone (measured: 2,000 calls held). Each
+ * transaction holds its messages for up to 64*T1 after it ends, so a burst
+ * costs more while it lasts.
+ * Threads: everything belongs to the loop's thread. */
+#ifndef MOON_SIP_CALL_H
+#define MOON_SIP_CALL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sofia-sip/nta.h>
+#include <sofia-sip/sip.h>
+
+#include "routing.h"
+
+struct config;
+struct event_base;
+struct outreg_set;
+struct sipagent;
+struct store;
+struct calls;
+struct call_route;
+
+/* Create the call module. `store` may be NULL (no CDRs), `outregs` too (no
+ * registration gateways are then usable). `root` is the evport root,
+ * re-armed after acting from our own timers. Returns 0 or -ENOMEM. */
+int calls_create(struct calls **csp, struct sipagent *agent, su_root_t *root,
+                 struct event_base *base, struct store *store, struct outreg_set *outregs);
+
+/* Free everything at once: calls still up are dropped without BYE (use
+ * calls_shutdown first). Route hooks still running are orphaned: their
+ * call_route_done() only frees. NULL is a no-op. */
+void calls_destroy(struct calls *cs);
+
+/* Follow the policy set `cfg`, which must stay valid until the next call
+ * (the engine's running config). Calls in progress keep their gateway
+ * names and look definitions up again at each attempt. */
+void calls_apply(struct calls *cs, const struct config *cfg);
+
+/* The INVITE handler for sipagent_set_method_handler(); arg is the module.
+ * Returns 0 (taken) or a status for the agent to answer with. */
+int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg);
+
+/* End every call (BYE the answered ones on both legs, 503 and CANCEL the
+ * others), refuse new ones, and call `done` once every BYE is answered or
+ * failed (at once when there are none). The caller bounds the wait. */
+void calls_shutdown(struct calls *cs, void (*done)(void *arg), void *arg);
+
+/* ---- Hooks installed by the policy engine --------------------------------- */
+
+/* A new call asks its route: return false when no hook is defined (the call
+ * uses prefix and priority routing), or true to take the request: then
+ * call_route_done() must follow, now or later. */
+typedef bool calls_route_h(struct call_route *rq, void *arg);
+void calls_set_route_hook(struct calls *cs, calls_route_h *h, void *arg);
+
+const char *call_route_caller(const struct call_route *rq);
+const char *call_route_callee(const struct call_route *rq);
+const char *call_route_mapping_gateway(const struct call_route *rq);
+
+/* The hook's answer: gateway names in the order to try (copied), or n = 0
+ * for prefix and priority routing. Frees rq; when the call ended meanwhile,
+ * only frees. */
+void call_route_done(struct call_route *rq, const char *const *names, size_t n);
+
+/* The callee rewrite (string.gsub from the engine); NULL: the C subset. */
+void calls_set_rewrite_hook(struct calls *cs, routing_rewrite_h *h, void *arg);
+
+/* ---- Live view ----------------------------------------------------------- */
+
+size_t calls_count(const struct calls *cs);
+
+/* Calls in progress through routing gateway `name` (attempts and answered
+ * calls). O(gateways). */
+unsigned calls_gateway_calls(const struct calls *cs, const char *name);
+
+/* Whether routing gateway `name` takes calls now: a registration-type one
+ * while its registration is active, and any gateway while its OPTIONS
+ * checks answer. */
+bool calls_gateway_online(const struct calls *cs, const char *name);
+
+struct call_info {
+    uint64_t id;
+    const char *state; /* "routing", "calling", "proceeding", "answered", "ending" */
+    const char *caller, *callee, *routed_callee;
+    const char *mapping_gateway, *routing_gateway; /* "" when none yet */
+    const char *call_id; /* the caller's */
+    long long start, answer; /* unix seconds; answer 0: not answered */
+};
+
+/* Visit every call in progress (oldest first). Stop when fn returns
+ * non-zero and return that. Strings are valid during the call only. */
+typedef int call_visit_h(const struct call_info *info, void *arg);
+int calls_visit(struct calls *cs, call_visit_h *fn, void *arg);
+
+/* The call with this id, or -ENOENT. */
+int calls_info(struct calls *cs, uint64_t id, struct call_info *out);
+
+/* End a call from the switch side (BYE, or 487/CANCEL before the answer).
+ * Returns 0 or -ENOENT. */
+int calls_hangup(struct calls *cs, uint64_t id);
+
+#endif

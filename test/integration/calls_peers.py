@@ -1,0 +1,149 @@
+"""Helpers for the call tests (test_calls*.py): policies with mapping and
+routing gateways, SIPp callers and carriers running the call_*.xml
+scenarios, and the CDRs read back through moonctl.
+
+Python 3 standard library only. Builds on harness.py and peers.py.
+"""
+
+import os
+import re
+
+from harness import check, fail, scratch_dir  # noqa: F401
+from peers import SCENARIOS, Sipp, ctl_value, lua_fields, lua_value, wait_until  # noqa: F401
+
+
+def switch_policy(**sip):
+    sip.setdefault("resend_interval", 100)
+    sip.setdefault("invite_timeout", 3)
+    return "switch { sip = { %s } }\n" % lua_fields(sip)
+
+
+def mapping(name="cust", addresses=("127.0.0.1",), **fields):
+    f = {"addresses": list(addresses)}
+    f.update(fields)
+    return 'mapping_gateway "%s" { %s }\n' % (name, lua_fields(f))
+
+
+def routing(name, port, prefixes=("1",), **fields):
+    f = {"address": "127.0.0.1:%d" % port, "prefixes": list(prefixes)}
+    f.update(fields)
+    return 'routing_gateway "%s" { %s }\n' % (name, lua_fields(f))
+
+
+def scenario(name, code=None):
+    """The path of a scenario; with code, a copy with @CODE@ replaced."""
+    path = os.path.join(SCENARIOS, name)
+    if code is None:
+        return path
+    d = scratch_dir("scenario")
+    out = os.path.join(d, name.replace(".xml", "_%d.xml" % code))
+    with open(path) as f:
+        text = f.read().replace("@CODE@", str(code))
+    with open(out, "w") as f:
+        f.write(text)
+    return out
+
+
+def carrier(name="call_uas.xml", code=None, calls=1, extra=()):
+    """A SIPp carrier (UAS) for `calls` calls; use as a context manager."""
+    return Sipp(scenario(name, code), workdir=scratch_dir("uas-" + name[:-4]),
+                extra=["-m", str(calls)] + list(extra))
+
+
+CALLER_KEYS = {"caller": "1001", "display": "2002", "rpid": "3003", "pai": "4004"}
+
+
+def caller(sw, name="call_uac.xml", number="1555", to_user=None, code=None, hold_ms=200,
+           calls=1, rate=None, extra=()):
+    """A SIPp caller (UAC) towards the switch. `number` is the Request-Line
+    user, `to_user` the To user (default: the same)."""
+    args = ["-s", number, "-key", "to_user", to_user or number, "-d", str(hold_ms),
+            "-m", str(calls)]
+    for k, v in CALLER_KEYS.items():
+        args += ["-key", k, v]
+    if rate:
+        args += ["-r", str(rate)]
+    return Sipp(scenario(name, code), workdir=scratch_dir("uac-" + name[:-4]),
+                remote="127.0.0.1:%d" % sw.port, extra=args + list(extra))
+
+
+def run(sipp, sw, timeout=20, want=0):
+    """Start a caller and wait for it; fail with both sides' logs unless it
+    exits with `want`."""
+    sipp.start()
+    rc = sipp.wait(timeout)
+    if rc != want:
+        sipp.kill()
+        scen = os.path.basename(sipp.args[sipp.args.index("-sf") + 1])
+        fail("sipp %s exited %r (want %r)\n%s\n%s" % (scen, rc, want, sipp.report(),
+                                                      sw.log_tail(60)))
+    return rc
+
+
+def wait_done(sipp, sw, timeout=10):
+    rc = sipp.wait(timeout)
+    if rc != 0:
+        sipp.kill()
+        fail("carrier sipp exited %r\n%s\n%s" % (rc, sipp.report(), sw.log_tail(60)))
+
+
+CDR_FIELDS = ("caller", "callee", "original_callee", "routed_callee", "mapping_gateway",
+              "routing_gateway", "start", "answer", "stop", "duration", "status", "hangup",
+              "reason")
+
+_CDR_CHUNK = """
+local r = cdrs.last(%d)[%d]
+if r == nil then return "absent" end
+local out = {}
+for _, k in ipairs{%s} do
+  local v = r[k]
+  out[#out + 1] = k .. "\\t" .. type(v) .. "\\t" .. tostring(v)
+end
+return table.concat(out, "\\n")
+"""
+
+
+def cdr(sw, i=1):
+    """The i-th newest CDR as a dict (None when absent); numbers as ints."""
+    chunk = _CDR_CHUNK % (i, i, ", ".join(lua_value(k) for k in CDR_FIELDS))
+    out = ctl_value(sw, chunk)
+    if out == "absent":
+        return None
+    d = {}
+    for line in out.split("\n"):
+        k, typ, value = line.split("\t", 2)
+        d[k] = None if typ == "nil" else int(float(value)) if typ == "number" else value
+    return d
+
+
+def wait_cdrs(sw, n, timeout=10):
+    """Wait until at least n CDRs are stored; the newest."""
+    wait_until(lambda: int(ctl_value(sw, "return cdrs.count()")) >= n, timeout,
+               what="%d CDRs" % n)
+    return cdr(sw)
+
+
+def check_cdr(rec, **want):
+    check(rec is not None, "no CDR")
+    for k, v in want.items():
+        check(rec.get(k) == v, "CDR %s: expected %r, got %r (%r)" % (k, v, rec.get(k), rec))
+
+
+def received_invite(sipp):
+    """(Request-URI, To) of the first INVITE a SIPp carrier received."""
+    for name in sorted(os.listdir(sipp.dir)):
+        if not name.endswith("_messages.log"):
+            continue
+        with open(os.path.join(sipp.dir, name), "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        m = re.search(r"^INVITE (\S+) SIP/2.0\r?$", text, re.M)
+        if not m:
+            continue
+        rest = text[m.end():]
+        to = re.search(r"^(?:To|t):\s*(.*?)\r?$", rest, re.M | re.I)
+        return m.group(1), to.group(1) if to else None
+    return None, None
+
+
+def calls_count(sw):
+    return int(ctl_value(sw, "return calls.count()"))
