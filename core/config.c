@@ -58,6 +58,9 @@ static const struct field sip_fields[] = {
      .max = 300, .def = 10, .vos_name = "SIP INVITE timeout"},
     {.name = "call_progress_timeout", .type = FT_INT, .offset = SIP(call_progress_timeout),
      .min = 1, .max = 3600, .def = 120, .vos_name = "SIP call progress timeout"},
+    /* issue 5: non-timer endpoint safety */
+    {.name = "max_call_duration", .type = FT_INT, .offset = SIP(max_call_duration), .min = 0,
+     .max = 86400, .def = 7200, .vos_name = "(none: maximum call duration, 0: no limit)"},
     {.name = "resend_interval", .type = FT_INT, .offset = SIP(resend_interval), .min = 100,
      .max = 4000, .def = 500, .vos_name = "SIP resend interval (T1, ms)"},
     {0},

@@ -86,6 +86,7 @@ struct sip_settings {
     int endpoint_digest;          /* enum endpoint_digest (moonswitch's own) */
     int invite_timeout;           /* SIP INVITE timeout: 1..300 s */
     int call_progress_timeout;    /* SIP call progress timeout: 1..3600 s */
+    int max_call_duration;        /* answered calls end after this: 0 (off), 1..86400 s */
     int resend_interval;          /* SIP resend interval (RFC 3261 T1): 100..4000 ms */
 };
 

@@ -150,8 +150,10 @@ static int eps_tostring(lua_State *L)
     if (r)
         registrar_bindings(r, NULL, list_binding, &c);
     if (c.rows > LIST_MAX_ROWS)
-        snprintf(line, sizeof line, "(%zu bindings, the first %d shown; endpoints(\"name\") "
-                 "lists one account)", c.rows, LIST_MAX_ROWS);
+        snprintf(line, sizeof line,
+                 "(%zu bindings, the first %d shown; endpoints(\"name\") "
+                 "lists one account)",
+                 c.rows, LIST_MAX_ROWS);
     else
         snprintf(line, sizeof line, "(%zu bindings)", c.rows);
     luaL_addstring(&b, line);
@@ -293,8 +295,8 @@ static int accs_tostring(lua_State *L)
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     char line[256];
-    snprintf(line, sizeof line, "%-24s %8s  %-9s %8s  %s\n", "account", "bindings", "suspended",
-             "failures", "mapping gateway");
+    snprintf(line, sizeof line, "%-24s %8s  %-9s %8s  %s\n", "account", "bindings",
+             "suspended", "failures", "mapping gateway");
     luaL_addstring(&b, line);
     long long now = (long long)time(NULL);
     struct registrar_account a;
@@ -322,8 +324,8 @@ struct susp_ctx {
     int n;
 };
 
-static int susp_push(const char *kind, const char *name, long long until, unsigned failures,
-                     void *arg)
+static int susp_push(const char *kind, const char *name, long long until,
+                     unsigned failures, void *arg)
 {
     struct susp_ctx *c = arg;
     (void)failures;
@@ -349,8 +351,8 @@ static int susps_call(lua_State *L)
     return 1;
 }
 
-static int susp_line(const char *kind, const char *name, long long until, unsigned failures,
-                     void *arg)
+static int susp_line(const char *kind, const char *name, long long until,
+                     unsigned failures, void *arg)
 {
     struct susp_ctx *c = arg;
     (void)failures;
@@ -396,7 +398,8 @@ static void hook_done(lua_State *L, int nres, const char *error, void *arg)
 {
     struct registrar_event *ev = arg;
     if (error) {
-        log_error("policy", "on_register(\"%s\"): %s", registrar_event_account(ev), error);
+        log_error("policy", "on_register(\"%s\"): %s", registrar_event_account(ev),
+                  error);
         registrar_event_done(ev, 500, "Policy Error");
         return;
     }
@@ -487,8 +490,8 @@ void endpoints_attach(struct registrar *r, struct luart *const *current)
 
 /* ---- Opening ------------------------------------------------------------------ */
 
-static void open_proxy(lua_State *L, struct luart *rt, const char *global, lua_CFunction index,
-                       lua_CFunction tostring, lua_CFunction call,
+static void open_proxy(lua_State *L, struct luart *rt, const char *global,
+                       lua_CFunction index, lua_CFunction tostring, lua_CFunction call,
                        const luaL_Reg *fields)
 {
     lua_newtable(L);
@@ -513,7 +516,8 @@ void api_open_endpoints(lua_State *L, struct luart *rt)
     lua_pushcfunction(L, acc_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
-    static const luaL_Reg ep_fields[] = {{"remove", eps_remove}, {"count", eps_count}, {NULL, NULL}};
+    static const luaL_Reg ep_fields[] = {
+        {"remove", eps_remove}, {"count", eps_count}, {NULL, NULL}};
     static const luaL_Reg susp_fields[] = {{"lift", susps_lift}, {NULL, NULL}};
     open_proxy(L, rt, "endpoints", NULL, eps_tostring, eps_call, ep_fields);
     open_proxy(L, rt, "accounts", accs_index, accs_tostring, accs_call, NULL);

@@ -234,10 +234,14 @@ static int regs_tostring(lua_State *L)
 /* ---- gateways ------------------------------------------------------------- */
 
 /* A routing gateway is online when it can take calls: a registration-type
- * gateway only while its registration is active. (OPTIONS checks of the
- * others come with the calls.) */
+ * gateway only while its registration is active, and any gateway with
+ * options_check while its OPTIONS checks answer (the call module decides:
+ * calls_gateway_online). */
 static int gateway_online(struct luart *rt, const struct routing_gateway_def *g)
 {
+    struct calls *cs = luart_host(rt)->calls; /* issue 5: gateway health */
+    if (cs)
+        return calls_gateway_online(cs, g->head.name);
     if (g->type != RGW_REGISTRATION)
         return 1;
     struct outreg_set *set = luart_host(rt)->outregs;

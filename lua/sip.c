@@ -40,6 +40,13 @@
 /* Transactions started from Lua and not yet collected, across runtimes. */
 static unsigned pending_transactions;
 
+/* Registry key of a weak-valued table: lightuserdata(struct ltx) -> its
+ * object, so nta's callback can find the Lua side without keeping it alive.
+ * The on_provisional function hangs off the object's environment table, so
+ * a callback that refers to its own transaction makes a cycle the collector
+ * can see through. */
+static char tx_objects_key;
+
 /* ---- Messages ------------------------------------------------------------ */
 
 /* A server transaction waiting for the policy's answer. Shared by the
@@ -171,7 +178,10 @@ static void push_url(lua_State *L, url_t const *u, const char *display, const ch
     }
     FIELD(u->url_user, "user");
     FIELD(u->url_host, "host");
-    FIELD(display, "display");
+    if (display && *display) {
+        lua_pushstring(L, display);
+        lua_setfield(L, -2, "display");
+    }
     FIELD(tag, "tag");
 #undef FIELD
     if (u->url_port) {
@@ -343,7 +353,7 @@ struct ltx {
     int status;            /* the final status, or 0 */
     char reason[64];       /* for answers nta or we made up */
     struct task *waiter;   /* the task in tx:wait() */
-    int provisional_ref;   /* tx:on_provisional(fn) */
+    int has_provisional;   /* tx:on_provisional(fn): fn lives in the object's env */
     unsigned *counted;     /* &pending_transactions while counted */
 };
 
@@ -404,16 +414,34 @@ static void hang_up_probe(struct ltx *tx, sip_t const *sip)
         nta_outgoing_destroy(bye);
 }
 
+/* Push tx's Lua object, or nil if it was collected. */
+static void push_tx_object(lua_State *L, struct ltx *tx)
+{
+    lua_pushlightuserdata(L, &tx_objects_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(L, tx);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+}
+
 static int on_tx_response(struct ltx *tx, nta_outgoing_t *orq, sip_t const *sip)
 {
     int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
     if (status < 200) {
         tx->state = TX_PROCEEDING;
-        if (tx->provisional_ref != LUA_NOREF && tx->provisional_ref != LUA_REFNIL) {
+        if (tx->has_provisional) {
             lua_State *L = luart_state(tx->rt);
-            lua_rawgeti(L, LUA_REGISTRYINDEX, tx->provisional_ref);
-            push_msg(L, nta_outgoing_getresponse(orq), NULL);
-            luart_spawn(tx->rt, 1, provisional_done, NULL);
+            push_tx_object(L, tx);
+            if (lua_isuserdata(L, -1)) {
+                lua_getfenv(L, -1);
+                lua_getfield(L, -1, "on_provisional");
+                lua_remove(L, -2); /* env */
+                lua_remove(L, -2); /* object */
+                push_msg(L, nta_outgoing_getresponse(orq), NULL);
+                luart_spawn(tx->rt, 1, provisional_done, NULL);
+            } else {
+                lua_pop(L, 1);
+            }
         }
         return 0;
     }
@@ -438,7 +466,9 @@ static void tx_finish(struct ltx *tx, int status, const char *reason, msg_t *res
             msg_destroy(response);
         return;
     }
-    tx->state = TX_COMPLETED;
+    /* "completed" with a response from the network; "terminated" when it
+     * ended without one (our timeout, a transport error). */
+    tx->state = response ? TX_COMPLETED : TX_TERMINATED;
     tx->status = status;
     snprintf(tx->reason, sizeof tx->reason, "%s", reason ? reason : "");
     tx->response = response;
@@ -504,6 +534,15 @@ static int synthetic_header(lua_State *L)
     return 1;
 }
 
+static int synthetic_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "status");
+    lua_getfield(L, 1, "reason");
+    lua_pushfstring(L, "SIP response %d %s (made by the switch)", (int)lua_tointeger(L, -2),
+                    lua_tostring(L, -1));
+    return 1;
+}
+
 static int synthetic_headers(lua_State *L)
 {
     lua_newtable(L);
@@ -546,11 +585,11 @@ static int tx_on_provisional(lua_State *L)
 {
     struct ltx *tx = check_tx(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    lua_State *main = luart_state(tx->rt);
-    if (tx->provisional_ref != LUA_NOREF)
-        luaL_unref(main, LUA_REGISTRYINDEX, tx->provisional_ref);
+    lua_getfenv(L, 1);
     lua_pushvalue(L, 2);
-    tx->provisional_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_setfield(L, -2, "on_provisional");
+    lua_pop(L, 1);
+    tx->has_provisional = 1;
     lua_pushvalue(L, 1);
     return 1;
 }
@@ -578,8 +617,6 @@ static int tx_gc(lua_State *L)
 {
     struct ltx_ud *ud = luaL_checkudata(L, 1, TX_MT);
     if (ud->tx) {
-        if (ud->tx->provisional_ref != LUA_NOREF)
-            luaL_unref(L, LUA_REGISTRYINDEX, ud->tx->provisional_ref);
         tx_free(ud->tx);
         ud->tx = NULL;
     }
@@ -622,12 +659,15 @@ static int l_request(lua_State *L)
 {
     struct luart *rt = RT_UPVALUE(L);
     const struct luahost *host = luart_host(rt);
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_istable(L, 1))
+        return luaL_error(L, "sip.request: table expected: { method = ..., uri = ... }");
     lua_getfield(L, 1, "method");
     const char *method = lua_tostring(L, -1);
-    if (lua_type(L, -1) != LUA_TSTRING || !valid_method(method))
-        return luaL_error(L, "bad 'method' argument: an upper-case SIP method such as "
-                             "\"OPTIONS\"");
+    if (lua_type(L, -1) != LUA_TSTRING || !valid_method(method) ||
+        sip_method_code(method) == sip_method_unknown)
+        return luaL_error(L, "bad 'method' argument: a SIP method such as \"OPTIONS\" "
+                             "(INVITE, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER, "
+                             "NOTIFY, MESSAGE, SUBSCRIBE, PUBLISH)");
     lua_getfield(L, 1, "uri");
     const char *uri = lua_tostring(L, -1);
     if (lua_type(L, -1) != LUA_TSTRING ||
@@ -641,9 +681,10 @@ static int l_request(lua_State *L)
     lua_getfield(L, 1, "timeout");
     double timeout = 0;
     if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) <= 0)
-            return luaL_error(L, "bad 'timeout' argument: seconds > 0");
         timeout = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(timeout > 0 && timeout <= 86400))
+            return luaL_error(L, "bad 'timeout' argument: seconds, more than 0 and at most "
+                                 "86400");
     }
     if (strcmp(method, "ACK") == 0 || strcmp(method, "CANCEL") == 0)
         return luaL_error(L, "bad 'method' argument: %s is sent by the transaction itself "
@@ -669,12 +710,21 @@ static int l_request(lua_State *L)
     ud->tx = NULL;
     luaL_getmetatable(L, TX_MT);
     lua_setmetatable(L, -2);
+    lua_newtable(L); /* its environment: on_provisional */
+    lua_setfenv(L, -2);
     struct ltx *tx = calloc(1, sizeof *tx);
-    if (!tx)
+    if (!tx) {
+        strbuf_free(&hb);
         return luaL_error(L, "sip.request: out of memory");
+    }
     ud->tx = tx;
     tx->rt = rt;
-    tx->provisional_ref = LUA_NOREF;
+    lua_pushlightuserdata(L, &tx_objects_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(L, tx);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
     tx->timer = evtimer_new(host->base, on_tx_timeout, tx);
 
     sip_method_t code = sip_method_code(method);
@@ -813,7 +863,19 @@ void api_open_sip(lua_State *L, struct luart *rt)
     lua_pushcfunction(L, synthetic_headers);
     lua_setfield(L, -2, "headers");
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, msg_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, synthetic_tostring);
+    lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
+
+    lua_pushlightuserdata(L, &tx_objects_key);
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
 
     luaL_newmetatable(L, TX_MT);
     lua_pushcfunction(L, tx_index);

@@ -23,6 +23,7 @@ switch {
     endpoint_register_replace = true,    -- SS_ENDPOINT_REGISTER_REPLACE
     invite_timeout = 10,                 -- SIP INVITE timeout, seconds
     call_progress_timeout = 120,         -- SIP call progress timeout, seconds
+    max_call_duration = 7200,            -- answered calls end after this, seconds; 0: no limit
     resend_interval = 500,               -- SIP resend interval (RFC 3261 T1), ms
   },
 }

@@ -23,8 +23,10 @@ struct sipagent {
     nta_leg_t *client_leg; /* for requests we send outside dialogs */
     struct {
         sip_method_t method;
-        sipagent_request_h *h;
+        sipagent_request_h *h; /* NULL: only a prefilter */
         void *arg;
+        sipagent_stateless_h *pre;
+        void *pre_arg;
     } methods[SIPAGENT_MAX_METHODS];
     unsigned nmethods;
     sipagent_request_h *request_h;
@@ -46,9 +48,8 @@ struct sipagent {
  * few KiB; anything near this is an attack or a broken peer. */
 #define SIPAGENT_MAX_MESSAGE (64 * 1024)
 
-static const char allow_methods[] =
-    "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY, "
-    "MESSAGE, SUBSCRIBE";
+/* What the core serves. A policy's on_request may answer more. */
+static const char allow_methods[] = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
 
 const char *sipagent_allow(void)
 {
@@ -121,6 +122,11 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
     }
 
     int m = find_method(a, method);
+    /* The method's prefilter answers what needs no transaction. */
+    if (m >= 0 && a->methods[m].pre && a->methods[m].pre(msg, sip, a->methods[m].pre_arg) == 0)
+        return 0;
+    if (m >= 0 && !a->methods[m].h)
+        m = -1;
     if (m < 0 && !a->request_h) {
         reply_stateless(a, msg, known_method(method) ? 405 : 501,
                         known_method(method) ? "Method Not Allowed" : "Not Implemented", true);
@@ -238,19 +244,41 @@ void sipagent_destroy(struct sipagent *a)
     free(a);
 }
 
-int sipagent_set_method_handler(struct sipagent *a, sip_method_t method,
-                                sipagent_request_h *h, void *arg)
+/* The slot of `method`, a new one if it has none; -ENOSPC when full. */
+static int method_slot(struct sipagent *a, sip_method_t method)
 {
     unsigned i = 0;
     while (i < a->nmethods && a->methods[i].method != method)
         i++;
     if (i == SIPAGENT_MAX_METHODS)
         return -ENOSPC;
-    a->methods[i].method = method;
+    if (i == a->nmethods) {
+        memset(&a->methods[i], 0, sizeof a->methods[i]);
+        a->methods[i].method = method;
+        a->nmethods++;
+    }
+    return (int)i;
+}
+
+int sipagent_set_method_handler(struct sipagent *a, sip_method_t method,
+                                sipagent_request_h *h, void *arg)
+{
+    int i = method_slot(a, method);
+    if (i < 0)
+        return i;
     a->methods[i].h = h;
     a->methods[i].arg = arg;
-    if (i == a->nmethods)
-        a->nmethods++;
+    return 0;
+}
+
+int sipagent_set_method_prefilter(struct sipagent *a, sip_method_t method,
+                                  sipagent_stateless_h *pre, void *arg)
+{
+    int i = method_slot(a, method);
+    if (i < 0)
+        return i;
+    a->methods[i].pre = pre;
+    a->methods[i].pre_arg = arg;
     return 0;
 }
 

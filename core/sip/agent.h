@@ -7,7 +7,8 @@
  * unknown ones), so a flood of them leaves nothing behind. A request that a
  * method handler (REGISTER, INVITE) or the policy's on_request takes becomes
  * a server transaction owned by the handler, which must answer it and call
- * nta_incoming_destroy(). Malformed messages never reach this far: nta
+ * nta_incoming_destroy(). A method may also have a stateless prefilter that
+ * answers first what needs no transaction (the registrar's challenges). Malformed messages never reach this far: nta
  * answers 400 when it can and drops them otherwise. */
 #ifndef MOON_SIP_AGENT_H
 #define MOON_SIP_AGENT_H
@@ -24,6 +25,17 @@ struct sipagent;
  * (405/501). */
 typedef int sipagent_request_h(nta_incoming_t *irq, const sip_t *sip, void *arg);
 
+/* A method's optional stateless prefilter, run before any transaction
+ * exists. Return 0 when it answered the request itself, statelessly, with
+ * nta_msg_treply(sipagent_nta(), msg, ...) (which takes msg: neither msg nor
+ * sip may be used after that), or dropped it with msg_destroy(); or -1 to
+ * go on: the request then becomes a server transaction given to the
+ * method's handler (with the same sip). Nothing is kept for a request
+ * answered here, so its retransmissions come here again; those of a request
+ * passed on are absorbed by its transaction. Use it for answers that change
+ * nothing (challenges, refusals), so that a flood of them costs no memory. */
+typedef int sipagent_stateless_h(msg_t *msg, sip_t *sip, void *arg);
+
 /* Create the agent on `root`, listening on each "udp:IP:PORT" / "tcp:IP:PORT"
  * of `listen` (tls is refused for now with a clear message). Returns 0 or a
  * negative errno, with the failing address logged. */
@@ -37,6 +49,11 @@ void sipagent_destroy(struct sipagent *a);
 #define SIPAGENT_MAX_METHODS 8
 int sipagent_set_method_handler(struct sipagent *a, sip_method_t method,
                                 sipagent_request_h *h, void *arg);
+
+/* Install the stateless prefilter of one method (NULL removes it); it
+ * shares the method's slot with its handler. Returns 0 or -ENOSPC. */
+int sipagent_set_method_prefilter(struct sipagent *a, sip_method_t method,
+                                  sipagent_stateless_h *pre, void *arg);
 
 /* Install the handler for requests no method handler took (the policy's
  * on_request hook). */

@@ -11,6 +11,7 @@
 #include "routing.h"
 #include "sip/agent.h"
 #include "sip/digest.h"
+#include "sip/gwcheck.h"
 #include "sip/outreg.h"
 #include "store.h"
 
@@ -72,6 +73,7 @@ struct calls {
     struct event_base *base;
     struct store *store;
     struct outreg_set *outregs;
+    struct gwcheck_set *checks; /* OPTIONS checks of routing gateways */
     const struct config *cfg;
     struct call *head, *tail;
     size_t count;
@@ -115,7 +117,7 @@ struct call {
     /* A-leg */
     nta_incoming_t *a_irq; /* the caller's INVITE, until answered */
     nta_leg_t *a_leg;
-    msg_t *a_msg; /* our reference to the caller's INVITE */
+    msg_t *a_msg; /* our reference to the caller's INVITE, until answered */
     int a_max_forwards;
     /* B-leg: the attempt in progress */
     nta_leg_t *b_leg;
@@ -137,6 +139,7 @@ struct call {
 };
 
 static void try_next(struct call *c);
+static void hangup_switch(struct call *c, int status, const char *reason);
 static void send_bye(nta_leg_t *leg, nta_response_f *cb, void *arg);
 static void end_call(struct call *c, const char *hangup, int status, const char *reason);
 static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip);
@@ -296,10 +299,17 @@ static bool registration_active(const struct calls *cs, const struct routing_gat
     return r && outreg_state(r) == OUTREG_ACTIVE;
 }
 
+/* Usable now: its registration (if any) active and its OPTIONS checks (if
+ * any) answered. */
+static bool gateway_usable(const struct calls *cs, const struct routing_gateway_def *g)
+{
+    return registration_active(cs, g) && gwcheck_alive(cs->checks, g->head.name);
+}
+
 bool calls_gateway_online(const struct calls *cs, const char *name)
 {
     const struct routing_gateway_def *g = rgw_def(cs, name);
-    return g && registration_active(cs, g);
+    return g && gateway_usable(cs, g);
 }
 
 unsigned calls_gateway_calls(const struct calls *cs, const char *name)
@@ -327,6 +337,10 @@ int calls_create(struct calls **csp, struct sipagent *agent, su_root_t *root,
     cs->store = store;
     cs->outregs = outregs;
     cs->next_id = 1;
+    if (gwcheck_create(&cs->checks, cs->nta, sipagent_client_leg(agent), root, base) < 0) {
+        free(cs);
+        return -ENOMEM;
+    }
     sip_contact_t const *me = nta_agent_contact(cs->nta);
     if (me && me->m_url->url_host) {
         snprintf(cs->host, sizeof cs->host, "%s%s%s", me->m_url->url_host,
@@ -343,6 +357,7 @@ int calls_create(struct calls **csp, struct sipagent *agent, su_root_t *root,
 void calls_apply(struct calls *cs, const struct config *cfg)
 {
     cs->cfg = cfg;
+    gwcheck_apply(cs->checks, cfg);
 }
 
 void calls_set_route_hook(struct calls *cs, calls_route_h *h, void *arg)
@@ -430,6 +445,7 @@ void calls_destroy(struct calls *cs)
         return;
     while (cs->head)
         call_free(cs->head);
+    gwcheck_destroy(cs->checks);
     for (size_t i = 0; i < cs->rgw.n; i++)
         free(cs->rgw.v[i].name);
     for (size_t i = 0; i < cs->mgw.n; i++)
@@ -508,6 +524,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct calls *cs = c->cs;
+    if (c->state == ST_ANSWERED) {
+        /* sip.max_call_duration: no call stays up for ever after a lost BYE. */
+        log_info("call", "%" PRIu64 ": up %lld s, the maximum call duration: hanging up", c->id,
+                 (long long)time(NULL) - c->cdr.answer);
+        hangup_switch(c, 503, "Call Terminated");
+        kick(cs);
+        return;
+    }
     if (c->state != ST_CALLING && c->state != ST_PROCEEDING)
         return;
     if (c->b_orq) {
@@ -606,6 +630,10 @@ static void try_next(struct call *c)
         }
         if (!registration_active(cs, g)) {
             log_debug("call", "%" PRIu64 ": %s skipped: registration not active", c->id, name);
+            continue;
+        }
+        if (!gwcheck_alive(cs->checks, name)) {
+            log_debug("call", "%" PRIu64 ": %s skipped: offline (OPTIONS checks)", c->id, name);
             continue;
         }
         if (g->line_limit >= 0 && counter_value(&cs->rgw, name) >= (unsigned)g->line_limit) {
@@ -723,6 +751,11 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
         c->a_irq = NULL;
         c->state = ST_ANSWERED;
         c->cdr.answer = (long long)time(NULL);
+        /* No more attempts: the caller's INVITE (and its SDP) can go. */
+        msg_destroy(c->a_msg);
+        c->a_msg = NULL;
+        if (config_switch(cs->cfg)->sip.max_call_duration > 0)
+            arm(c, config_switch(cs->cfg)->sip.max_call_duration);
         c->cdr.status = status;
         snprintf(c->cdr.reason, sizeof c->cdr.reason, "%s", phrase ? phrase : "OK");
         log_info("call", "%" PRIu64 ": answered by %s", c->id, c->cdr.routing_gateway);
@@ -1152,6 +1185,7 @@ static int on_shutdown_bye(void *magic, nta_outgoing_t *orq, sip_t const *sip)
 void calls_shutdown(struct calls *cs, void (*done)(void *arg), void *arg)
 {
     cs->stopping = true;
+    gwcheck_apply(cs->checks, NULL); /* no more OPTIONS */
     cs->shutdown_done = done;
     cs->shutdown_arg = arg;
     cs->shutdown_pending = 0;

@@ -25,6 +25,15 @@
  * re-INVITE, UPDATE and INFO inside the dialog are relayed to the other leg
  * and their answers back.
  *
+ * An answered call that has been up sip.max_call_duration seconds (0: no
+ * limit) is ended by the switch: BYE on both legs, CDR hangup "switch".
+ * This is the non-timer endpoint safety: no call stays up for ever after a
+ * lost BYE. The limit is read at the answer; a reload changes it for calls
+ * answered afterwards.
+ *
+ * Gateway health: the module runs the OPTIONS checks of routing gateways
+ * (gwcheck.h) and skips offline gateways while routing.
+ *
  * Each call writes one CDR (cdr.h) when it ends.
  *
  * Memory: one struct call (about 1.5 KiB) plus our reference to the
@@ -107,8 +116,8 @@ size_t calls_count(const struct calls *cs);
 unsigned calls_gateway_calls(const struct calls *cs, const char *name);
 
 /* Whether routing gateway `name` takes calls now: a registration-type one
- * while its registration is active, and any gateway while its OPTIONS
- * checks answer. */
+ * while its registration is active, and any gateway with options_check
+ * while its OPTIONS checks answer (gwcheck.h); false for unknown names. */
 bool calls_gateway_online(const struct calls *cs, const char *name);
 
 struct call_info {

@@ -21,8 +21,8 @@ struct entry {
 struct nctrack {
     struct entry *ring;
     uint32_t *buckets;
-    uint32_t mask;    /* capacity - 1 */
-    uint32_t head;    /* next ring slot to fill */
+    uint32_t mask; /* capacity - 1 */
+    uint32_t head; /* next ring slot to fill */
     uint32_t count;
     long long watermark;
 };
@@ -71,8 +71,8 @@ static void unlink_slot(struct nctrack *t, uint32_t slot)
         *p = t->ring[slot].next;
 }
 
-enum nctrack_verdict nctrack_use(struct nctrack *t, unsigned long long id, long long issued,
-                                 unsigned long nc)
+enum nctrack_verdict nctrack_use(struct nctrack *t, unsigned long long id,
+                                 long long issued, unsigned long nc)
 {
     uint32_t b = (uint32_t)(id & t->mask);
     for (uint32_t i = t->buckets[b]; i != NIL; i = t->ring[i].next) {
@@ -95,8 +95,8 @@ enum nctrack_verdict nctrack_use(struct nctrack *t, unsigned long long id, long 
     } else {
         t->count++;
     }
-    t->ring[slot] = (struct entry){.id = id, .issued = issued, .nc = (uint32_t)nc,
-                                   .next = t->buckets[b]};
+    t->ring[slot] = (struct entry){
+        .id = id, .issued = issued, .nc = (uint32_t)nc, .next = t->buckets[b]};
     t->buckets[b] = slot;
     return NCTRACK_OK;
 }

@@ -34,8 +34,8 @@ void nctrack_destroy(struct nctrack *t);
 
 /* Record the use of nonce `id` (issued at `issued`) with nonce-count `nc`.
  * O(1) on average. */
-enum nctrack_verdict nctrack_use(struct nctrack *t, unsigned long long id, long long issued,
-                                 unsigned long nc);
+enum nctrack_verdict nctrack_use(struct nctrack *t, unsigned long long id,
+                                 long long issued, unsigned long nc);
 
 /* Entries in use, for stats. */
 unsigned nctrack_count(const struct nctrack *t);

@@ -44,9 +44,11 @@
 #include <openssl/evp.h>
 #include <sofia-sip/msg.h>
 #include <sofia-sip/msg_addr.h>
+#include <sofia-sip/nta_stateless.h>
 #include <sofia-sip/nta_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_tagarg.h>
 #include <sofia-sip/url.h>
 
 #define BINDING_VERSION 1
@@ -100,6 +102,7 @@ struct guard {
     struct guard *next;
     long long last_failure;
     long long until; /* suspended until; 0: not suspended */
+    uint64_t last_attempt; /* fingerprint of the last failed credentials */
     unsigned failures;
     char key[]; /* kind ('a' or 's') + name, NUL-terminated */
 };
@@ -178,6 +181,14 @@ struct registrar {
     registrar_hook_h *hook;
     void *hook_arg;
     struct registrar_event *events;
+
+    /* The REGISTER the prefilter let through, for the handler that the
+     * agent calls right after it with the same sip. */
+    struct {
+        const sip_t *sip;
+        struct reqinfo *info;
+        struct account *acc;
+    } passed;
 };
 
 static void remove_binding(struct registrar *r, struct binding *b, const char *why);
@@ -231,14 +242,26 @@ static struct account *find_account(struct registrar *r, const char *name)
 
 /* ---- Bindings: strings, heap, wheel, store --------------------------------- */
 
-static const char *b_contact(const struct binding *b) { return b->strs; }
-static const char *b_call_id(const struct binding *b) { return b->strs + b->off_call_id; }
-static const char *b_source(const struct binding *b) { return b->strs + b->off_source; }
-static const char *b_ua(const struct binding *b) { return b->strs + b->off_ua; }
+static const char *b_contact(const struct binding *b)
+{
+    return b->strs;
+}
+static const char *b_call_id(const struct binding *b)
+{
+    return b->strs + b->off_call_id;
+}
+static const char *b_source(const struct binding *b)
+{
+    return b->strs + b->off_source;
+}
+static const char *b_ua(const struct binding *b)
+{
+    return b->strs + b->off_ua;
+}
 
 /* Replace the binding's strings. Returns 0 or -ENOMEM (then unchanged). */
-static int binding_set_strings(struct binding *b, const char *contact, const char *call_id,
-                               const char *source, const char *ua)
+static int binding_set_strings(struct binding *b, const char *contact,
+                               const char *call_id, const char *source, const char *ua)
 {
     size_t a = strlen(contact) + 1, c = strlen(call_id) + 1, s = strlen(source) + 1,
            u = strlen(ua) + 1;
@@ -373,7 +396,8 @@ static void wheel_insert(struct registrar *r, struct binding *b)
 
 /* Store key: name NUL sha256(contact)[0..16). Returns its length, 0 if the
  * name is too long to be stored. */
-static size_t binding_key(const char *aor, const char *contact, uint8_t key[STORE_MAX_KEY])
+static size_t binding_key(const char *aor, const char *contact,
+                          uint8_t key[STORE_MAX_KEY])
 {
     size_t n = strlen(aor);
     if (n + 1 + 16 > STORE_MAX_KEY)
@@ -409,7 +433,8 @@ static void save_binding(struct registrar *r, const struct binding *b)
     val[14] = val[15] = 0;
     memcpy(val + 16, b->strs, slen);
     if (store_put(r->store, STORE_BINDINGS, key, klen, BINDING_VERSION, val, vlen) < 0)
-        log_error("registrar", "%s: cannot store the binding %s", b->acc->name, b_contact(b));
+        log_error("registrar", "%s: cannot store the binding %s", b->acc->name,
+                  b_contact(b));
     free(val);
 }
 
@@ -445,7 +470,8 @@ static void remove_binding(struct registrar *r, struct binding *b, const char *w
     wheel_remove(r, b);
     forget_binding(r, acc->name, b_contact(b));
     if (why)
-        log_info("registrar", "%s: binding %s removed (%s)", acc->name, b_contact(b), why);
+        log_info("registrar", "%s: binding %s removed (%s)", acc->name, b_contact(b),
+                 why);
     binding_free(b);
 }
 
@@ -482,7 +508,8 @@ static unsigned guard_hash(const char *key)
     return h & (GUARD_BUCKETS - 1);
 }
 
-static struct guard *guard_get(struct registrar *r, char kind, const char *name, bool create)
+static struct guard *guard_get(struct registrar *r, char kind, const char *name,
+                               bool create)
 {
     char key[160];
     int n = snprintf(key, sizeof key, "%c%s", kind, name);
@@ -539,13 +566,21 @@ static bool suspended(struct registrar *r, char kind, const char *name, long lon
     return false;
 }
 
-static bool count_failure(struct registrar *r, char kind, const char *name, long long now)
+/* Count a failure of `attempt` (a fingerprint of the credentials tried).
+ * Failures are answered statelessly, so a UDP retransmission of the same
+ * request (its answer lost) comes again: the same attempt as the last one
+ * counts once. */
+static bool count_failure(struct registrar *r, char kind, const char *name, long long now,
+                          uint64_t attempt)
 {
     struct guard *g = guard_get(r, kind, name, true);
     if (!g)
         return false;
     if (now - g->last_failure > REGISTRAR_FAILURE_WINDOW)
         g->failures = 0;
+    else if (g->failures > 0 && g->last_attempt == attempt)
+        return false;
+    g->last_attempt = attempt;
     g->failures++;
     g->last_failure = now;
     if ((int)g->failures < r->retry || r->suspend <= 0)
@@ -561,11 +596,25 @@ static bool count_failure(struct registrar *r, char kind, const char *name, long
 /* A failed authentication by `user` from `ip`. Returns true when either is
  * suspended now. */
 static bool record_failure(struct registrar *r, const char *user, const char *ip,
-                           long long now)
+                           long long now, uint64_t attempt)
 {
-    bool a = count_failure(r, 'a', user, now);
-    bool s = count_failure(r, 's', ip, now);
+    bool a = count_failure(r, 'a', user, now, attempt);
+    bool s = count_failure(r, 's', ip, now, attempt);
     return a || s;
+}
+
+/* FNV-1a over the fields that make one attempt: a retransmission repeats
+ * them all, a new attempt has a new nonce, nonce-count or cnonce. */
+static uint64_t attempt_fingerprint(const struct digest_credentials *c)
+{
+    const char *fields[] = {c->username, c->nonce, c->nc, c->cnonce, c->response};
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        for (const char *p = fields[i] ? fields[i] : ""; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        h = (h ^ 0xff) * 1099511628211ULL;
+    }
+    return h;
 }
 
 static void clear_failures(struct registrar *r, const char *user)
@@ -630,7 +679,8 @@ static void flush(struct registrar *r)
     while (p) {
         struct pending *next = p->next;
         if (rc == 0)
-            nta_incoming_treply(p->irq, SIP_200_OK, TAG_IF(p->contacts, SIPTAG_CONTACT_STR(p->contacts)),
+            nta_incoming_treply(p->irq, SIP_200_OK,
+                                TAG_IF(p->contacts, SIPTAG_CONTACT_STR(p->contacts)),
                                 SIPTAG_DATE_STR(date), TAG_END());
         else
             nta_incoming_treply(p->irq, 500, "Bindings Not Stored", TAG_END());
@@ -695,6 +745,27 @@ static void reply_once(nta_incoming_t *irq, int status, const char *phrase)
     nta_incoming_treply(irq, status, phrase, TAG_END());
 }
 
+/* Where the answers of authentication and REGISTER checks go: a server
+ * transaction, or (stateless, from the prefilter) the request message
+ * itself, which the answer consumes. Either way one answer per request. */
+struct replyto {
+    nta_incoming_t *irq; /* NULL: stateless */
+    nta_agent_t *nta;
+    msg_t *msg;
+};
+
+static void answer(const struct replyto *to, int status, const char *phrase, tag_type_t tag,
+                   tag_value_t value, ...)
+{
+    ta_list ta;
+    ta_start(ta, tag, value);
+    if (to->irq)
+        nta_incoming_treply(to->irq, status, phrase, ta_tags(ta));
+    else
+        nta_msg_treply(to->nta, to->msg, status, phrase, ta_tags(ta));
+    ta_end(ta);
+}
+
 /* ---- Digest --------------------------------------------------------------------- */
 
 /* The algorithms offered, most preferred first (endpoint_digest). */
@@ -730,37 +801,37 @@ static bool is_offered(const struct registrar *r, enum digest_alg alg)
 
 /* A fresh nonce, one challenge per algorithm offered (RFC 8760: in order of
  * preference, as separate headers). */
-static int challenge(struct registrar *r, nta_incoming_t *irq, bool proxy, bool stale)
+static int challenge(struct registrar *r, const struct replyto *to, bool proxy, bool stale)
 {
     char nonce[DIGEST_NONCE_MAX], one[2][256], hdr[640];
     digest_nonce_make(r->secret, now_ms(), nonce);
     enum digest_alg algs[2];
     unsigned n = offered(r, algs);
     for (unsigned i = 0; i < n; i++)
-        digest_challenge_format(algs[i], REGISTRAR_REALM, nonce, stale, one[i], sizeof one[i]);
+        digest_challenge_format(algs[i], REGISTRAR_REALM, nonce, stale, one[i],
+                                sizeof one[i]);
     const char *name = proxy ? "Proxy-Authenticate" : "WWW-Authenticate";
     if (n == 2)
         snprintf(hdr, sizeof hdr, "%s: %s\r\n%s: %s", name, one[0], name, one[1]);
     else
         snprintf(hdr, sizeof hdr, "%s: %s", name, one[0]);
     int status = proxy ? 407 : 401;
-    nta_incoming_treply(irq, status, proxy ? "Proxy Authentication Required" : "Unauthorized",
-                        SIPTAG_HEADER_STR(hdr), TAG_END());
+    answer(to, status, proxy ? "Proxy Authentication Required" : "Unauthorized",
+           SIPTAG_HEADER_STR(hdr), TAG_END());
     return status;
 }
 
-static int forbid(nta_incoming_t *irq)
+static int forbid(const struct replyto *to)
 {
-    reply_once(irq, SIP_403_FORBIDDEN);
+    answer(to, SIP_403_FORBIDDEN, TAG_END());
     return 403;
 }
 
 /* The peer's address: "ip" and "ip:port" (IPv6 in brackets there), and the
  * transport. Returns 0 or -1. */
-static int source_of(nta_incoming_t *irq, char *ip, size_t iplen, char *source, size_t srclen,
+static int source_of(msg_t *msg, char *ip, size_t iplen, char *source, size_t srclen,
                      int *transport)
 {
-    msg_t *msg = nta_incoming_getrequest(irq);
     if (!msg)
         return -1;
     su_addrinfo_t *ai = msg_addrinfo(msg);
@@ -783,6 +854,15 @@ static int source_of(nta_incoming_t *irq, char *ip, size_t iplen, char *source, 
         }
         *transport = ai->ai_protocol == IPPROTO_TCP ? TP_TCP : TP_UDP;
     }
+    return rc;
+}
+
+/* The same, for a transaction's request. */
+static int irq_source_of(nta_incoming_t *irq, char *ip, size_t iplen, char *source,
+                         size_t srclen, int *transport)
+{
+    msg_t *msg = nta_incoming_getrequest(irq);
+    int rc = source_of(msg, ip, iplen, source, srclen, transport);
     msg_destroy(msg);
     return rc;
 }
@@ -790,7 +870,8 @@ static int source_of(nta_incoming_t *irq, char *ip, size_t iplen, char *source, 
 /* The Digest credentials for our realm, from the header the method uses. */
 static bool find_credentials(const sip_t *sip, bool proxy, struct digest_credentials *c)
 {
-    const msg_auth_t *lists[2] = {proxy ? sip->sip_proxy_authorization : sip->sip_authorization,
+    const msg_auth_t *lists[2] = {proxy ? sip->sip_proxy_authorization
+                                        : sip->sip_authorization,
                                   proxy ? sip->sip_authorization : NULL};
     for (int i = 0; i < 2; i++)
         for (const msg_auth_t *au = lists[i]; au; au = au->au_next) {
@@ -817,48 +898,51 @@ static bool digest_uri_matches(const char *uri, const url_t *ruri)
 
 /* The one authentication path, for REGISTER and everything else. Returns 0
  * with *accp set, or the status it answered with. */
-static int authenticate(struct registrar *r, nta_incoming_t *irq, const sip_t *sip,
+static int authenticate(struct registrar *r, const struct replyto *to, const sip_t *sip,
                         const char *ip, struct account **accp)
 {
     *accp = NULL;
     bool proxy = sip->sip_request->rq_method != sip_method_register;
     long long now = now_s();
     if (suspended(r, 's', ip, now))
-        return forbid(irq);
+        return forbid(to);
     struct digest_credentials c;
     /* No credentials for us, or an answer without qop (so without a
      * nonce-count to check): the first challenge, not a failure. */
-    if (!find_credentials(sip, proxy, &c) || !c.qop || c.ncount == 0 || !is_offered(r, c.alg))
-        return challenge(r, irq, proxy, false);
+    if (!find_credentials(sip, proxy, &c) || !c.qop || c.ncount == 0 ||
+        !is_offered(r, c.alg))
+        return challenge(r, to, proxy, false);
     if (suspended(r, 'a', c.username, now))
-        return forbid(irq);
+        return forbid(to);
     long long issued;
     unsigned long long id;
     enum digest_nonce_state ns =
         digest_nonce_check(r->secret, c.nonce, now_ms(), r->nonce_ttl, &issued, &id);
     if (ns == DIGEST_NONCE_INVALID) /* never ours: nothing was tried */
-        return challenge(r, irq, proxy, false);
+        return challenge(r, to, proxy, false);
     if (!digest_uri_matches(c.uri, sip->sip_request->rq_url)) {
-        reply_once(irq, 400, "Digest URI Mismatch");
+        answer(to, 400, "Digest URI Mismatch", TAG_END());
         return 400;
     }
     struct account *acc = find_account(r, c.username);
     /* An unknown user is checked against a password nobody has, so that the
      * work, the counting and the answer are the same as for a wrong one. */
-    bool ok = digest_check(&c, acc ? acc->password : "\x01unknown\x01", sip->sip_request->rq_method_name) &&
+    bool ok = digest_check(&c, acc ? acc->password : "\x01unknown\x01",
+                           sip->sip_request->rq_method_name) &&
               acc;
     if (!ok) {
-        log_info("registrar", "authentication failed for \"%.64s\" from %s", c.username, ip);
-        if (record_failure(r, c.username, ip, now))
-            return forbid(irq);
-        return challenge(r, irq, proxy, false);
+        log_info("registrar", "authentication failed for \"%.64s\" from %s", c.username,
+                 ip);
+        if (record_failure(r, c.username, ip, now, attempt_fingerprint(&c)))
+            return forbid(to);
+        return challenge(r, to, proxy, false);
     }
     if (ns == DIGEST_NONCE_STALE)
-        return challenge(r, irq, proxy, true);
+        return challenge(r, to, proxy, true);
     if (r->nct && nctrack_use(r->nct, id, issued, c.ncount) != NCTRACK_OK) {
         log_info("registrar", "%s: nonce-count %08lx refused (seen, or nonce forgotten)",
                  acc->name, c.ncount);
-        return challenge(r, irq, proxy, true);
+        return challenge(r, to, proxy, true);
     }
     clear_failures(r, acc->name);
     *accp = acc;
@@ -871,12 +955,13 @@ int registrar_authenticate(struct registrar *r, nta_incoming_t *irq, const sip_t
     char ip[48], source[64];
     int transport;
     *account = NULL;
-    if (source_of(irq, ip, sizeof ip, source, sizeof source, &transport) < 0) {
+    if (irq_source_of(irq, ip, sizeof ip, source, sizeof source, &transport) < 0) {
         reply_once(irq, SIP_500_INTERNAL_SERVER_ERROR);
         return 500;
     }
     struct account *acc;
-    int status = authenticate(r, irq, sip, ip, &acc);
+    const struct replyto to = {.irq = irq};
+    int status = authenticate(r, &to, sip, ip, &acc);
     if (status == 0)
         *account = acc->name;
     return status;
@@ -913,7 +998,7 @@ static bool behind_nat(const url_t *u, const char *ip, const char *source)
 }
 
 /* Work out what the REGISTER asks. Returns 0, or the status answered. */
-static int parse_register(struct registrar *r, nta_incoming_t *irq, const sip_t *sip,
+static int parse_register(struct registrar *r, const struct replyto *to, const sip_t *sip,
                           struct reqinfo *info)
 {
     info->star = false;
@@ -924,13 +1009,13 @@ static int parse_register(struct registrar *r, nta_incoming_t *irq, const sip_t 
             continue;
         }
         if (info->n == MAX_REQ_CONTACTS) {
-            reply_once(irq, 400, "Too Many Contacts");
+            answer(to, 400, "Too Many Contacts", TAG_END());
             return 400;
         }
         struct regcontact *c = &info->c[info->n];
         c->m = m;
         if (url_e(c->uri, sizeof c->uri, m->m_url) >= (issize_t)sizeof c->uri - 1) {
-            reply_once(irq, 400, "Contact Too Long");
+            answer(to, 400, "Contact Too Long", TAG_END());
             return 400;
         }
         c->uri[sizeof c->uri - 1] = '\0';
@@ -946,8 +1031,7 @@ static int parse_register(struct registrar *r, nta_incoming_t *irq, const sip_t 
         if (requested > 0 && requested < REGISTRAR_MIN_EXPIRES) {
             char min[16];
             snprintf(min, sizeof min, "%d", REGISTRAR_MIN_EXPIRES);
-            nta_incoming_treply(irq, SIP_423_INTERVAL_TOO_BRIEF, SIPTAG_MIN_EXPIRES_STR(min),
-                                TAG_END());
+            answer(to, SIP_423_INTERVAL_TOO_BRIEF, SIPTAG_MIN_EXPIRES_STR(min), TAG_END());
             return 423;
         }
         c->nat = behind_nat(m->m_url, info->ip, info->source);
@@ -955,8 +1039,9 @@ static int parse_register(struct registrar *r, nta_incoming_t *irq, const sip_t 
         c->granted = (int)(requested < cap ? requested : cap);
         info->n++;
     }
-    if (info->star && (info->n > 0 || !sip->sip_expires || sip->sip_expires->ex_delta != 0)) {
-        reply_once(irq, 400, "Wildcard Contact Needs Expires 0");
+    if (info->star &&
+        (info->n > 0 || !sip->sip_expires || sip->sip_expires->ex_delta != 0)) {
+        answer(to, 400, "Wildcard Contact Needs Expires 0", TAG_END());
         return 400;
     }
     return 0;
@@ -964,7 +1049,8 @@ static int parse_register(struct registrar *r, nta_incoming_t *irq, const sip_t 
 
 /* RFC 3261 10.3 step 6/7: a binding of the same Call-ID must be changed by a
  * higher CSeq only. */
-static bool out_of_order(struct account *acc, const sip_t *sip, const struct reqinfo *info)
+static bool out_of_order(struct account *acc, const sip_t *sip,
+                         const struct reqinfo *info)
 {
     const char *call_id = sip->sip_call_id->i_id;
     uint32_t cseq = sip->sip_cseq->cs_seq;
@@ -1024,7 +1110,8 @@ static void update_bindings(struct registrar *r, struct account *acc, const sip_
                 remove_binding(r, v, "replaced: too many bindings");
             }
             b = calloc(1, sizeof *b);
-            if (!b || binding_set_strings(b, c->uri, call_id, info->source, info->user_agent) < 0) {
+            if (!b || binding_set_strings(b, c->uri, call_id, info->source,
+                                          info->user_agent) < 0) {
                 free(b);
                 log_error("registrar", "%s: out of memory adding a binding", acc->name);
                 continue;
@@ -1045,7 +1132,8 @@ static void update_bindings(struct registrar *r, struct account *acc, const sip_
             if (strcmp(b_contact(b), c->uri) != 0)
                 forget_binding(r, acc->name, b_contact(b));
             if (strcmp(b_contact(b), c->uri) != 0 || strcmp(b_call_id(b), call_id) != 0 ||
-                strcmp(b_source(b), info->source) != 0 || strcmp(b_ua(b), info->user_agent) != 0)
+                strcmp(b_source(b), info->source) != 0 ||
+                strcmp(b_ua(b), info->user_agent) != 0)
                 binding_set_strings(b, c->uri, call_id, info->source, info->user_agent);
             b->expires_at = now + c->granted;
             heap_update(r, b);
@@ -1157,11 +1245,10 @@ void registrar_event_done(struct registrar_event *ev, int status, const char *re
         return;
     }
     if (status >= 300 && status <= 699) {
-        log_info("registrar", "%s: registration refused by the policy (%d)", ev->info.account,
-                 status);
+        log_info("registrar", "%s: registration refused by the policy (%d)",
+                 ev->info.account, status);
         const char *phrase = reason && *reason ? reason : sip_status_phrase(status);
-        nta_incoming_treply(ev->irq, status, phrase ? phrase : "Refused",
-                            TAG_END());
+        nta_incoming_treply(ev->irq, status, phrase ? phrase : "Refused", TAG_END());
         nta_incoming_destroy(ev->irq);
     } else {
         struct account *acc = find_account(r, ev->info.account);
@@ -1175,46 +1262,106 @@ void registrar_event_done(struct registrar_event *ev, int status, const char *re
     free(ev);
 }
 
-int registrar_on_register(nta_incoming_t *irq, const sip_t *sip, void *arg)
+/* Everything checked before a REGISTER may change bindings: the source,
+ * the authentication, the AOR, the Contacts. Returns 0 with *accp and info
+ * filled, or the status answered through `to` (stateless: msg and sip are
+ * gone then). msg is the request, for its source address. */
+static int check_register(struct registrar *r, const struct replyto *to, msg_t *msg,
+                          const sip_t *sip, struct reqinfo *info, struct account **accp)
 {
-    struct registrar *r = arg;
-    struct reqinfo *info = malloc(sizeof *info);
-    if (!info) {
-        reply_once(irq, SIP_500_INTERNAL_SERVER_ERROR);
-        nta_incoming_destroy(irq);
-        return 0;
-    }
-    if (source_of(irq, info->ip, sizeof info->ip, info->source, sizeof info->source,
+    if (source_of(msg, info->ip, sizeof info->ip, info->source, sizeof info->source,
                   &info->transport) < 0) {
-        reply_once(irq, SIP_500_INTERNAL_SERVER_ERROR);
-        goto done;
+        answer(to, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+        return 500;
     }
     struct account *acc;
-    if (authenticate(r, irq, sip, info->ip, &acc) != 0)
-        goto done;
-    const char *to_user = sip->sip_to && sip->sip_to->a_url->url_user ? sip->sip_to->a_url->url_user : NULL;
+    int status = authenticate(r, to, sip, info->ip, &acc);
+    if (status != 0)
+        return status;
+    const char *to_user =
+        sip->sip_to && sip->sip_to->a_url->url_user ? sip->sip_to->a_url->url_user : NULL;
     if (!to_user || strcmp(to_user, acc->name) != 0) {
         log_info("registrar", "%s tried to register the AOR %.64s", acc->name,
                  to_user ? to_user : "(none)");
-        reply_once(irq, 403, "Not Your Address Of Record");
-        goto done;
+        answer(to, 403, "Not Your Address Of Record", TAG_END());
+        return 403;
     }
     snprintf(info->account, sizeof info->account, "%s", acc->name);
     info->user_agent[0] = '\0';
     if (sip->sip_user_agent && sip->sip_user_agent->g_string)
-        snprintf(info->user_agent, sizeof info->user_agent, "%s", sip->sip_user_agent->g_string);
+        snprintf(info->user_agent, sizeof info->user_agent, "%s",
+                 sip->sip_user_agent->g_string);
     snprintf(info->call_id, sizeof info->call_id, "%s", sip->sip_call_id->i_id);
-    if (parse_register(r, irq, sip, info) != 0)
-        goto done;
-    if (run_hook(r, irq, sip, info)) {
-        free(info);
+    status = parse_register(r, to, sip, info);
+    if (status != 0)
+        return status;
+    *accp = acc;
+    return 0;
+}
+
+static void drop_passed(struct registrar *r)
+{
+    free(r->passed.info);
+    r->passed.info = NULL;
+    r->passed.sip = NULL;
+    r->passed.acc = NULL;
+}
+
+int registrar_prefilter_register(msg_t *msg, sip_t *sip, void *arg)
+{
+    struct registrar *r = arg;
+    drop_passed(r);
+    struct reqinfo *info = malloc(sizeof *info);
+    if (!info)
+        return -1; /* the transaction path answers 500 */
+    const struct replyto to = {.nta = r->nta, .msg = msg};
+    struct account *acc;
+    if (check_register(r, &to, msg, sip, info, &acc) != 0) {
+        free(info); /* answered statelessly: nothing kept */
         return 0;
     }
-    finish_register(r, irq, sip, acc, info);
-    free(info);
-    return 0;
-done:
-    nta_incoming_destroy(irq);
+    /* Authenticated and well-formed: the REGISTER becomes a transaction,
+     * given at once to registrar_on_register() with this sip. */
+    r->passed.sip = sip;
+    r->passed.info = info;
+    r->passed.acc = acc;
+    return -1;
+}
+
+int registrar_on_register(nta_incoming_t *irq, const sip_t *sip, void *arg)
+{
+    struct registrar *r = arg;
+    struct reqinfo *info;
+    struct account *acc;
+    if (r->passed.info && r->passed.sip == sip) {
+        /* Checked by the prefilter a moment ago, in the same call from
+         * the agent: nothing can have changed since. */
+        info = r->passed.info;
+        acc = r->passed.acc;
+        r->passed.info = NULL;
+        r->passed.sip = NULL;
+        r->passed.acc = NULL;
+    } else {
+        /* No prefilter installed: every check answers in the transaction. */
+        drop_passed(r);
+        info = malloc(sizeof *info);
+        if (!info) {
+            reply_once(irq, SIP_500_INTERNAL_SERVER_ERROR);
+            nta_incoming_destroy(irq);
+            return 0;
+        }
+        const struct replyto to = {.irq = irq};
+        msg_t *msg = nta_incoming_getrequest(irq);
+        int status = check_register(r, &to, msg, sip, info, &acc);
+        msg_destroy(msg);
+        if (status != 0) {
+            nta_incoming_destroy(irq);
+            free(info);
+            return 0;
+        }
+    }
+    if (!run_hook(r, irq, sip, info))
+        finish_register(r, irq, sip, acc, info);
     free(info);
     return 0;
 }
@@ -1227,8 +1374,14 @@ void registrar_set_hook(struct registrar *r, registrar_hook_h *h, void *arg)
     r->hook_arg = arg;
 }
 
-const char *registrar_event_account(const struct registrar_event *ev) { return ev->info.account; }
-unsigned registrar_event_contacts(const struct registrar_event *ev) { return ev->info.n; }
+const char *registrar_event_account(const struct registrar_event *ev)
+{
+    return ev->info.account;
+}
+unsigned registrar_event_contacts(const struct registrar_event *ev)
+{
+    return ev->info.n;
+}
 const char *registrar_event_contact(const struct registrar_event *ev, unsigned i)
 {
     return i < ev->info.n ? ev->info.c[i].uri : NULL;
@@ -1241,7 +1394,10 @@ bool registrar_event_nat(const struct registrar_event *ev, unsigned i)
 {
     return i < ev->info.n && ev->info.c[i].nat;
 }
-const char *registrar_event_source(const struct registrar_event *ev) { return ev->info.source; }
+const char *registrar_event_source(const struct registrar_event *ev)
+{
+    return ev->info.source;
+}
 const char *registrar_event_transport(const struct registrar_event *ev)
 {
     return transport_names[ev->info.transport];
@@ -1272,7 +1428,8 @@ static void on_expiry(evutil_socket_t fd, short what, void *arg)
 static int on_keepalive(struct binding *b, nta_outgoing_t *orq, const sip_t *sip)
 {
     struct registrar *r = b->acc->r;
-    int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    int status =
+        sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
     if (status < 200)
         return 0;
     if (r->in_create) {
@@ -1299,11 +1456,11 @@ static void send_keepalive(struct registrar *r, struct binding *b)
     unsigned char rnd[12];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
         memset(rnd, 0, sizeof rnd);
-    snprintf(from, sizeof from, "<sip:keepalive@%s>;tag=%02x%02x%02x%02x", r->ka_host, rnd[0],
-             rnd[1], rnd[2], rnd[3]);
+    snprintf(from, sizeof from, "<sip:keepalive@%s>;tag=%02x%02x%02x%02x", r->ka_host,
+             rnd[0], rnd[1], rnd[2], rnd[3]);
     snprintf(to, sizeof to, "<%s>", b_contact(b));
-    snprintf(call_id, sizeof call_id, "ka-%02x%02x%02x%02x%02x%02x%02x%02x@moonswitch", rnd[4],
-             rnd[5], rnd[6], rnd[7], rnd[8], rnd[9], rnd[10], rnd[11]);
+    snprintf(call_id, sizeof call_id, "ka-%02x%02x%02x%02x%02x%02x%02x%02x@moonswitch",
+             rnd[4], rnd[5], rnd[6], rnd[7], rnd[8], rnd[9], rnd[10], rnd[11]);
     su_home_t home[1] = {SU_HOME_INIT(home)};
     sip_cseq_t *cs = sip_cseq_create(home, 1, SIP_METHOD_OPTIONS);
     r->in_create = true;
@@ -1363,8 +1520,8 @@ static int load_secret(struct registrar *r)
     uint8_t version;
     void *val = NULL;
     size_t len = 0;
-    if (r->store && store_get(r->store, STORE_SUSPEND, secret_key, SECRET_KEY_LEN, &version, &val,
-                              &len) == 0) {
+    if (r->store && store_get(r->store, STORE_SUSPEND, secret_key, SECRET_KEY_LEN,
+                              &version, &val, &len) == 0) {
         if (version == SECRET_VERSION && len == DIGEST_SECRET_LEN) {
             memcpy(r->secret, val, DIGEST_SECRET_LEN);
             free(val);
@@ -1378,8 +1535,8 @@ static int load_secret(struct registrar *r)
     }
     if (!r->store)
         return 0;
-    int rc = store_put(r->store, STORE_SUSPEND, secret_key, SECRET_KEY_LEN, SECRET_VERSION,
-                       r->secret, DIGEST_SECRET_LEN);
+    int rc = store_put(r->store, STORE_SUSPEND, secret_key, SECRET_KEY_LEN,
+                       SECRET_VERSION, r->secret, DIGEST_SECRET_LEN);
     if (rc == 0)
         rc = store_commit(r->store);
     return rc;
@@ -1420,7 +1577,8 @@ static int load_binding(const void *key, size_t klen, uint8_t version, const voi
     char name[STORE_MAX_KEY + 1];
     memcpy(name, aor, alen);
     name[alen] = '\0';
-    struct account *acc = version == BINDING_VERSION && vlen > 16 ? find_account(r, name) : NULL;
+    struct account *acc =
+        version == BINDING_VERSION && vlen > 16 ? find_account(r, name) : NULL;
     long long expires_at = vlen >= 8 ? (long long)store_key_u64_read(v) : 0;
     if (!acc || expires_at <= lc->now || v[vlen - 1] != '\0') {
         load_dead(lc, key, klen);
@@ -1468,7 +1626,8 @@ static int load_suspension(const void *key, size_t klen, uint8_t version, const 
     const char *k = key;
     if (klen < 2 || (k[0] != 'a' && k[0] != 's'))
         return 0; /* the secret, or not ours */
-    long long until = version == SUSPEND_VERSION && vlen == 8 ? (long long)store_key_u64_read(val) : 0;
+    long long until =
+        version == SUSPEND_VERSION && vlen == 8 ? (long long)store_key_u64_read(val) : 0;
     if (until <= lc->now) {
         load_dead(lc, key, klen);
         return 0;
@@ -1490,7 +1649,8 @@ static void load_store(struct registrar *r, enum store_db db, store_visit_h *fn)
     struct load_ctx lc = {.r = r, .now = now_s()};
     store_foreach(r->store, db, fn, &lc);
     for (size_t i = 0; i < lc.ndead; i++)
-        store_del(r->store, db, lc.dead[i] + 2, (size_t)lc.dead[i][0] << 8 | lc.dead[i][1]);
+        store_del(r->store, db, lc.dead[i] + 2,
+                  (size_t)lc.dead[i][0] << 8 | lc.dead[i][1]);
     if (lc.ndead || lc.loaded)
         log_info("registrar", "%s: %zu loaded, %zu expired or unknown dropped",
                  store_db_name(db), lc.loaded, lc.ndead);
@@ -1516,7 +1676,8 @@ int registrar_create(struct registrar **rp, nta_agent_t *nta, nta_leg_t *leg,
     r->suspend = 180;
     r->replace = true;
     r->nonce_ttl = env_unsigned("MOON_NONCE_TTL", REGISTRAR_NONCE_TTL, 86400);
-    r->ka_interval = env_unsigned("MOON_KEEPALIVE_INTERVAL", REGISTRAR_KEEPALIVE_INTERVAL, 3600);
+    r->ka_interval =
+        env_unsigned("MOON_KEEPALIVE_INTERVAL", REGISTRAR_KEEPALIVE_INTERVAL, 3600);
     r->ka_misses = env_unsigned("MOON_KEEPALIVE_MISSES", REGISTRAR_KEEPALIVE_MISSES, 100);
     if (r->ka_misses == 0)
         r->ka_misses = 1;
@@ -1609,12 +1770,14 @@ void registrar_destroy(struct registrar *r)
     if (r->ka_ev)
         event_free(r->ka_ev);
     nctrack_destroy(r->nct);
+    drop_passed(r);
     free(r);
 }
 
 static int acc_by_name(const void *a, const void *b)
 {
-    return strcmp((*(struct account *const *)a)->name, (*(struct account *const *)b)->name);
+    return strcmp((*(struct account *const *)a)->name,
+                  (*(struct account *const *)b)->name);
 }
 
 static char *dup_str(const char *s)
@@ -1631,6 +1794,7 @@ void registrar_apply(struct registrar *r, const struct config *cfg)
     r->suspend = sw->sip.endpoint_register_suspend;
     r->replace = sw->sip.endpoint_register_replace;
     r->digest = sw->sip.endpoint_digest;
+    drop_passed(r); /* its account may go */
 
     size_t n = config_count(cfg, KIND_ACCOUNT);
     struct account **next = calloc(n ? n : 1, sizeof *next);
@@ -1718,7 +1882,8 @@ static void fill_binding(struct registrar_binding *out, const struct binding *b)
     out->keepalive_misses = b->misses;
 }
 
-int registrar_bindings(struct registrar *r, const char *aor, registrar_binding_h *fn, void *arg)
+int registrar_bindings(struct registrar *r, const char *aor, registrar_binding_h *fn,
+                       void *arg)
 {
     struct registrar_binding info;
     for (size_t i = 0; i < r->nacc; i++) {
@@ -1791,7 +1956,8 @@ static void fill_account(struct registrar *r, const struct account *acc,
     out->bindings = acc->nbindings;
     long long now = now_s();
     struct guard *g = guard_get(r, 'a', acc->name, false);
-    out->failures = g && now - g->last_failure <= REGISTRAR_FAILURE_WINDOW ? g->failures : 0;
+    out->failures =
+        g && now - g->last_failure <= REGISTRAR_FAILURE_WINDOW ? g->failures : 0;
     out->suspended_until = g && g->until > now ? g->until : 0;
 }
 
@@ -1803,7 +1969,8 @@ int registrar_account_at(struct registrar *r, size_t i, struct registrar_account
     return 0;
 }
 
-int registrar_account_find(struct registrar *r, const char *name, struct registrar_account *out)
+int registrar_account_find(struct registrar *r, const char *name,
+                           struct registrar_account *out)
 {
     struct account *acc = find_account(r, name);
     if (!acc)

@@ -10,9 +10,9 @@
  * Digest (RFC 7616, RFC 8760): SHA-256 and MD5 are both offered, SHA-256
  * first, with qop=auth (the switch setting endpoint_digest changes which and
  * in what order: many deployed UAs, Debian's baresip 1.0 among them, give up
- * on any SHA-256 challenge, and SIPp answers only the first one). Nonces are stateless: an HMAC of their issue time
- * under a secret kept in the store, so they survive restarts and cost no
- * memory until answered; an expired one is answered with stale=true, and a
+ * on any SHA-256 challenge, and SIPp answers only the first one). Nonces are stateless:
+ * an HMAC of their issue time under a secret kept in the store, so they survive restarts
+ * and cost no memory until answered; an expired one is answered with stale=true, and a
  * nonce-count seen before is refused (see nonce.h). Unknown users and wrong
  * passwords get the same answers, so a scanner cannot tell which accounts
  * exist.
@@ -99,8 +99,23 @@ void registrar_destroy(struct registrar *r);
  * registrar copies what it needs; O(n log n) in accounts. */
 void registrar_apply(struct registrar *r, const struct config *cfg);
 
+/* The REGISTER prefilter for sipagent_set_method_prefilter(); `arg` is the
+ * registrar. It answers statelessly (no transaction, nothing kept) every
+ * REGISTER that changes nothing: challenges (no credentials, stale or
+ * replayed nonce, wrong credentials), 403 (suspended account or source,
+ * someone else's AOR), 400 and 423 (bad Contacts or Expires, digest URI
+ * mismatch). Failed authentications are counted as with a transaction; a
+ * retransmission of the same failed request (its answer lost) counts once.
+ * Only an authenticated, well-formed REGISTER goes on (returns -1) to
+ * become a transaction for registrar_on_register(), which the agent calls
+ * at once: its checks are not repeated there. A retransmission of a request
+ * answered here is checked again (its nonce-count now seen: a stale
+ * challenge if it had passed authentication). */
+int registrar_prefilter_register(msg_t *msg, sip_t *sip, void *arg);
+
 /* The REGISTER handler for sipagent_set_method_handler(); `arg` is the
- * registrar. Always takes the request (returns 0). */
+ * registrar. Always takes the request (returns 0). Without the prefilter
+ * it makes every check itself, answering in the transaction. */
 int registrar_on_register(nta_incoming_t *irq, const sip_t *sip, void *arg);
 
 /* Authenticate any request against the accounts, with the same digest,
@@ -132,10 +147,12 @@ void registrar_event_done(struct registrar_event *ev, int status, const char *re
 const char *registrar_event_account(const struct registrar_event *ev);
 unsigned registrar_event_contacts(const struct registrar_event *ev);
 const char *registrar_event_contact(const struct registrar_event *ev, unsigned i);
-int registrar_event_expires(const struct registrar_event *ev, unsigned i); /* granted; 0: removal */
+int registrar_event_expires(const struct registrar_event *ev,
+                            unsigned i); /* granted; 0: removal */
 bool registrar_event_nat(const struct registrar_event *ev, unsigned i);
 const char *registrar_event_source(const struct registrar_event *ev); /* "ip:port" */
-const char *registrar_event_transport(const struct registrar_event *ev); /* "udp", "tcp" */
+const char *
+registrar_event_transport(const struct registrar_event *ev); /* "udp", "tcp" */
 const char *registrar_event_user_agent(const struct registrar_event *ev); /* "" if none */
 const char *registrar_event_call_id(const struct registrar_event *ev);
 
@@ -144,8 +161,8 @@ const char *registrar_event_call_id(const struct registrar_event *ev);
 struct registrar_binding {
     const char *aor;
     const char *contact;
-    const char *source;    /* where the REGISTER came from, "ip:port" */
-    const char *transport; /* "udp" or "tcp" */
+    const char *source;     /* where the REGISTER came from, "ip:port" */
+    const char *transport;  /* "udp" or "tcp" */
     const char *user_agent; /* "" if none */
     const char *call_id;
     uint32_t cseq;
@@ -158,7 +175,8 @@ struct registrar_binding {
  * when fn returns non-zero, and return that. Pointers are valid during the
  * call only; fn must not change bindings. O(bindings visited). */
 typedef int registrar_binding_h(const struct registrar_binding *b, void *arg);
-int registrar_bindings(struct registrar *r, const char *aor, registrar_binding_h *fn, void *arg);
+int registrar_bindings(struct registrar *r, const char *aor, registrar_binding_h *fn,
+                       void *arg);
 
 /* Remove the binding of `aor` whose Contact matches `contact` (RFC 3261
  * URI comparison), or all of aor's when contact is NULL. Returns the number
@@ -172,13 +190,14 @@ struct registrar_account {
     const char *name;
     const char *mapping_gateway;
     unsigned bindings;
-    unsigned failures;          /* failed authentications in the window */
-    long long suspended_until;  /* unix seconds; 0: not suspended */
+    unsigned failures;         /* failed authentications in the window */
+    long long suspended_until; /* unix seconds; 0: not suspended */
 };
 
 /* Account i in name order, or the named one. Return 0 or -ENOENT. */
 int registrar_account_at(struct registrar *r, size_t i, struct registrar_account *out);
-int registrar_account_find(struct registrar *r, const char *name, struct registrar_account *out);
+int registrar_account_find(struct registrar *r, const char *name,
+                           struct registrar_account *out);
 
 /* Suspensions in force: kind is "account" or "source". */
 typedef int registrar_suspension_h(const char *kind, const char *name, long long until,

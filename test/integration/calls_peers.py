@@ -147,3 +147,80 @@ def received_invite(sipp):
 
 def calls_count(sw):
     return int(ctl_value(sw, "return calls.count()"))
+
+
+class OptionsPeer:
+    """A gateway on a UDP socket of 127.0.0.1 that answers OPTIONS with
+    `code` while `answering` is true and answers nothing else. Records each
+    request (one entry per Call-ID: retransmissions are not counted again)."""
+
+    def __init__(self, code=200, answering=True):
+        import socket
+        import threading
+        self.code = code
+        self.answering = answering
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.log = []  # (time, method, answered)
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import socket
+        import time
+        self.sock.settimeout(0.2)
+        while self.running:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            text = data.decode("utf-8", "replace")
+            head = text.split("\r\n\r\n", 1)[0].split("\r\n")
+            method = head[0].split(" ", 1)[0]
+            if method.startswith("SIP/"):
+                continue
+            answer = method == "OPTIONS" and self.answering
+            ci = ""
+            for h in head[1:]:
+                if h.split(":", 1)[0].strip().lower() in ("call-id", "i"):
+                    ci = h.split(":", 1)[1].strip()
+            with self.lock:
+                if any(c == ci for _, _, _, c in self.log):
+                    pass  # a retransmission: nta goes on until timer F
+                else:
+                    self.log.append((time.time(), method, answer, ci))
+            if not answer:
+                continue
+            keep = [h for h in head[1:] if h.split(":", 1)[0].strip().lower() in
+                    ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")]
+            keep = [h + ";tag=gw1" if h.split(":", 1)[0].strip().lower() in ("to", "t")
+                    else h for h in keep]
+            reply = "SIP/2.0 %d Whatever\r\n%s\r\nContent-Length: 0\r\n\r\n" % (
+                self.code, "\r\n".join(keep))
+            self.sock.sendto(reply.encode(), addr)
+
+    def methods(self):
+        with self.lock:
+            return [m for _, m, _, _ in self.log]
+
+    def count(self, method="OPTIONS", answered=None):
+        with self.lock:
+            return sum(1 for _, m, a, _ in self.log
+                       if m == method and (answered is None or a == answered))
+
+    def close(self):
+        self.running = False
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -1,9 +1,12 @@
-"""Calls ended by the switch: call:hangup() from the REPL and SIGTERM both
-send BYE on both legs (each SIPp side fails unless it gets its BYE), and
-the CDR says the switch hung up.
+"""Calls ended by the switch: call:hangup() from the REPL, SIGTERM and the
+maximum call duration (sip.max_call_duration) all send BYE on both legs
+(each SIPp side fails unless it gets its BYE), and the CDR says the switch
+hung up.
 """
 
-from harness import Switch, check_eq, run_tests
+import time
+
+from harness import Switch, check, check_eq, run_tests
 from calls_peers import (caller, calls_count, carrier, check_cdr, ctl_value, mapping, routing,
                          switch_policy, wait_cdrs, wait_done, wait_until)
 
@@ -38,6 +41,23 @@ def test_sigterm_byes_every_call():
             check_eq(sw.stop(), 0, "exit code")
             check_eq(uac.wait(10), 0, "caller got its BYE")
             wait_done(uas, sw)
+
+
+def test_max_call_duration_ends_the_call():
+    pol = switch_policy(max_call_duration=2) + mapping()
+    with carrier("call_uas.xml") as uas, \
+            Switch({"10-calls.lua": pol + routing("c", uas.port)}) as sw:
+        uac = start_call(sw)
+        t0 = time.time()
+        check_eq(uac.wait(10), 0, "caller got its BYE")
+        took = time.time() - t0
+        check(1.0 <= took <= 4.0, "ended %.1f s after the answer (limit 2 s)" % took)
+        wait_done(uas, sw)
+        rec = wait_cdrs(sw, 1)
+        check_cdr(rec, hangup="switch", status=200)
+        check(rec["duration"] in (1, 2, 3), "CDR duration %r" % rec["duration"])
+        check_eq(calls_count(sw), 0, "calls")
+        check("maximum call duration" in sw.log(), "logged")
 
 
 if __name__ == "__main__":

@@ -120,6 +120,22 @@ def test_on_register_hook():
             check_eq(ua.register(expires=0)[0], 200, "unregister passes without the hook")
 
 
+def test_hook_pending_at_shutdown():
+    """SIGTERM while on_register waits: the REGISTER is answered 5xx (503
+    from the registrar, or 500 when the policy's task is ended first), and
+    the switch exits cleanly (no leak or use after free under ASan)."""
+    pol = accounts_policy()
+    pol["20-hook.lua"] = "function on_register(reg) sleep(30) end\n"
+    with Switch(pol) as sw:
+        with UA(sw.port, "1001") as ua:
+            st, hd = ua.transact(expires=60)
+            ua.send(ua.build(expires=60, auth=ua.auth_value(ua.pick(hd))))
+            ua.poll(0.3)
+            check_eq(sw.stop(), 0, "exit code with a hook pending")
+            st = ua.recv(3)[0]
+            check(st in (500, 503), "the waiting REGISTER: %d" % st)
+
+
 def test_repl_objects():
     with Switch(accounts_policy(users=("1001", "1002"))) as sw:
         with UA(sw.port, "1001") as ua, UA(sw.port, "1002") as ub:

@@ -62,8 +62,8 @@ class ValgrindSwitch(Switch):
 
 def test_exit_with_invite_transaction_uncollected():
     """An INVITE sent from Lua and answered (405 by Kamailio), its tx kept in
-    a global: SIGTERM must still exit 0. (Observed: the switch crashes in
-    nta_leg_destroy from tx_gc, after sipagent_destroy freed the leg.)"""
+    a global: SIGTERM must still exit 0. (It crashed in nta_leg_destroy from
+    tx_gc while the Lua states were closed after nta at exit.)"""
     with Kamailio() as k:
         sw = Switch(POLICY)
         with sw:
@@ -99,9 +99,9 @@ def test_exit_with_requests_pending():
 
 
 def test_exit_while_hook_waits():
-    """SIGTERM while on_request sleeps before answering. (Observed: SIGSEGV
-    in nta_incoming_treply called from on_request_done through
-    luart_close_all, after nta_agent_destroy freed the server transaction.)"""
+    """SIGTERM while on_request sleeps before answering. (It crashed in
+    nta_incoming_treply, called from on_request_done through luart_close_all,
+    while the Lua states were closed after nta at exit.)"""
     hook = "function on_request(req) sleep(5) req:reply(200) end\n"
     sw = Switch(dict(POLICY, **{"10-hook.lua": hook}))
     with sw:

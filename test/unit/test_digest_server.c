@@ -20,7 +20,8 @@ static void nonce_valid_and_unique(void)
     CHECK(strcmp(a, b) != 0); /* random part */
     long long issued = 0;
     unsigned long long id1 = 0, id2 = 0;
-    CHECK(digest_nonce_check(secret, a, T0 + 1000, 300, &issued, &id1) == DIGEST_NONCE_VALID);
+    CHECK(digest_nonce_check(secret, a, T0 + 1000, 300, &issued, &id1) ==
+          DIGEST_NONCE_VALID);
     CHECK(issued == T0);
     CHECK(digest_nonce_check(secret, b, T0, 300, NULL, &id2) == DIGEST_NONCE_VALID);
     CHECK(id1 != id2);
@@ -30,7 +31,8 @@ static void nonce_stale_after_ttl(void)
 {
     char n[DIGEST_NONCE_MAX];
     digest_nonce_make(secret, T0, n);
-    CHECK(digest_nonce_check(secret, n, T0 + 300 * 1000, 300, NULL, NULL) == DIGEST_NONCE_VALID);
+    CHECK(digest_nonce_check(secret, n, T0 + 300 * 1000, 300, NULL, NULL) ==
+          DIGEST_NONCE_VALID);
     CHECK(digest_nonce_check(secret, n, T0 + 300 * 1000 + 1, 300, NULL, NULL) ==
           DIGEST_NONCE_STALE);
 }
@@ -50,7 +52,8 @@ static void nonce_forged_or_foreign(void)
     char nothex[DIGEST_NONCE_MAX];
     memcpy(nothex, n, sizeof nothex);
     nothex[40] = 'z';
-    CHECK(digest_nonce_check(secret, nothex, T0, 300, NULL, NULL) == DIGEST_NONCE_INVALID);
+    CHECK(digest_nonce_check(secret, nothex, T0, 300, NULL, NULL) ==
+          DIGEST_NONCE_INVALID);
     /* Issued in the future (more than the slack): not ours to trust. */
     digest_nonce_make(secret, T0 + 60000, n);
     CHECK(digest_nonce_check(secret, n, T0, 300, NULL, NULL) == DIGEST_NONCE_INVALID);
@@ -59,18 +62,21 @@ static void nonce_forged_or_foreign(void)
 static void challenge_format(void)
 {
     char out[256];
-    CHECK(digest_challenge_format(DIGEST_SHA256, "moonswitch", "abc", false, out, sizeof out) > 0);
+    CHECK(digest_challenge_format(DIGEST_SHA256, "moonswitch", "abc", false, out,
+                                  sizeof out) > 0);
     CHECK(strcmp(out, "Digest realm=\"moonswitch\", nonce=\"abc\", algorithm=SHA-256, "
                       "qop=\"auth\"") == 0);
     CHECK(digest_challenge_format(DIGEST_MD5, "r", "n", true, out, sizeof out) > 0);
     CHECK_STR_CONTAINS(out, "algorithm=MD5");
     CHECK_STR_CONTAINS(out, ", stale=true");
     CHECK(digest_challenge_format(DIGEST_MD5, "r", "n", true, out, 10) == -1);
-    CHECK(digest_challenge_format(DIGEST_UNSUPPORTED, "r", "n", false, out, sizeof out) == -1);
+    CHECK(digest_challenge_format(DIGEST_UNSUPPORTED, "r", "n", false, out, sizeof out) ==
+          -1);
     /* Our own client parses what our server says. */
-    CHECK(digest_challenge_format(DIGEST_SHA256, "moonswitch", "abc", true, out, sizeof out) > 0);
+    CHECK(digest_challenge_format(DIGEST_SHA256, "moonswitch", "abc", true, out,
+                                  sizeof out) > 0);
     const char *params[] = {"realm=\"moonswitch\"", "nonce=\"abc\"", "algorithm=SHA-256",
-                            "qop=\"auth\"", "stale=true", NULL};
+                            "qop=\"auth\"",         "stale=true",    NULL};
     struct digest_challenge c;
     CHECK(digest_challenge_parse(&c, params) == 0 && c.stale && c.qop_auth &&
           c.alg == DIGEST_SHA256);
@@ -125,22 +131,30 @@ static void round_trip(enum digest_alg alg)
     CHECK(!digest_check(&t, "pw1001", "REGISTER"));
 }
 
-static void round_trip_md5(void) { round_trip(DIGEST_MD5); }
-static void round_trip_sha256(void) { round_trip(DIGEST_SHA256); }
+static void round_trip_md5(void)
+{
+    round_trip(DIGEST_MD5);
+}
+static void round_trip_sha256(void)
+{
+    round_trip(DIGEST_SHA256);
+}
 
 static void credentials_parse_edges(void)
 {
     struct digest_credentials c;
-    const char *missing[] = {"username=\"u\"", "realm=\"r\"", "nonce=\"n\"", "uri=\"x\"", NULL};
+    const char *missing[] = {"username=\"u\"", "realm=\"r\"", "nonce=\"n\"", "uri=\"x\"",
+                             NULL};
     CHECK(digest_credentials_parse(&c, missing) == -1); /* no response */
-    const char *badnc[] = {"username=\"u\"", "realm=\"r\"", "nonce=\"n\"", "uri=\"x\"",
-                           "response=\"00\"", "nc=0000001", "algorithm=MD5-sess", NULL};
+    const char *badnc[] = {
+        "username=\"u\"",  "realm=\"r\"", "nonce=\"n\"",        "uri=\"x\"",
+        "response=\"00\"", "nc=0000001",  "algorithm=MD5-sess", NULL};
     CHECK(digest_credentials_parse(&c, badnc) == 0);
     CHECK(c.ncount == 0);
     CHECK(c.alg == DIGEST_UNSUPPORTED);
     CHECK(!digest_check(&c, "p", "REGISTER"));
-    const char *upper[] = {"USERNAME=\"u\"", "Realm=r", "NONCE=n", "URI=x", "Response=y",
-                           "NC=0000000A", NULL};
+    const char *upper[] = {"USERNAME=\"u\"", "Realm=r",     "NONCE=n", "URI=x",
+                           "Response=y",     "NC=0000000A", NULL};
     CHECK(digest_credentials_parse(&c, upper) == 0);
     CHECK(c.ncount == 10 && strcmp(c.realm, "r") == 0);
 }
