@@ -126,6 +126,7 @@ struct call {
     bool b_counted; /* counted in the gateway's calls */
     unsigned auth_tries;
     bool cancelled; /* the caller cancelled, or the switch gave up */
+    bool acked;     /* the caller ACKed our 2xx */
     struct event *timer; /* invite_timeout, then call_progress_timeout */
     struct call_route *route;
     struct relay *relays;
@@ -524,6 +525,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct calls *cs = c->cs;
+    if (c->state == ST_ANSWERED && !c->acked) {
+        /* Our 2xx was never ACKed (nta gave up retransmitting it): the
+         * caller is gone or never saw the answer. Without this the call
+         * would stay up until the maximum duration. */
+        log_info("call", "%" PRIu64 ": the caller never ACKed the answer: hanging up", c->id);
+        hangup_switch(c, 408, "No ACK");
+        kick(cs);
+        return;
+    }
     if (c->state == ST_ANSWERED) {
         /* sip.max_call_duration: no call stays up for ever after a lost BYE. */
         log_info("call", "%" PRIu64 ": up %lld s, the maximum call duration: hanging up", c->id,
@@ -746,16 +756,16 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
                                    SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
                             TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)),
                             TAG_END());
-        /* nta retransmits the 2xx until the caller's ACK and absorbs it. */
-        nta_incoming_destroy(c->a_irq);
-        c->a_irq = NULL;
+        /* nta retransmits the 2xx until the caller's ACK, which comes to
+         * on_a_ack_cancel(); so does the news that it never came. The
+         * transaction is kept until then. */
         c->state = ST_ANSWERED;
         c->cdr.answer = (long long)time(NULL);
         /* No more attempts: the caller's INVITE (and its SDP) can go. */
         msg_destroy(c->a_msg);
         c->a_msg = NULL;
-        if (config_switch(cs->cfg)->sip.max_call_duration > 0)
-            arm(c, config_switch(cs->cfg)->sip.max_call_duration);
+        /* Until the caller's ACK: nta retransmits the 2xx for 64 * T1. */
+        arm(c, (int)(64 * config_switch(cs->cfg)->sip.resend_interval / 1000) + 2);
         c->cdr.status = status;
         snprintf(c->cdr.reason, sizeof c->cdr.reason, "%s", phrase ? phrase : "OK");
         log_info("call", "%" PRIu64 ": answered by %s", c->id, c->cdr.routing_gateway);
@@ -857,7 +867,7 @@ static int dialog_request(struct call *c, nta_incoming_t *irq, sip_t const *sip,
 {
     switch (sip->sip_request->rq_method) {
     case sip_method_ack:
-        return 200; /* ACK of our 2xx (hop by hop): nothing to relay */
+        return 200; /* ACK of our 2xx is absorbed by its transaction */
     case sip_method_bye:
         if (c->state == ST_ANSWERED) {
             send_bye(from_a ? c->b_leg : c->a_leg, NULL, NULL);
@@ -901,12 +911,36 @@ static int b_leg_request(struct call *c, nta_leg_t *leg, nta_incoming_t *irq,
     return dialog_request(c, irq, sip, false);
 }
 
-/* The caller's CANCEL (nta has answered it 200). */
-static int on_a_cancel(struct call *c, nta_incoming_t *irq, sip_t const *sip)
+/* The caller's ACK of our 2xx, or its CANCEL (nta has answered it 200), or
+ * (sip NULL) nta giving up on an ACK that never came. */
+static int on_a_ack_cancel(struct call *c, nta_incoming_t *irq, sip_t const *sip)
 {
+    if (irq != c->a_irq)
+        return 0;
+    if (c->state == ST_ANSWERED) {
+        if (!sip || !sip->sip_request || sip->sip_request->rq_method == sip_method_ack) {
+            nta_incoming_destroy(c->a_irq);
+            c->a_irq = NULL;
+            if (!sip) {
+                log_info("call", "%" PRIu64 ": the caller never ACKed the answer: hanging up",
+                         c->id);
+                struct calls *cs = c->cs;
+                hangup_switch(c, 408, "No ACK"); /* frees c */
+                kick(cs);
+                return 0;
+            }
+            /* Confirmed: the timer keeps only the maximum duration. */
+            c->acked = true;
+            event_del(c->timer);
+            int max = config_switch(c->cs->cfg)->sip.max_call_duration;
+            if (max > 0)
+                arm(c, max - (int)((long long)time(NULL) - c->cdr.answer));
+        }
+        return 0; /* a CANCEL after the answer changes nothing */
+    }
     if (!sip || !sip->sip_request || sip->sip_request->rq_method != sip_method_cancel)
         return 0;
-    if (irq != c->a_irq || c->cancelled)
+    if (c->cancelled)
         return 0;
     c->cancelled = true;
     nta_incoming_treply(c->a_irq, SIP_487_REQUEST_CANCELLED, TAG_END());
@@ -1077,7 +1111,7 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     nta_leg_tag(c->a_leg, NULL);
     nta_incoming_tag(irq, nta_leg_get_tag(c->a_leg));
     nta_leg_server_route(c->a_leg, sip->sip_record_route, sip->sip_contact);
-    nta_incoming_bind(irq, on_a_cancel, c);
+    nta_incoming_bind(irq, on_a_ack_cancel, c);
     nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
     log_info("call", "%" PRIu64 ": INVITE %s -> %s from %s (%s)", c->id, r->caller, r->callee,
              m->head.name, ip);

@@ -1,5 +1,6 @@
-"""Calls ended by the switch: call:hangup() from the REPL, SIGTERM and the
-maximum call duration (sip.max_call_duration) all send BYE on both legs
+"""Calls ended by the switch: call:hangup() from the REPL, SIGTERM, the
+maximum call duration (sip.max_call_duration) and a caller that never ACKs
+the answer all send BYE on both legs
 (each SIPp side fails unless it gets its BYE), and the CDR says the switch
 hung up.
 """
@@ -58,6 +59,20 @@ def test_max_call_duration_ends_the_call():
         check(rec["duration"] in (1, 2, 3), "CDR duration %r" % rec["duration"])
         check_eq(calls_count(sw), 0, "calls")
         check("maximum call duration" in sw.log(), "logged")
+
+
+def test_missing_ack_ends_the_call():
+    # resend_interval 100 ms: nta gives up on the ACK after 64 * T1 = 6.4 s.
+    pol = switch_policy(resend_interval=100) + mapping()
+    with carrier("call_uas.xml") as uas, \
+            Switch({"10-calls.lua": pol + routing("c", uas.port)}) as sw:
+        uac = caller(sw, "call_uac_noack.xml")
+        uac.start()
+        check_eq(uac.wait(20), 0, "the vanished caller got a BYE")
+        wait_done(uas, sw)
+        check_cdr(wait_cdrs(sw, 1), hangup="switch", status=200)
+        check_eq(calls_count(sw), 0, "calls")
+        check("never ACKed" in sw.log(), "logged")
 
 
 if __name__ == "__main__":
