@@ -321,12 +321,15 @@ static int run(struct app *a)
     registrar_apply(a->registrar, engine_config(a->engine));
     sipagent_set_method_handler(a->agent, sip_method_register, registrar_on_register,
                                 a->registrar);
+    sipagent_set_method_prefilter(a->agent, sip_method_register,
+                                  registrar_prefilter_register, a->registrar);
     /* ---- end of registrar wiring ---- */
     /* ---- calls wiring (issue 5) ---- */
     if (calls_create(&a->calls, a->agent, a->root, a->base, a->store, a->outregs) < 0)
         return 1;
     calls_apply(a->calls, engine_config(a->engine));
     engine_attach_calls(a->engine, a->calls);
+    calls_set_registrar(a->calls, a->registrar);
     sipagent_set_method_handler(a->agent, sip_method_invite, calls_on_invite, a->calls);
     /* ---- end of calls wiring ---- */
     engine_set_reload_handler(a->engine, on_reload, a);

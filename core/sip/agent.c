@@ -82,9 +82,9 @@ static int find_method(const struct sipagent *a, sip_method_t method)
 }
 
 /* Every request outside a dialog comes here, without a transaction.
- * OPTIONS and the errors are answered statelessly; a request a handler
- * takes becomes a server transaction (nta then absorbs retransmissions)
- * owned by that handler. */
+ * OPTIONS and the errors are answered statelessly, and so is whatever a
+ * method's prefilter answers; a request a handler takes becomes a server
+ * transaction (nta then absorbs retransmissions) owned by that handler. */
 static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, sip_t *sip)
 {
     struct sipagent *a = (struct sipagent *)magic;

@@ -4,6 +4,7 @@
 #define NTA_INCOMING_MAGIC_T struct call
 
 #include "sip/call.h"
+#include "sip/registrar.h"
 #include "cdr.h"
 #include "config.h"
 #include "evport.h"
@@ -74,6 +75,7 @@ struct calls {
     struct store *store;
     struct outreg_set *outregs;
     struct gwcheck_set *checks; /* OPTIONS checks of routing gateways */
+    struct registrar *registrar; /* accounts: INVITE auth and their bindings; may be NULL */
     const struct config *cfg;
     struct call *head, *tail;
     size_t count;
@@ -127,6 +129,7 @@ struct call {
     unsigned auth_tries;
     bool cancelled; /* the caller cancelled, or the switch gave up */
     bool acked;     /* the caller ACKed our 2xx */
+    bool endpoint_tried; /* a registered callee's binding was tried first */
     struct event *timer; /* invite_timeout, then call_progress_timeout */
     struct call_route *route;
     struct relay *relays;
@@ -353,6 +356,11 @@ int calls_create(struct calls **csp, struct sipagent *agent, su_root_t *root,
     }
     *csp = cs;
     return 0;
+}
+
+void calls_set_registrar(struct calls *cs, struct registrar *r)
+{
+    cs->registrar = r;
 }
 
 void calls_apply(struct calls *cs, const struct config *cfg)
@@ -627,10 +635,70 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g, int 
     return 0;
 }
 
+/* The binding a call to an account goes to: the most recent one. */
+struct pick {
+    char contact[256];
+    char target[128]; /* host:port to send to */
+    long long expires_at;
+};
+
+static int pick_binding(const struct registrar_binding *b, void *arg)
+{
+    struct pick *p = arg;
+    if (b->expires_at <= p->expires_at)
+        return 0;
+    p->expires_at = b->expires_at;
+    snprintf(p->contact, sizeof p->contact, "%s", b->contact);
+    /* Behind NAT the Contact is unreachable: send where the REGISTER came
+     * from (request address "socket"). */
+    if (b->nat && b->source && *b->source) {
+        snprintf(p->target, sizeof p->target, "%s", b->source);
+    } else {
+        url_t url[1];
+        char tmp[256];
+        snprintf(tmp, sizeof tmp, "%s", b->contact);
+        if (url_d(url, tmp) == 0 && url->url_host)
+            snprintf(p->target, sizeof p->target, "%s:%s", url->url_host,
+                     url->url_port ? url->url_port : "5060");
+    }
+    return 0;
+}
+
+/* A call to a registered account goes to its binding first. Returns true
+ * when an INVITE went out. */
+static bool try_endpoint(struct call *c)
+{
+    struct calls *cs = c->cs;
+    if (!cs->registrar || !config_find(cs->cfg, KIND_ACCOUNT, c->cdr.callee))
+        return false;
+    struct pick p = {.expires_at = 0};
+    registrar_bindings(cs->registrar, c->cdr.callee, pick_binding, &p);
+    if (!p.target[0])
+        return false;
+    /* A gateway-shaped destination: the endpoint's address, the account as
+     * the number, no rewriting. */
+    struct routing_gateway_def g = {.type = RGW_STATIC, .address = p.target,
+                                    .invite_use_contact = TRI_OFF, .line_limit = CONFIG_UNLIMITED};
+    snprintf(c->cdr.routing_gateway, sizeof c->cdr.routing_gateway, "endpoint:%.100s",
+             c->cdr.callee);
+    snprintf(c->cdr.routed_callee, sizeof c->cdr.routed_callee, "%s", c->cdr.callee);
+    c->auth_tries = 1; /* an endpoint's challenge is not ours to answer */
+    if (send_invite(c, &g, 0, NULL) != 0)
+        return false;
+    log_info("call", "%" PRIu64 ": %s -> registered %s at %s", c->id, c->cdr.caller,
+             c->cdr.callee, p.target);
+    return true;
+}
+
 /* Try the next usable candidate, or fail the call when none is left. */
 static void try_next(struct call *c)
 {
     struct calls *cs = c->cs;
+    if (!c->endpoint_tried) {
+        c->endpoint_tried = true;
+        if (try_endpoint(c))
+            return;
+    }
     while (c->next_cand < c->ncands) {
         const char *name = c->cands[c->next_cand++];
         const struct routing_gateway_def *g = rgw_def(cs, name);
@@ -1044,6 +1112,21 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     char ip[64];
     source_ip(msg, ip, sizeof ip);
     const struct mapping_gateway_def *m = mapping_by_source(cs->cfg, ip);
+    if (!m && cs->registrar && config_count(cs->cfg, KIND_ACCOUNT) > 0) {
+        /* Not a customer's address: perhaps a registered endpoint. The
+         * registrar challenges and answers itself when it is not. */
+        const char *account = NULL;
+        int answered = registrar_authenticate(cs->registrar, irq, sip, &account);
+        if (answered) {
+            msg_destroy(msg);
+            nta_incoming_destroy(irq);
+            return 0;
+        }
+        const struct account_def *acc =
+            (const void *)config_find(cs->cfg, KIND_ACCOUNT, account);
+        m = acc ? (const void *)config_find(cs->cfg, KIND_MAPPING_GATEWAY, acc->mapping_gateway)
+                : NULL;
+    }
     if (!m) {
         msg_destroy(msg);
         log_info("call", "INVITE from unknown source %s: 403", ip);

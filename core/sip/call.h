@@ -80,6 +80,12 @@ void calls_destroy(struct calls *cs);
  * names and look definitions up again at each attempt. */
 void calls_apply(struct calls *cs, const struct config *cfg);
 
+/* Accounts: an INVITE from outside every static mapping gateway is
+ * authenticated against them (registrar_authenticate), and a call to an
+ * account with a binding goes to that binding before any gateway. */
+struct registrar;
+void calls_set_registrar(struct calls *cs, struct registrar *r);
+
 /* The INVITE handler for sipagent_set_method_handler(); arg is the module.
  * Returns 0 (taken) or a status for the agent to answer with. */
 int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg);
