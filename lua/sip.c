@@ -12,6 +12,7 @@
  * 408, 503. */
 #define NTA_OUTGOING_MAGIC_T struct ltx
 
+#include "random.h"
 #include "api.h"
 #include "evport.h"
 #include "log.h"
@@ -23,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
 #include <event2/event.h>
 #include <sofia-sip/msg.h>
@@ -633,18 +633,6 @@ static int valid_method(const char *m)
     return 1;
 }
 
-static void random_token(char *out, size_t bytes)
-{
-    unsigned char raw[16];
-    if (bytes > sizeof raw)
-        bytes = sizeof raw;
-    if (getrandom(raw, bytes, 0) != (ssize_t)bytes)
-        for (size_t i = 0; i < bytes; i++)
-            raw[i] = (unsigned char)random();
-    for (size_t i = 0; i < bytes; i++)
-        sprintf(out + 2 * i, "%02x", raw[i]);
-}
-
 static unsigned max_pending(lua_State *L)
 {
     lua_getglobal(L, "sip");
@@ -730,8 +718,8 @@ static int l_request(lua_State *L)
     sip_method_t code = sip_method_code(method);
     tx->is_invite = code == sip_method_invite;
     char from[256], tag[17], call_id[48];
-    random_token(tag, 8);
-    random_token(call_id, 16);
+    random_hex(tag, 8);
+    random_hex(call_id, 16);
     sip_contact_t const *me = nta_agent_contact(nta);
     char contact[256] = "";
     if (me) {

@@ -3,6 +3,7 @@
 #define NTA_OUTGOING_MAGIC_T void
 #define NTA_INCOMING_MAGIC_T struct call
 
+#include "random.h"
 #include "sip/call.h"
 #include "sip/registrar.h"
 #include "cdr.h"
@@ -23,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -154,18 +154,6 @@ static void kick(struct calls *cs)
 {
     if (cs->root)
         evport_rearm(cs->root);
-}
-
-static void random_hex(char *out, size_t bytes)
-{
-    unsigned char raw[16];
-    if (bytes > sizeof raw)
-        bytes = sizeof raw;
-    if (getrandom(raw, bytes, 0) != (ssize_t)bytes)
-        for (size_t i = 0; i < bytes; i++)
-            raw[i] = (unsigned char)random();
-    for (size_t i = 0; i < bytes; i++)
-        sprintf(out + 2 * i, "%02x", raw[i]);
 }
 
 static struct counter *counter_get(struct counters *cn, const char *name, bool create)

@@ -1,6 +1,7 @@
 /* OPTIONS checks of routing gateways. See gwcheck.h. */
 #define NTA_OUTGOING_MAGIC_T struct gwentry
 
+#include "random.h"
 #include "sip/gwcheck.h"
 #include "config.h"
 #include "evport.h"
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <event2/event.h>
 #include <sofia-sip/sip_header.h>
@@ -44,18 +44,6 @@ static void kick(struct gwcheck_set *s)
 {
     if (s->root)
         evport_rearm(s->root);
-}
-
-static void random_hex(char *out, size_t bytes)
-{
-    unsigned char raw[16];
-    if (bytes > sizeof raw)
-        bytes = sizeof raw;
-    if (getrandom(raw, bytes, 0) != (ssize_t)bytes)
-        for (size_t i = 0; i < bytes; i++)
-            raw[i] = (unsigned char)random();
-    for (size_t i = 0; i < bytes; i++)
-        sprintf(out + 2 * i, "%02x", raw[i]);
 }
 
 static struct gwentry *find(const struct gwcheck_set *s, const char *name)

@@ -1,6 +1,7 @@
 /* Outbound registration state machines. See outreg.h. */
 #define NTA_OUTGOING_MAGIC_T struct outreg
 
+#include "random.h"
 #include "sip/outreg.h"
 #include "config.h"
 #include "evport.h"
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <event2/event.h>
 #include <sofia-sip/msg.h>
@@ -143,18 +143,6 @@ static void set_error(struct outreg *r, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     set_str(&r->last_error, msg);
-}
-
-static void random_hex(char *out, size_t bytes)
-{
-    unsigned char raw[32];
-    if (bytes > sizeof raw)
-        bytes = sizeof raw;
-    if (getrandom(raw, bytes, 0) != (ssize_t)bytes)
-        for (size_t i = 0; i < bytes; i++)
-            raw[i] = (unsigned char)random();
-    for (size_t i = 0; i < bytes; i++)
-        sprintf(out + 2 * i, "%02x", raw[i]);
 }
 
 /* nta's timers live in sofia's queue, which the port only re-reads after its
