@@ -125,6 +125,8 @@ struct call {
     nta_leg_t *b_leg;
     nta_outgoing_t *b_orq;
     char b_ruri[320];
+    char b_addr[128];      /* host:port the B-leg's INVITE went to */
+    int b_request_address; /* enum request_address of the destination */
     bool b_counted; /* counted in the gateway's calls */
     unsigned auth_tries;
     bool cancelled; /* the caller cancelled, or the switch gave up */
@@ -595,6 +597,8 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g, int 
                           : g->invite_use_contact == TRI_ON;
     char to[320], from[320], call_id[48], tag[20];
     snprintf(c->b_ruri, sizeof c->b_ruri, "sip:%s@%s", routed, g->address);
+    snprintf(c->b_addr, sizeof c->b_addr, "%s", g->address);
+    c->b_request_address = g->request_address;
     snprintf(to, sizeof to, "<sip:%s@%s>", use_contact ? callee : routed, g->address);
     if (!c->b_leg) {
         random_hex(tag, 8);
@@ -666,7 +670,8 @@ static bool try_endpoint(struct call *c)
     /* A gateway-shaped destination: the endpoint's address, the account as
      * the number, no rewriting. */
     struct routing_gateway_def g = {.type = RGW_STATIC, .address = p.target,
-                                    .invite_use_contact = TRI_OFF, .line_limit = CONFIG_UNLIMITED};
+                                    .invite_use_contact = TRI_OFF, .line_limit = CONFIG_UNLIMITED,
+                                    .request_address = REQUEST_SOCKET};
     snprintf(c->cdr.routing_gateway, sizeof c->cdr.routing_gateway, "endpoint:%.100s",
              c->cdr.callee);
     snprintf(c->cdr.routed_callee, sizeof c->cdr.routed_callee, "%s", c->cdr.callee);
@@ -737,7 +742,32 @@ static void confirm_b(struct call *c, sip_t const *sip)
 {
     if (sip->sip_to && sip->sip_to->a_tag)
         nta_leg_rtag(c->b_leg, sip->sip_to->a_tag);
-    nta_leg_client_route(c->b_leg, sip->sip_record_route, sip->sip_contact);
+    /* request_address: where in-dialog requests (BYE, re-INVITE) go. A
+     * carrier or phone behind NAT puts an address in its Contact that we
+     * cannot reach; "socket" sends to the address we reached it at,
+     * "contact_port" to that host with the Contact's port, "contact" as the
+     * Contact says. */
+    sip_contact_t const *target = sip->sip_contact;
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    if (target && c->b_request_address != REQUEST_CONTACT && c->b_addr[0]) {
+        const url_t *u = target->m_url;
+        char hostport[128], uri[400];
+        snprintf(hostport, sizeof hostport, "%s", c->b_addr);
+        if (c->b_request_address == REQUEST_CONTACT_PORT) {
+            char *colon = strrchr(hostport, ':');
+            if (colon)
+                *colon = '\0';
+            snprintf(hostport + strlen(hostport), sizeof hostport - strlen(hostport), ":%s",
+                     u->url_port ? u->url_port : "5060");
+        }
+        snprintf(uri, sizeof uri, "<sip:%s%s%s>", u->url_user ? u->url_user : "",
+                 u->url_user ? "@" : "", hostport);
+        sip_contact_t *fixed = sip_contact_make(home, uri);
+        if (fixed)
+            target = fixed;
+    }
+    nta_leg_client_route(c->b_leg, sip->sip_record_route, target);
+    su_home_deinit(home);
     nta_outgoing_t *ack =
         nta_outgoing_tcreate(c->b_leg, NULL, NULL, NULL, SIP_METHOD_ACK, NULL, TAG_END());
     if (ack)
