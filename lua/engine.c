@@ -164,7 +164,6 @@ int engine_reload(struct engine *e, char *msg, size_t msglen)
     struct luart *old = e->current;
     e->current = next;
     e->generation++;
-    luart_activate(next);
     luart_retire(old);
     log_info("policy", "reloaded (generation %u): %s", e->generation, summary);
     snprintf(msg, msglen, "%s", summary);

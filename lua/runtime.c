@@ -176,11 +176,6 @@ void luart_close_all(void)
     }
 }
 
-void luart_activate(struct luart *rt)
-{
-    (void)rt; /* timers armed at load time are already live; see timer.c */
-}
-
 /* ---- Tasks --------------------------------------------------------------- */
 
 struct task *task_current(lua_State *L)

@@ -62,10 +62,6 @@ void luart_retire(struct luart *rt);
  * them all. */
 void luart_close_all(void);
 
-/* Start the runtime's periodic work (timers that policies armed while
- * loading only start once the runtime is live). */
-void luart_activate(struct luart *rt);
-
 lua_State *luart_state(struct luart *rt);
 
 /* Called when a task ends. `L` holds the results (nres values at the top) on
