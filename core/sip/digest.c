@@ -87,36 +87,55 @@ void digest_unquote(const char *in, char *out, size_t outlen)
     out[n] = '\0';
 }
 
-int digest_challenge_parse(struct digest_challenge *c, const char *const *params)
+/* Walk auth-params ("name=value", value maybe quoted), unquoting each value
+ * into `buf` (NUL-separated). For each, `set(name, value, ctx)` with the name
+ * as given (not terminated: `nlen` bytes). Stops when buf is full. */
+typedef void param_set_h(const char *name, size_t nlen, const char *value, void *ctx);
+
+static void each_param(const char *const *params, char *buf, size_t buflen, param_set_h *set,
+                       void *ctx)
 {
-    memset(c, 0, sizeof *c);
     size_t used = 0;
     for (int i = 0; params && params[i]; i++) {
         const char *eq = strchr(params[i], '=');
         if (!eq)
             continue;
-        size_t klen = (size_t)(eq - params[i]);
-        char *val = c->buf + used;
-        size_t room = sizeof c->buf - used;
+        char *val = buf + used;
+        size_t room = buflen - used;
         if (room < 2)
             break;
         digest_unquote(eq + 1, val, room);
         used += strlen(val) + 1;
-#define KEY(k) (klen == sizeof(k) - 1 && strncasecmp(params[i], k, klen) == 0)
-        if (KEY("realm"))
-            c->realm = val;
-        else if (KEY("nonce"))
-            c->nonce = val;
-        else if (KEY("opaque"))
-            c->opaque = val;
-        else if (KEY("qop"))
-            c->qop = val;
-        else if (KEY("algorithm"))
-            c->algorithm = val;
-        else if (KEY("stale"))
-            c->stale = strcasecmp(val, "true") == 0;
-#undef KEY
+        set(params[i], (size_t)(eq - params[i]), val, ctx);
     }
+}
+
+static bool name_is(const char *name, size_t nlen, const char *key)
+{
+    return nlen == strlen(key) && strncasecmp(name, key, nlen) == 0;
+}
+
+static void set_challenge_param(const char *name, size_t nlen, const char *val, void *ctx)
+{
+    struct digest_challenge *c = ctx;
+    if (name_is(name, nlen, "realm"))
+        c->realm = val;
+    else if (name_is(name, nlen, "nonce"))
+        c->nonce = val;
+    else if (name_is(name, nlen, "opaque"))
+        c->opaque = val;
+    else if (name_is(name, nlen, "qop"))
+        c->qop = val;
+    else if (name_is(name, nlen, "algorithm"))
+        c->algorithm = val;
+    else if (name_is(name, nlen, "stale"))
+        c->stale = strcasecmp(val, "true") == 0;
+}
+
+int digest_challenge_parse(struct digest_challenge *c, const char *const *params)
+{
+    memset(c, 0, sizeof *c);
+    each_param(params, c->buf, sizeof c->buf, set_challenge_param, c);
     c->alg = digest_alg_parse(c->algorithm);
     if (c->qop) { /* a comma-separated list: "auth,auth-int" */
         const char *p = c->qop;
@@ -260,44 +279,35 @@ int digest_challenge_format(enum digest_alg alg, const char *realm, const char *
     return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
+static void set_credential_param(const char *name, size_t nlen, const char *val, void *ctx)
+{
+    struct digest_credentials *c = ctx;
+    if (name_is(name, nlen, "username"))
+        c->username = val;
+    else if (name_is(name, nlen, "realm"))
+        c->realm = val;
+    else if (name_is(name, nlen, "nonce"))
+        c->nonce = val;
+    else if (name_is(name, nlen, "uri"))
+        c->uri = val;
+    else if (name_is(name, nlen, "response"))
+        c->response = val;
+    else if (name_is(name, nlen, "algorithm"))
+        c->algorithm = val;
+    else if (name_is(name, nlen, "cnonce"))
+        c->cnonce = val;
+    else if (name_is(name, nlen, "opaque"))
+        c->opaque = val;
+    else if (name_is(name, nlen, "qop"))
+        c->qop = val;
+    else if (name_is(name, nlen, "nc"))
+        c->nc = val;
+}
+
 int digest_credentials_parse(struct digest_credentials *c, const char *const *params)
 {
     memset(c, 0, sizeof *c);
-    size_t used = 0;
-    for (int i = 0; params && params[i]; i++) {
-        const char *eq = strchr(params[i], '=');
-        if (!eq)
-            continue;
-        size_t klen = (size_t)(eq - params[i]);
-        char *val = c->buf + used;
-        size_t room = sizeof c->buf - used;
-        if (room < 2)
-            break;
-        digest_unquote(eq + 1, val, room);
-        used += strlen(val) + 1;
-#define KEY(k) (klen == sizeof(k) - 1 && strncasecmp(params[i], k, klen) == 0)
-        if (KEY("username"))
-            c->username = val;
-        else if (KEY("realm"))
-            c->realm = val;
-        else if (KEY("nonce"))
-            c->nonce = val;
-        else if (KEY("uri"))
-            c->uri = val;
-        else if (KEY("response"))
-            c->response = val;
-        else if (KEY("algorithm"))
-            c->algorithm = val;
-        else if (KEY("cnonce"))
-            c->cnonce = val;
-        else if (KEY("opaque"))
-            c->opaque = val;
-        else if (KEY("qop"))
-            c->qop = val;
-        else if (KEY("nc"))
-            c->nc = val;
-#undef KEY
-    }
+    each_param(params, c->buf, sizeof c->buf, set_credential_param, c);
     c->alg = digest_alg_parse(c->algorithm);
     c->ncount = 0;
     if (c->nc && strlen(c->nc) == 8) {
