@@ -317,6 +317,25 @@ static void read_done(struct store *s, MDB_txn *txn)
         mdb_txn_reset(s->rtxn);
 }
 
+/* A staged put or delete failed: LMDB cannot go on with the transaction, so
+ * this turn's staged writes are discarded, and said so. Returns -ENOSPC for
+ * a full map, else the LMDB code. */
+static int write_failed(struct store *s, enum store_db db, int rc, const char *map_full_verb,
+                        const char *what)
+{
+    if (rc == MDB_MAP_FULL) {
+        log_map_full(s, map_full_verb);
+        abort_write(s);
+        return -ENOSPC;
+    }
+    log_error("store",
+              "%s database \"%s\" in %s failed: %s; this turn's staged writes are "
+              "discarded",
+              what, db_names[db], s->dir, mdb_strerror(rc));
+    abort_write(s);
+    return mdb_code(rc);
+}
+
 /* Costs: a B-tree insert into the staged transaction (no syscall, no
  * allocation of ours: the value is written in place with MDB_RESERVE). Fails
  * with -EINVAL for a bad key or database, -EBUSY inside store_foreach(),
@@ -338,19 +357,8 @@ int store_put(struct store *s, enum store_db db, const void *key, size_t klen,
     MDB_val v = {.mv_size = vlen + 1, .mv_data = NULL};
     staged(s, db);
     rc = mdb_put(txn, s->dbi[db], &k, &v, MDB_RESERVE);
-    if (rc == MDB_MAP_FULL) {
-        log_map_full(s, "writing to");
-        abort_write(s);
-        return -ENOSPC;
-    }
-    if (rc != 0) {
-        log_error("store",
-                  "write to database \"%s\" in %s failed: %s; this turn's "
-                  "staged writes are discarded",
-                  db_names[db], s->dir, mdb_strerror(rc));
-        abort_write(s);
-        return mdb_code(rc);
-    }
+    if (rc != 0)
+        return write_failed(s, db, rc, "writing to", "write to");
     uint8_t *out = v.mv_data;
     out[0] = version;
     if (vlen)
@@ -375,19 +383,8 @@ int store_del(struct store *s, enum store_db db, const void *key, size_t klen)
     rc = mdb_del(txn, s->dbi[db], &k, NULL);
     if (rc == MDB_NOTFOUND)
         return -ENOENT;
-    if (rc == MDB_MAP_FULL) {
-        log_map_full(s, "deleting from");
-        abort_write(s);
-        return -ENOSPC;
-    }
-    if (rc != 0) {
-        log_error("store",
-                  "delete from database \"%s\" in %s failed: %s; this "
-                  "turn's staged writes are discarded",
-                  db_names[db], s->dir, mdb_strerror(rc));
-        abort_write(s);
-        return mdb_code(rc);
-    }
+    if (rc != 0)
+        return write_failed(s, db, rc, "deleting from", "delete from");
     return 0;
 }
 

@@ -55,6 +55,11 @@ void api_open_calls(lua_State *L, struct luart *rt);     /* calls.c: calls, cdrs
 struct registrar;
 void endpoints_attach(struct registrar *r, struct luart *const *current);
 
+/* A read-only global proxy table (live.c): indexed, printed and called
+ * through the given functions (any may be NULL), with plain `fields`. */
+void api_open_proxy(lua_State *L, struct luart *rt, const char *global, lua_CFunction index,
+                    lua_CFunction tostring, lua_CFunction call, const luaL_Reg *fields);
+
 /* Push the live handle of registration `name` (reads state on each access). */
 void api_push_registration(lua_State *L, struct luart *rt, const char *name);
 

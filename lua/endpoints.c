@@ -490,24 +490,6 @@ void endpoints_attach(struct registrar *r, struct luart *const *current)
 
 /* ---- Opening ------------------------------------------------------------------ */
 
-static void open_proxy(lua_State *L, struct luart *rt, const char *global,
-                       lua_CFunction index, lua_CFunction tostring, lua_CFunction call,
-                       const luaL_Reg *fields)
-{
-    lua_newtable(L);
-    for (const luaL_Reg *f = fields; f && f->name; f++)
-        api_setfield(L, rt, f->name, f->func);
-    lua_newtable(L); /* proxy mt */
-    if (index)
-        api_setfield(L, rt, "__index", index);
-    api_setfield(L, rt, "__tostring", tostring);
-    api_setfield(L, rt, "__call", call);
-    lua_pushliteral(L, "read-only");
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);
-    lua_setglobal(L, global);
-}
-
 void api_open_endpoints(lua_State *L, struct luart *rt)
 {
     luaL_newmetatable(L, ACCOUNT_MT);
@@ -519,7 +501,7 @@ void api_open_endpoints(lua_State *L, struct luart *rt)
     static const luaL_Reg ep_fields[] = {
         {"remove", eps_remove}, {"count", eps_count}, {NULL, NULL}};
     static const luaL_Reg susp_fields[] = {{"lift", susps_lift}, {NULL, NULL}};
-    open_proxy(L, rt, "endpoints", NULL, eps_tostring, eps_call, ep_fields);
-    open_proxy(L, rt, "accounts", accs_index, accs_tostring, accs_call, NULL);
-    open_proxy(L, rt, "suspensions", NULL, susps_tostring, susps_call, susp_fields);
+    api_open_proxy(L, rt, "endpoints", NULL, eps_tostring, eps_call, ep_fields);
+    api_open_proxy(L, rt, "accounts", accs_index, accs_tostring, accs_call, NULL);
+    api_open_proxy(L, rt, "suspensions", NULL, susps_tostring, susps_call, susp_fields);
 }

@@ -353,14 +353,19 @@ static int l_stats(lua_State *L)
 }
 
 /* A global proxy table: `name` is indexed through `index`, printed through
- * `tostring`, called through `call`. */
-static void open_proxy(lua_State *L, struct luart *rt, const char *global, lua_CFunction index,
-                       lua_CFunction tostring, lua_CFunction call)
+ * `tostring`, called through `call` (any may be NULL), with plain `fields`
+ * (functions, may be NULL). Read-only: its metatable is hidden. */
+void api_open_proxy(lua_State *L, struct luart *rt, const char *global, lua_CFunction index,
+                    lua_CFunction tostring, lua_CFunction call, const luaL_Reg *fields)
 {
     lua_newtable(L);
+    for (const luaL_Reg *f = fields; f && f->name; f++)
+        api_setfield(L, rt, f->name, f->func);
     lua_newtable(L); /* proxy mt */
-    api_setfield(L, rt, "__index", index);
-    api_setfield(L, rt, "__tostring", tostring);
+    if (index)
+        api_setfield(L, rt, "__index", index);
+    if (tostring)
+        api_setfield(L, rt, "__tostring", tostring);
     if (call)
         api_setfield(L, rt, "__call", call);
     lua_pushliteral(L, "read-only");
@@ -382,6 +387,6 @@ void api_open_live(lua_State *L, struct luart *rt)
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     api_register(L, rt, "stats", l_stats);
-    open_proxy(L, rt, "registrations", regs_index, regs_tostring, regs_call);
-    open_proxy(L, rt, "gateways", gws_index, gws_tostring, NULL);
+    api_open_proxy(L, rt, "registrations", regs_index, regs_tostring, regs_call, NULL);
+    api_open_proxy(L, rt, "gateways", gws_index, gws_tostring, NULL, NULL);
 }
