@@ -11,9 +11,10 @@
 #include "evport.h"
 #include "log.h"
 #include "sip/agent.h"
-#include "sip/call.h" /* issue 5 */
+#include "sip/call.h"
 #include "sip/outreg.h"
 #include "sip/registrar.h"
+#include "sip/replyaddr.h"
 #include "store.h"
 
 #include <errno.h>
@@ -49,6 +50,7 @@ struct app {
     struct store *store;
     struct engine *engine;
     struct sipagent *agent;
+    struct replyaddr *replies; /* where responses go, per gateway */
     struct outreg_set *outregs;
     struct registrar *registrar; /* registrar wiring (issue 4) */
     struct calls *calls; /* calls wiring (issue 5) */
@@ -215,6 +217,7 @@ static void on_reload(const struct config *before, const struct config *now, voi
     struct app *a = arg;
     (void)before;
     sipagent_set_t1(a->agent, (unsigned)config_switch(now)->sip.resend_interval);
+    replyaddr_apply(a->replies, now);
     outreg_set_apply(a->outregs, now);
     registrar_apply(a->registrar, now); /* registrar wiring (issue 4) */
     calls_apply(a->calls, now);         /* calls wiring (issue 5) */
@@ -308,6 +311,9 @@ static int run(struct app *a)
     if (sipagent_create(&a->agent, a->root, listen,
                         (unsigned)config_switch(engine_config(a->engine))->sip.resend_interval) < 0)
         return 1;
+    if (!(a->replies = replyaddr_create(a->root, sipagent_nta(a->agent))))
+        return 1;
+    replyaddr_apply(a->replies, engine_config(a->engine));
     if (outreg_set_create(&a->outregs, sipagent_nta(a->agent), sipagent_client_leg(a->agent),
                           a->root, a->base, a->store) < 0)
         return 1;
@@ -372,6 +378,7 @@ static void cleanup(struct app *a)
     engine_destroy(a->engine);
     registrar_destroy(a->registrar); /* registrar wiring (issue 4): before nta goes */
     outreg_set_destroy(a->outregs);
+    replyaddr_destroy(a->replies);
     sipagent_destroy(a->agent);
     if (a->root)
         su_root_destroy(a->root);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -134,6 +135,7 @@ struct wait_slot {
     struct event *ev;
     int index;          /* 1-based, as sofia sees it */
     int dispatching;    /* the callback is on the stack */
+    int datagram;       /* a datagram socket: the observer may peek */
     int unregistered;   /* freed once the callback returns */
 };
 
@@ -151,6 +153,8 @@ struct su_port_s {
     struct wait_slot **slots; /* index - 1 -> slot, NULL when free */
     unsigned nslots, nwaits;
     int break_requested;
+    evport_datagram_f *observer; /* sees each datagram's source before sofia */
+    void *observer_arg;
 };
 
 static void port_dispatch_timers(su_port_t *self);
@@ -244,6 +248,21 @@ static short ev_flags(int events)
     return what;
 }
 
+/* Show the observer where the next datagram on `fd` comes from. sofia's UDP
+ * transport reads exactly one datagram per wakeup, so the source peeked here
+ * is the one sofia is about to process. Costs one recvfrom(MSG_PEEK) of zero
+ * bytes; only done while an observer is set. */
+static void observe_datagram(su_port_t *self, int fd)
+{
+    struct sockaddr_storage from;
+    socklen_t fromlen = sizeof from;
+    char byte;
+    if (recvfrom(fd, &byte, 0, MSG_PEEK | MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen) < 0)
+        return;
+    if (fromlen > 0)
+        self->observer((const struct sockaddr *)&from, fromlen, self->observer_arg);
+}
+
 static void on_wait_ready(evutil_socket_t fd, short what, void *arg)
 {
     struct wait_slot *slot = arg;
@@ -264,6 +283,9 @@ static void on_wait_ready(evutil_socket_t fd, short what, void *arg)
             return;
     }
     slot->wait.revents = pfd.revents;
+
+    if (self->observer && slot->datagram && (pfd.revents & POLLIN))
+        observe_datagram(self, fd);
 
     slot->dispatching = 1;
     su_root_magic_t *magic = slot->root ? su_root_magic(slot->root) : NULL;
@@ -320,6 +342,10 @@ static int port_register(su_port_t *self, su_root_t *root, su_wait_t *wait,
     slot->arg = arg;
     slot->root = root;
     slot->index = (int)i + 1;
+    int type = 0;
+    socklen_t typelen = sizeof type;
+    slot->datagram = getsockopt(wait->fd, SOL_SOCKET, SO_TYPE, &type, &typelen) == 0 &&
+                     type == SOCK_DGRAM;
     slot->ev = event_new(self->evbase, wait->fd, ev_flags(wait->events), on_wait_ready,
                          slot);
     if (!slot->ev || event_add(slot->ev, NULL) < 0) {
@@ -671,4 +697,13 @@ unsigned evport_waits(su_root_t *root)
 {
     su_port_t *self = port_of_root(root);
     return self ? self->nwaits : 0;
+}
+
+void evport_set_datagram_observer(su_root_t *root, evport_datagram_f *fn, void *arg)
+{
+    su_port_t *self = port_of_root(root);
+    if (!self)
+        return;
+    self->observer = fn;
+    self->observer_arg = fn ? arg : NULL;
 }

@@ -14,6 +14,7 @@
 #define MOON_EVPORT_H
 
 #include <sofia-sip/su_wait.h>
+#include <sys/socket.h>
 
 struct event_base;
 
@@ -33,5 +34,15 @@ void evport_rearm(su_root_t *root);
 
 /* Number of wait objects registered (for tests and status). */
 unsigned evport_waits(su_root_t *root);
+
+/* Called with the source address of each datagram about to be read from a
+ * datagram socket registered by sofia, just before sofia reads it. The
+ * observer may change sofia's settings for that one message (the agent uses
+ * it to choose where responses go per peer). */
+typedef void evport_datagram_f(const struct sockaddr *from, socklen_t fromlen, void *arg);
+
+/* Set (or with fn NULL, clear) the datagram observer of root's port. While
+ * set, each datagram costs one extra recvfrom(MSG_PEEK) system call. */
+void evport_set_datagram_observer(su_root_t *root, evport_datagram_f *fn, void *arg);
 
 #endif

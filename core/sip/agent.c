@@ -193,9 +193,12 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
             goto fail;
         }
         if (!a->nta) {
+            /* SERVER_RPORT(2): responses go to the source IP:port even when
+             * the request did not ask with rport (reply_address "socket",
+             * the default; replyaddr.c switches it per gateway). */
             a->nta = nta_agent_create(root, URL_STRING_MAKE(url), on_message,
                                       (nta_agent_magic_t *)a, NTATAG_UA(1),
-                                      NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),
+                                      NTATAG_SERVER_RPORT(2), NTATAG_CLIENT_RPORT(1),
                                       NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE),
                                       TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
                                       TPTAG_IDLE(SIPAGENT_IDLE_MS),
