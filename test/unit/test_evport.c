@@ -1308,6 +1308,94 @@ static void regression_vtable_too_short(void)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* ---- The datagram observer ------------------------------------------------ */
+
+/* The observer sees a datagram's source before the wait's callback reads it,
+ * once per datagram (sofia's UDP transport reads one per wakeup), and only
+ * on datagram sockets; cleared, it sees nothing. */
+struct observed {
+    int calls;
+    int order_ok;  /* the callback had not yet read when the observer ran */
+    int reads;     /* datagrams the callback read */
+    uint16_t port; /* source port of the last one */
+};
+static struct observed observed;
+
+static void on_datagram(const struct sockaddr *from, socklen_t fromlen, void *arg)
+{
+    CHECK(arg == &observed);
+    CHECK(from->sa_family == AF_INET && fromlen >= sizeof(struct sockaddr_in));
+    observed.calls++;
+    observed.order_ok += observed.calls == observed.reads + 1;
+    observed.port = ntohs(((const struct sockaddr_in *)from)->sin_port);
+}
+
+static int on_read_one(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
+{
+    (void)magic;
+    (void)arg;
+    char buf[64];
+    if (recv(w->fd, buf, sizeof buf, MSG_DONTWAIT) >= 0)
+        observed.reads++;
+    return 0;
+}
+
+static int bound_udp(uint16_t *port)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sin;
+    CHECK(bind(s, (struct sockaddr *)&sin, sizeof sin) == 0);
+    CHECK(getsockname(s, (struct sockaddr *)&sin, &len) == 0);
+    *port = ntohs(sin.sin_port);
+    return s;
+}
+
+static void datagram_observer(void)
+{
+    struct fixture f = setup();
+    memset(&observed, 0, sizeof observed);
+    uint16_t rport, sport;
+    int r = bound_udp(&rport), s = bound_udp(&sport);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(rport)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    su_wait_t w;
+    CHECK(su_wait_create(&w, r, SU_WAIT_IN) == 0);
+    int index = su_root_register(f.root, &w, on_read_one, NULL, 0);
+    CHECK(index > 0);
+    /* A stream socket next to it: never observed. */
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    struct waiter wt = {.root = f.root, .mode = MODE_READ, .fd_seen = -1};
+    su_wait_t w2;
+    CHECK(su_wait_create(&w2, sv[0], SU_WAIT_IN) == 0);
+    wt.index = su_root_register(f.root, &w2, on_wait, &wt, 0);
+
+    evport_set_datagram_observer(f.root, on_datagram, &observed);
+    for (int i = 0; i < 3; i++)
+        CHECK(sendto(s, "x", 1, 0, (struct sockaddr *)&to, sizeof to) == 1);
+    CHECK(write(sv[1], "y", 1) == 1);
+    CHECK(run_until(f.base, &observed.reads, 3, 1000));
+    CHECK(run_until(f.base, &wt.calls, 1, 1000));
+    CHECK(observed.calls == 3);
+    CHECK(observed.order_ok == 3);
+    CHECK(observed.port == sport);
+
+    evport_set_datagram_observer(f.root, NULL, NULL);
+    CHECK(sendto(s, "x", 1, 0, (struct sockaddr *)&to, sizeof to) == 1);
+    CHECK(run_until(f.base, &observed.reads, 4, 1000));
+    CHECK(observed.calls == 3);
+
+    CHECK(su_root_deregister(f.root, index) == index);
+    CHECK(su_root_deregister(f.root, wt.index) == wt.index);
+    teardown(&f);
+    close(r);
+    close(s);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 TEST_MAIN(CASE(layout_check), CASE(timers_in_order), CASE(timer_set_from_callback),
           CASE(timers_set_from_callbacks),
           CASE(timer_periodic), CASE(timers_short_and_idle),
@@ -1316,4 +1404,4 @@ TEST_MAIN(CASE(layout_check), CASE(timers_in_order), CASE(timer_set_from_callbac
           CASE(hangup_revents), CASE(messages), CASE(message_from_callback),
           CASE(root_step_run_break), CASE(regression_step_leaves_loopexit),
           CASE(regression_no_events_spin), CASE(regression_deferrable_starved),
-          CASE(regression_cross_thread_refcount), CASE(regression_vtable_too_short))
+          CASE(regression_cross_thread_refcount), CASE(regression_vtable_too_short), CASE(datagram_observer))
