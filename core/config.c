@@ -19,6 +19,10 @@ static const char *const callee_choices[] = {"to", "request_line", NULL};
 static const char *const caller_choices[] = {"from", "rpid", "display", "pai", NULL};
 static const char *const endpoint_digest_choices[] = {"sha256,md5", "md5,sha256", "md5",
                                                       "sha256", NULL};
+static const char *const endpoint_keepalive_choices[] = {"options", "crlf", "off", NULL};
+
+/* What the B-leg fails over on unless the policy says otherwise. */
+static const short failover_default[] = {408, 480, 500, 502, 503, 504, 0};
 
 #define SIP(f) offsetof(struct switch_def, sip) + offsetof(struct sip_settings, f)
 
@@ -54,6 +58,16 @@ static const struct field sip_fields[] = {
     {.name = "endpoint_digest", .type = FT_ENUM, .offset = SIP(endpoint_digest),
      .choices = endpoint_digest_choices, .def = ENDPOINT_DIGEST_SHA256_MD5,
      .vos_name = "(none: digest algorithms offered to endpoints)"},
+    /* issue 4: NAT keepalive, policy-configurable */
+    {.name = "endpoint_keepalive", .type = FT_ENUM, .offset = SIP(endpoint_keepalive),
+     .choices = endpoint_keepalive_choices, .def = ENDPOINT_KEEPALIVE_OPTIONS,
+     .vos_name = "(none: NAT keepalive, OPTIONS or CRLF)"},
+    {.name = "endpoint_keepalive_interval", .type = FT_INT,
+     .offset = SIP(endpoint_keepalive_interval), .min = 5, .max = 3600, .def = 30,
+     .vos_name = "(none: NAT keepalive period, s)"},
+    {.name = "endpoint_keepalive_misses", .type = FT_INT,
+     .offset = SIP(endpoint_keepalive_misses), .min = 1, .max = 20, .def = 3,
+     .vos_name = "(none: unanswered keepalives that remove a binding)"},
     {.name = "invite_timeout", .type = FT_INT, .offset = SIP(invite_timeout), .min = 1,
      .max = 300, .def = 10, .vos_name = "SIP INVITE timeout"},
     {.name = "call_progress_timeout", .type = FT_INT, .offset = SIP(call_progress_timeout),
@@ -63,6 +77,9 @@ static const struct field sip_fields[] = {
      .max = 86400, .def = 7200, .vos_name = "(none: maximum call duration, 0: no limit)"},
     {.name = "resend_interval", .type = FT_INT, .offset = SIP(resend_interval), .min = 100,
      .max = 4000, .def = 500, .vos_name = "SIP resend interval (T1, ms)"},
+    {.name = "failover_codes", .type = FT_STATUS_SET, .offset = SIP(failover_codes),
+     .min = 300, .max = 699, .codes = failover_default,
+     .vos_name = "(none: final statuses that try the next gateway)"},
     {0},
 };
 
@@ -117,6 +134,8 @@ static const struct field routing_gateway_fields[] = {
      .choices = request_choices, .def = REQUEST_SOCKET},
     {.name = "options_check", .type = FT_INT_OR_FALSE, .offset = RGW(options_check),
      .min = 1, .max = 3600, .def = 0},
+    {.name = "failover_codes", .type = FT_STATUS_SET, .offset = RGW(failover_codes),
+     .min = 300, .max = 699},
     {0},
 };
 
@@ -188,6 +207,13 @@ static void fields_default(void *def, const struct field *fields)
         case FT_SECTION:
             fields_default(def, f->section);
             break;
+        case FT_STATUS_SET: {
+            struct status_set *set = AT(def, f->offset, struct status_set);
+            set->given = f->codes != NULL;
+            for (const short *code = f->codes; code && *code; code++)
+                status_set_add(set, *code);
+            break;
+        }
         default:
             break; /* zeroed by calloc */
         }
@@ -620,6 +646,13 @@ static bool fields_equal(const void *a, const void *b, const struct field *field
             if (!fields_equal(a, b, f->section))
                 return false;
             break;
+        case FT_STATUS_SET: {
+            const struct status_set *x = AT(a, f->offset, const struct status_set);
+            const struct status_set *y = AT(b, f->offset, const struct status_set);
+            if (x->given != y->given || memcmp(x->bits, y->bits, sizeof x->bits) != 0)
+                return false;
+            break;
+        }
         }
     }
     return true;

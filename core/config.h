@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum config_kind {
     KIND_SWITCH,
@@ -46,6 +47,27 @@ struct rewrite_list {
     struct rewrite_rule *v;
 };
 
+/* A set of SIP status codes (failover_codes) as a bitmap over 100..699: a
+ * lookup is a shift, a reload compares it with memcmp, nothing is
+ * allocated. `given` is false while the policy left the field out (a
+ * gateway then follows the switch). */
+struct status_set {
+    bool given;
+    uint64_t bits[10]; /* bit (code - 100) */
+};
+
+static inline bool status_set_has(const struct status_set *s, int code)
+{
+    return code >= 100 && code < 700 &&
+           ((s->bits[(code - 100) / 64] >> ((code - 100) % 64)) & 1);
+}
+
+static inline void status_set_add(struct status_set *s, int code)
+{
+    if (code >= 100 && code < 700)
+        s->bits[(code - 100) / 64] |= (uint64_t)1 << ((code - 100) % 64);
+}
+
 /* A policy function (for example a registration's retry_delay). The core
  * never calls it: it hands `ref` back to whoever installed it. `signature`
  * identifies the function's code, so a reload can tell whether it changed. */
@@ -70,6 +92,12 @@ enum endpoint_digest {
     ENDPOINT_DIGEST_MD5,        /* "md5": for UAs that fail on any SHA-256 challenge */
     ENDPOINT_DIGEST_SHA256,     /* "sha256" */
 };
+/* How the registrar keeps NAT bindings' pinholes open (moonswitch's own). */
+enum endpoint_keepalive {
+    ENDPOINT_KEEPALIVE_OPTIONS, /* "options": an OPTIONS request; misses counted */
+    ENDPOINT_KEEPALIVE_CRLF,    /* "crlf": RFC 5626 CRLF; no misses over UDP */
+    ENDPOINT_KEEPALIVE_OFF,     /* "off" */
+};
 
 /* VOS3000 SS_SIP_* and SS_ENDPOINT_* parameters. */
 struct sip_settings {
@@ -84,10 +112,14 @@ struct sip_settings {
     int endpoint_register_suspend; /* SS_ENDPOINT_REGISTER_SUSPEND: 0..86400 s */
     bool endpoint_register_replace; /* SS_ENDPOINT_REGISTER_REPLACE */
     int endpoint_digest;          /* enum endpoint_digest (moonswitch's own) */
+    int endpoint_keepalive;       /* enum endpoint_keepalive (moonswitch's own) */
+    int endpoint_keepalive_interval; /* NAT keepalive period: 5..3600 s */
+    int endpoint_keepalive_misses; /* unanswered keepalives that remove: 1..20 */
     int invite_timeout;           /* SIP INVITE timeout: 1..300 s */
     int call_progress_timeout;    /* SIP call progress timeout: 1..3600 s */
     int max_call_duration;        /* answered calls end after this: 0 (off), 1..86400 s */
     int resend_interval;          /* SIP resend interval (RFC 3261 T1): 100..4000 ms */
+    struct status_set failover_codes; /* final statuses that try the next gateway */
 };
 
 /* Every definition starts with this header. */
@@ -136,6 +168,7 @@ struct routing_gateway_def {
     int reply_address;   /* enum reply_address */
     int request_address; /* enum request_address */
     int options_check;   /* seconds, 0: off */
+    struct status_set failover_codes; /* not given: the switch's */
 };
 
 struct mapping_gateway_def {
@@ -166,6 +199,7 @@ enum field_type {
     FT_ENUM,          /* int: index into choices */
     FT_STRLIST,       /* struct strlist: an array of strings */
     FT_REWRITES,      /* struct rewrite_list: an array of {pattern, replacement} */
+    FT_STATUS_SET,    /* struct status_set: an array of status codes within [min, max] */
     FT_SECTION,       /* a nested table described by `section` */
 };
 
@@ -179,6 +213,7 @@ struct field {
     const char *const *choices; /* FT_ENUM: NULL-terminated */
     const struct field *section; /* FT_SECTION: NULL-name-terminated */
     size_t hook_offset;          /* FT_INT_OR_HOOK: struct config_hook */
+    const short *codes;          /* FT_STATUS_SET default, 0-terminated; NULL: not given */
     const char *vos_name;        /* the VOS3000 parameter, for documentation */
 };
 

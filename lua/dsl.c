@@ -207,6 +207,38 @@ static void convert_rewrites(struct ctx *c, const char *path, int idx,
     }
 }
 
+/* An array of status codes, each checked like an FT_INT ("sip.failover_codes[2]"
+ * names the bad one). Written in the policy, it replaces the default. */
+static void convert_status_set(struct ctx *c, const struct field *f, const char *path,
+                               int idx, struct status_set *out)
+{
+    lua_State *L = c->L;
+    if (!lua_istable(L, idx))
+        def_error(c, "field '%s' must be a list of status codes from %ld to %ld, not %s",
+                  path, f->min, f->max, type_name(L, idx));
+    size_t n = lua_objlen(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        double k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+        if (k != floor(k) || k < 1 || k > (double)n)
+            def_error(
+                c, "field '%s' must be a list of status codes, not a table with key %s",
+                path,
+                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : type_name(L, -1));
+    }
+    memset(out, 0, sizeof *out);
+    out->given = true;
+    char item[160];
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        snprintf(item, sizeof item, "%s[%zu]", path, i);
+        check_int(c, f, item, lua_gettop(L), NULL);
+        status_set_add(out, (int)lua_tointeger(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
 static void convert_fields(struct ctx *c, const struct field *fields, int tbl,
                            const char *prefix);
 
@@ -285,6 +317,9 @@ static void convert_field(struct ctx *c, const struct field *f, int idx, const c
         break;
     case FT_REWRITES:
         convert_rewrites(c, path, idx, AT(def, f->offset, struct rewrite_list));
+        break;
+    case FT_STATUS_SET:
+        convert_status_set(c, f, path, idx, AT(def, f->offset, struct status_set));
         break;
     case FT_SECTION:
         if (t != LUA_TTABLE)

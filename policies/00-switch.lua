@@ -21,10 +21,14 @@ switch {
     endpoint_register_retry = 6,         -- SS_ENDPOINT_REGISTER_RETRY
     endpoint_register_suspend = 180,     -- SS_ENDPOINT_REGISTER_SUSPEND, seconds
     endpoint_register_replace = true,    -- SS_ENDPOINT_REGISTER_REPLACE
+    endpoint_keepalive = "options",      -- NAT keepalive: "options" | "crlf" | "off"
+    endpoint_keepalive_interval = 30,    -- NAT keepalive period: 5..3600 s
+    endpoint_keepalive_misses = 3,       -- unanswered OPTIONS that remove a binding: 1..20
     invite_timeout = 10,                 -- SIP INVITE timeout, seconds
     call_progress_timeout = 120,         -- SIP call progress timeout, seconds
     max_call_duration = 7200,            -- answered calls end after this, seconds; 0: no limit
     resend_interval = 500,               -- SIP resend interval (RFC 3261 T1), ms
+    failover_codes = { 408, 480, 500, 502, 503, 504 }, -- final statuses that try the next gateway
   },
 }
 

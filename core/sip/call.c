@@ -42,6 +42,9 @@
 
 /* Gateways one call may try. */
 #define MAX_CANDIDATES 32
+/* What both legs may send us in a dialog (dialog_request()); PRACK is not
+ * relayed, so it is not offered. */
+#define CALL_ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
 #define NUM ROUTING_NUMBER_MAX
 
 enum state { ST_ROUTING, ST_CALLING, ST_PROCEEDING, ST_ANSWERED, ST_ENDING };
@@ -131,6 +134,9 @@ struct call {
     unsigned auth_tries;
     bool cancelled; /* the caller cancelled, or the switch gave up */
     bool acked;     /* the caller ACKed our 2xx */
+    bool late_offer;     /* the caller's INVITE had no SDP: its ACK carries the answer */
+    bool b_ack_held;     /* the B-leg's 2xx waits for the caller's ACK (late offer) */
+    uint32_t b_ack_cseq; /* the CSeq of that ACK */
     bool endpoint_tried; /* a registered callee's binding was tried first */
     struct event *timer; /* invite_timeout, then call_progress_timeout */
     struct call_route *route;
@@ -149,6 +155,7 @@ static void hangup_switch(struct call *c, int status, const char *reason);
 static void send_bye(nta_leg_t *leg, nta_response_f *cb, void *arg);
 static void end_call(struct call *c, const char *hangup, int status, const char *reason);
 static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip);
+static void flush_b_ack(struct call *c, sip_t const *caller_ack);
 
 /* ---- Helpers ------------------------------------------------------------ */
 
@@ -420,6 +427,7 @@ static void call_free(struct call *c)
         c->relays = r->next;
         relay_free(r, true);
     }
+    flush_b_ack(c, NULL); /* a 2xx is ACKed, whatever ended the call */
     drop_b(c);
     if (c->a_irq) {
         nta_incoming_treply(c->a_irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
@@ -565,23 +573,90 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- The B-leg ---------------------------------------------------------- */
 
-static bool failover_status(int status)
+/* Whether a final status from `gateway` sends the call to the next one: the
+ * gateway's failover_codes, else the switch's. Read from the running
+ * policy at each answer, so a reload applies to calls already routing. */
+static bool failover_status(const struct calls *cs, const char *gateway, int status)
 {
-    switch (status) {
-    case 408:
-    case 480:
-    case 500:
-    case 502:
-    case 503:
-    case 504:
-        return true;
-    default:
-        return false;
-    }
+    const struct routing_gateway_def *g = rgw_def(cs, gateway);
+    const struct status_set *set = g && g->failover_codes.given
+                                       ? &g->failover_codes
+                                       : &config_switch(cs->cfg)->sip.failover_codes;
+    return status_set_has(set, status);
 }
 
 static int b_leg_request(struct call *c, nta_leg_t *leg, nta_incoming_t *irq,
                          sip_t const *sip);
+
+/* The caller's From display name, as the start of our From ("display
+ * from"): `"Alice" `, or "" when it has none (or an unreasonably long one).
+ * sofia keeps a quoted-string with its quotes and escapes, so it goes back
+ * as it came; a bare token sequence gets quotes. */
+static void quoted_display(const sip_from_t *from, char *out, size_t outlen)
+{
+    *out = '\0';
+    const char *d = from ? from->a_display : NULL;
+    size_t n = d ? strlen(d) : 0;
+    bool quoted = n >= 2 && d[0] == '"' && d[n - 1] == '"';
+    if (n == 0 || (quoted && n == 2) || n + 4 > outlen)
+        return;
+    snprintf(out, outlen, quoted ? "%s " : "\"%s\" ", d);
+}
+
+/* Append one header line to `out` if all of it fits. */
+static bool add_line(char *out, size_t outlen, size_t *len, const char *name,
+                     const char *value)
+{
+    int n = snprintf(out + *len, outlen - *len, "%s: %s\r\n", name, value);
+    if (n < 0 || (size_t)n >= outlen - *len) {
+        out[*len] = '\0';
+        return false;
+    }
+    *len += (size_t)n;
+    return true;
+}
+
+/* The privacy a registration gateway asks for: its registration's (or the
+ * switch's user_agent_privacy, inherited). Other gateways: "ignore". */
+static int gateway_privacy(const struct calls *cs, const struct routing_gateway_def *g)
+{
+    if (g->type != RGW_REGISTRATION || !g->registration || !cs->outregs)
+        return PRIVACY_IGNORE;
+    struct outreg *r = outreg_find(cs->outregs, g->registration);
+    return r ? outreg_privacy(r) : PRIVACY_IGNORE;
+}
+
+/* Identity headers towards gateway g (RFC 3323, RFC 3325). Between trusted
+ * operators the caller's P-Asserted-Identity and Privacy pass as they came.
+ * A registration gateway's privacy adds the switch's own: "id" asserts the
+ * caller ourselves and asks that it be withheld (Privacy: id and our
+ * P-Asserted-Identity replace the caller's), "none" says nothing is to be
+ * withheld (Privacy: none replaces the caller's Privacy), "ignore" adds
+ * nothing. Header lines go to `out` for SIPTAG_HEADER_STR; *pass_privacy
+ * says whether the caller's Privacy header goes along. */
+static void identity_headers(const struct call *c, const struct routing_gateway_def *g,
+                             sip_t const *a, char *out, size_t outlen, bool *pass_privacy)
+{
+    size_t len = 0;
+    char value[NUM + 160];
+    *out = '\0';
+    int mode = gateway_privacy(c->cs, g);
+    *pass_privacy = a->sip_privacy && mode == PRIVACY_IGNORE;
+    if (mode != PRIVACY_IGNORE)
+        add_line(out, outlen, &len, "Privacy", mode == PRIVACY_ID ? "id" : "none");
+    if (mode == PRIVACY_ID) {
+        if (c->cdr.caller[0]) {
+            snprintf(value, sizeof value, "<sip:%s@%s>", c->cdr.caller, c->cs->host);
+            add_line(out, outlen, &len, "P-Asserted-Identity", value);
+        }
+        return;
+    }
+    for (const sip_unknown_t *u = a->sip_unknown; u; u = u->un_next)
+        if (u->un_name && u->un_value &&
+            strcasecmp(u->un_name, "P-Asserted-Identity") == 0 &&
+            !add_line(out, outlen, &len, "P-Asserted-Identity", u->un_value))
+            break;
+}
 
 /* Send the INVITE of one attempt to gateway g. `auth` is an Authorization
  * (401) or Proxy-Authorization (407) value for a retry, else NULL. Returns
@@ -595,7 +670,9 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g, int 
     int use_contact = g->invite_use_contact == TRI_INHERIT
                           ? config_switch(cs->cfg)->sip.routing_gateway_invite_use_contact
                           : g->invite_use_contact == TRI_ON;
-    char to[320], from[320], call_id[48], tag[20];
+    char to[320], from[480], call_id[48], tag[20], display[160], ids[1024];
+    bool pass_privacy;
+    identity_headers(c, g, a, ids, sizeof ids, &pass_privacy);
     snprintf(c->b_ruri, sizeof c->b_ruri, "sip:%s@%s", routed, g->address);
     snprintf(c->b_addr, sizeof c->b_addr, "%s", g->address);
     c->b_request_address = g->request_address;
@@ -603,8 +680,10 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g, int 
     if (!c->b_leg) {
         random_hex(tag, 8);
         random_hex(call_id, 16);
-        snprintf(from, sizeof from, "<sip:%s@%s>;tag=%s", c->cdr.caller[0] ? c->cdr.caller : "anonymous",
-                 cs->host, tag);
+        /* The number caller_from chose, under the caller's display name. */
+        quoted_display(a->sip_from, display, sizeof display);
+        snprintf(from, sizeof from, "%s<sip:%s@%s>;tag=%s", display,
+                 c->cdr.caller[0] ? c->cdr.caller : "anonymous", cs->host, tag);
         c->b_leg = nta_leg_tcreate(cs->nta, b_leg_request, c, SIPTAG_FROM_STR(from),
                                    SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id), TAG_END());
         if (!c->b_leg)
@@ -615,9 +694,11 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g, int 
     c->b_orq = nta_outgoing_tcreate(
         c->b_leg, on_b_response, c, NULL, SIP_METHOD_INVITE, URL_STRING_MAKE(c->b_ruri),
         SIPTAG_CONTACT_STR(cs->contact), SIPTAG_MAX_FORWARDS_STR(mf),
-        SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"),
+        SIPTAG_ALLOW_STR(CALL_ALLOW),
         TAG_IF(auth && auth_status == 401, SIPTAG_AUTHORIZATION_STR(auth)),
         TAG_IF(auth && auth_status == 407, SIPTAG_PROXY_AUTHORIZATION_STR(auth)),
+        TAG_IF(pass_privacy, SIPTAG_PRIVACY(a->sip_privacy)),
+        TAG_IF(ids[0], SIPTAG_HEADER_STR(ids)),
         TAG_IF(a->sip_content_type, SIPTAG_CONTENT_TYPE(a->sip_content_type)),
         TAG_IF(a->sip_payload, SIPTAG_PAYLOAD(a->sip_payload)), TAG_END());
     if (!c->b_orq)
@@ -737,8 +818,39 @@ static void try_next(struct call *c)
         fail_call(c, 503, "No Route", "switch");
 }
 
-/* A 2xx on the B-leg: confirm the dialog and ACK it. */
-static void confirm_b(struct call *c, sip_t const *sip)
+/* ACK the B-leg's 2xx, with the INVITE's CSeq: nta would take the leg's
+ * latest, wrong once another request went out on the leg meanwhile.
+ * `answer`, when not NULL, is the caller's ACK, whose body (the SDP answer
+ * to the carrier's offer) goes along with its Content-Type. */
+static void ack_b(struct call *c, uint32_t cseq, sip_t const *answer)
+{
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    sip_cseq_t *seq = sip_cseq_create(home, cseq, SIP_METHOD_ACK);
+    sip_content_type_t const *ct = answer ? answer->sip_content_type : NULL;
+    sip_payload_t const *pl = answer ? answer->sip_payload : NULL;
+    nta_outgoing_t *ack = nta_outgoing_tcreate(
+        c->b_leg, NULL, NULL, NULL, SIP_METHOD_ACK, NULL, TAG_IF(seq, SIPTAG_CSEQ(seq)),
+        TAG_IF(ct, SIPTAG_CONTENT_TYPE(ct)), TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END());
+    if (ack)
+        nta_outgoing_destroy(ack);
+    su_home_deinit(home);
+}
+
+/* Send the B-leg ACK held for the caller's (late offer): with the caller's
+ * answer when it came, bare when the call ends without it (the carrier
+ * still gets its ACK before any BYE). */
+static void flush_b_ack(struct call *c, sip_t const *caller_ack)
+{
+    if (!c->b_ack_held || !c->b_leg)
+        return;
+    c->b_ack_held = false;
+    ack_b(c, c->b_ack_cseq, caller_ack);
+}
+
+/* A 2xx on the B-leg: confirm the dialog and ACK it, or (`hold`: the
+ * caller's INVITE had no SDP, so this 2xx carries the offer and the
+ * caller's ACK the answer) keep the ACK until the caller's arrives. */
+static void confirm_b(struct call *c, sip_t const *sip, bool hold)
 {
     if (sip->sip_to && sip->sip_to->a_tag)
         nta_leg_rtag(c->b_leg, sip->sip_to->a_tag);
@@ -768,10 +880,17 @@ static void confirm_b(struct call *c, sip_t const *sip)
     }
     nta_leg_client_route(c->b_leg, sip->sip_record_route, target);
     su_home_deinit(home);
-    nta_outgoing_t *ack =
-        nta_outgoing_tcreate(c->b_leg, NULL, NULL, NULL, SIP_METHOD_ACK, NULL, TAG_END());
-    if (ack)
-        nta_outgoing_destroy(ack);
+    uint32_t cseq = nta_outgoing_cseq(c->b_orq);
+    if (hold) {
+        /* nta drops the carrier's 2xx retransmissions meanwhile; the
+         * caller's ACK, or the no-ACK hangup, releases it. */
+        c->b_ack_held = true;
+        c->b_ack_cseq = cseq;
+        log_debug("call", "%" PRIu64 ": late offer: the ACK to %s waits for the caller's",
+                  c->id, c->cdr.routing_gateway);
+        return;
+    }
+    ack_b(c, cseq, NULL);
 }
 
 /* Answer a 401/407 from a registration gateway once, with its registration's
@@ -818,30 +937,31 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
             arm(c, config_switch(cs->cfg)->sip.call_progress_timeout);
         }
         if (status > 100 && c->a_irq && !c->cancelled)
-            nta_incoming_treply(c->a_irq, status, phrase, SIPTAG_CONTACT_STR(cs->contact),
-                                TAG_IF(sip->sip_content_type,
-                                       SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
-                                TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)),
-                                TAG_END());
+            nta_incoming_treply(
+                c->a_irq, status, phrase, SIPTAG_CONTACT_STR(cs->contact),
+                SIPTAG_ALLOW_STR(CALL_ALLOW),
+                TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
+                TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());
         return 0;
     }
     event_del(c->timer);
 
     if (status < 300) {
-        confirm_b(c, sip);
+        bool relayed = !c->cancelled && c->a_irq;
+        confirm_b(c, sip, relayed && c->late_offer);
         nta_outgoing_destroy(c->b_orq);
         c->b_orq = NULL;
-        if (c->cancelled || !c->a_irq) {
+        if (!relayed) {
             /* The 200 crossed the caller's CANCEL (who got 487): hang up. */
             send_bye(c->b_leg, NULL, NULL);
             end_call(c, "caller", 487, "Request Terminated");
             return 0;
         }
-        nta_incoming_treply(c->a_irq, status, phrase, SIPTAG_CONTACT_STR(cs->contact),
-                            TAG_IF(sip->sip_content_type,
-                                   SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
-                            TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)),
-                            TAG_END());
+        nta_incoming_treply(
+            c->a_irq, status, phrase, SIPTAG_CONTACT_STR(cs->contact),
+            SIPTAG_ALLOW_STR(CALL_ALLOW),
+            TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
+            TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());
         /* nta retransmits the 2xx until the caller's ACK, which comes to
          * on_a_ack_cancel(); so does the news that it never came. The
          * transaction is kept until then. */
@@ -866,7 +986,7 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
         return 0;
     c->last_status = status;
     snprintf(c->last_reason, sizeof c->last_reason, "%s", phrase ? phrase : "");
-    if (internal || failover_status(status)) {
+    if (internal || failover_status(cs, c->cdr.routing_gateway, status)) {
         log_info("call", "%" PRIu64 ": %s answered %d%s, trying the next gateway", c->id,
                  c->cdr.routing_gateway, status, internal ? " (local)" : "");
         drop_b(c);
@@ -933,10 +1053,13 @@ static int relay_request(struct call *c, nta_incoming_t *irq, sip_t const *sip, 
     r->call = c;
     r->to_b = to_b;
     r->invite = sip->sip_request->rq_method == sip_method_invite;
+    /* re-INVITE and UPDATE are target refresh requests (RFC 3261 12.2,
+     * RFC 3311 5.1): they carry our Contact, which stays what it was. */
+    bool refresh = r->invite || sip->sip_request->rq_method == sip_method_update;
     r->orq = nta_outgoing_tcreate(
         leg, on_relay_response, (void *)r, NULL, sip->sip_request->rq_method,
         sip->sip_request->rq_method_name, NULL,
-        TAG_IF(r->invite, SIPTAG_CONTACT_STR(c->cs->contact)),
+        TAG_IF(refresh, SIPTAG_CONTACT_STR(c->cs->contact)),
         TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
         TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());
     if (!r->orq) {
@@ -956,6 +1079,7 @@ static int dialog_request(struct call *c, nta_incoming_t *irq, sip_t const *sip,
         return 200; /* ACK of our 2xx is absorbed by its transaction */
     case sip_method_bye:
         if (c->state == ST_ANSWERED) {
+            flush_b_ack(c, NULL); /* a BYE before the caller's ACK (late offer) */
             send_bye(from_a ? c->b_leg : c->a_leg, NULL, NULL);
             end_call(c, from_a ? "caller" : "callee", c->cdr.status, NULL);
             return 200;
@@ -1015,7 +1139,10 @@ static int on_a_ack_cancel(struct call *c, nta_incoming_t *irq, sip_t const *sip
                 kick(cs);
                 return 0;
             }
-            /* Confirmed: the timer keeps only the maximum duration. */
+            /* Confirmed: the carrier gets its ACK now if it waited for
+             * the caller's answer (late offer); the timer keeps only the
+             * maximum duration. */
+            flush_b_ack(c, sip);
             c->acked = true;
             event_del(c->timer);
             int max = config_switch(c->cs->cfg)->sip.max_call_duration;
@@ -1168,6 +1295,7 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     c->a_msg = msg;
     c->a_irq = irq;
     c->a_max_forwards = mf > 70 ? 70 : mf;
+    c->late_offer = !sip->sip_payload || sip->sip_payload->pl_len == 0;
     c->timer = evtimer_new(cs->base, on_timer, c);
     struct cdr *r = &c->cdr;
     r->start = (long long)time(NULL);
@@ -1226,6 +1354,7 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
 static void hangup_switch(struct call *c, int status, const char *reason)
 {
     if (c->state == ST_ANSWERED) {
+        flush_b_ack(c, NULL); /* the caller never ACKed a late offer: ACK, then BYE */
         send_bye(c->a_leg, NULL, NULL);
         send_bye(c->b_leg, NULL, NULL);
         end_call(c, "switch", c->cdr.status, NULL);
@@ -1327,6 +1456,7 @@ void calls_shutdown(struct calls *cs, void (*done)(void *arg), void *arg)
     while (cs->head) {
         struct call *c = cs->head;
         if (c->state == ST_ANSWERED) {
+            flush_b_ack(c, NULL);
             nta_outgoing_t *a = nta_outgoing_tcreate(c->a_leg, on_shutdown_bye, (void *)cs, NULL,
                                                      SIP_METHOD_BYE, NULL, TAG_END());
             nta_outgoing_t *b = nta_outgoing_tcreate(c->b_leg, on_shutdown_bye, (void *)cs, NULL,

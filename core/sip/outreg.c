@@ -1055,6 +1055,7 @@ const char *outreg_call_id(const struct outreg *r) { return r->call_id; }
 uint32_t outreg_cseq(const struct outreg *r) { return r->cseq; }
 const char *outreg_server(const struct outreg *r) { return r->server; }
 const char *outreg_username(const struct outreg *r) { return r->username; }
+int outreg_privacy(const struct outreg *r) { return effective_privacy(r); }
 bool outreg_tracing(const struct outreg *r) { return r->trace; }
 
 void outreg_refresh(struct outreg *r)

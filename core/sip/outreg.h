@@ -92,6 +92,10 @@ const char *outreg_call_id(const struct outreg *r);
 uint32_t outreg_cseq(const struct outreg *r);
 const char *outreg_server(const struct outreg *r);
 const char *outreg_username(const struct outreg *r);
+/* enum privacy_mode: the entry's `privacy`, or the switch's
+ * user_agent_privacy when the entry inherits it. Calls through its gateway
+ * follow it too. */
+int outreg_privacy(const struct outreg *r);
 unsigned outreg_failures(const struct outreg *r);
 
 /* Operator actions. refresh: REGISTER now. disable: unregister and stay

@@ -7,6 +7,7 @@ Python 3 standard library only. Builds on harness.py and peers.py.
 
 import os
 import re
+from xml.sax.saxutils import escape as xml_escape
 
 from harness import check, fail, scratch_dir  # noqa: F401
 from peers import SCENARIOS, Sipp, ctl_value, lua_fields, lua_value, wait_until  # noqa: F401
@@ -30,23 +31,29 @@ def routing(name, port, prefixes=("1",), **fields):
     return 'routing_gateway "%s" { %s }\n' % (name, lua_fields(f))
 
 
-def scenario(name, code=None):
-    """The path of a scenario; with code, a copy with @CODE@ replaced."""
+def scenario(name, code=None, subst=None):
+    """The path of a scenario; with code, a copy with @CODE@ replaced; with
+    subst ({"@NAME@": text}), a copy with each placeholder replaced by the
+    text, escaped for XML (SIPp takes no keys in a regexp or a status)."""
     path = os.path.join(SCENARIOS, name)
-    if code is None:
+    if code is None and not subst:
         return path
     d = scratch_dir("scenario")
-    out = os.path.join(d, name.replace(".xml", "_%d.xml" % code))
+    out = os.path.join(d, name.replace(".xml", "_%s.xml" % (code or "subst")))
     with open(path) as f:
-        text = f.read().replace("@CODE@", str(code))
+        text = f.read()
+    if code is not None:
+        text = text.replace("@CODE@", str(code))
+    for k, v in (subst or {}).items():
+        text = text.replace(k, xml_escape(v, {'"': "&quot;"}))
     with open(out, "w") as f:
         f.write(text)
     return out
 
 
-def carrier(name="call_uas.xml", code=None, calls=1, extra=()):
+def carrier(name="call_uas.xml", code=None, calls=1, extra=(), subst=None):
     """A SIPp carrier (UAS) for `calls` calls; use as a context manager."""
-    return Sipp(scenario(name, code), workdir=scratch_dir("uas-" + name[:-4]),
+    return Sipp(scenario(name, code, subst), workdir=scratch_dir("uas-" + name[:-4]),
                 extra=["-m", str(calls)] + list(extra))
 
 
@@ -54,12 +61,13 @@ CALLER_KEYS = {"caller": "1001", "display": "2002", "rpid": "3003", "pai": "4004
 
 
 def caller(sw, name="call_uac.xml", number="1555", to_user=None, code=None, hold_ms=200,
-           calls=1, rate=None, extra=()):
+           calls=1, rate=None, extra=(), keys=None):
     """A SIPp caller (UAC) towards the switch. `number` is the Request-Line
-    user, `to_user` the To user (default: the same)."""
+    user, `to_user` the To user (default: the same); `keys` replace or add
+    to CALLER_KEYS."""
     args = ["-s", number, "-key", "to_user", to_user or number, "-d", str(hold_ms),
             "-m", str(calls)]
-    for k, v in CALLER_KEYS.items():
+    for k, v in dict(CALLER_KEYS, **(keys or {})).items():
         args += ["-key", k, v]
     if rate:
         args += ["-r", str(rate)]

@@ -1,6 +1,9 @@
-"""Calls through the B2BUA, in-dialog requests and carrier digest auth: a
-re-INVITE from the caller in an answered call relayed to the carrier (its
-200 with the new SDP back, each leg ACKed), INFO both ways, and a carrier
+"""Calls through the B2BUA, in-dialog requests, offers and carrier digest
+auth: a re-INVITE from the caller in an answered call relayed to the
+carrier (its 200 with the new SDP back, each leg ACKed), INFO both ways,
+UPDATE with SDP both ways, a late offer (INVITE without SDP: the carrier's
+ACK waits for the caller's answer, and still comes, bare, before the BYE
+when the caller never ACKs), an early offer ACKed at once, and a carrier
 that challenges our INVITE with 407 answered once with the credentials of
 the registration linked to its (registration-type) routing gateway.
 """
@@ -36,6 +39,53 @@ def test_reinvite_and_info_relayed():
         wait_done(uas, sw)
         check_cdr(wait_cdrs(sw, 1), status=200, hangup="caller", routing_gateway="carrier")
         check_eq(calls_count(sw), 0, "calls after the hangup")
+
+
+def test_update_relayed_both_ways():
+    with carrier("call_uas_update.xml") as uas, Switch(policies(uas.port)) as sw:
+        # The scenarios check Allow (UPDATE offered both ways), each UPDATE's
+        # SDP and Contact and each 200's SDP.
+        run(caller(sw, "call_uac_update.xml"), sw)
+        wait_done(uas, sw)
+        check_cdr(wait_cdrs(sw, 1), status=200, hangup="caller", routing_gateway="carrier",
+                  callee="1555", routed_callee="1555", caller="1001")
+        check_eq(calls_count(sw), 0, "calls after the hangup")
+
+
+def test_late_offer_ack_carries_the_callers_answer():
+    with carrier("call_uas_late.xml") as uas, Switch(policies(uas.port)) as sw:
+        # The carrier checks that its INVITE had no SDP and that its ACK
+        # carries the caller's answer; the caller checks the offer in its 200.
+        run(caller(sw, "call_uac_late.xml"), sw)
+        wait_done(uas, sw)
+        rec = wait_cdrs(sw, 1)
+        check_cdr(rec, status=200, hangup="caller", routing_gateway="carrier", caller="1001",
+                  callee="1555")
+        check(rec["answer"] is not None, "CDR answer time")
+        check_eq(calls_count(sw), 0, "calls after the hangup")
+        check("late offer: the ACK to carrier waits" in sw.log(), "logged")
+
+
+def test_late_offer_caller_never_acks():
+    # resend_interval 100 ms: nta gives up on the caller's ACK after 6.4 s;
+    # the carrier must get a bare ACK, then a BYE.
+    with carrier("call_uas_late_noack.xml") as uas, Switch(policies(uas.port)) as sw:
+        uac = caller(sw, "call_uac_late_noack.xml")
+        uac.start()
+        check_eq(uac.wait(20), 0, "the vanished caller got a BYE")
+        wait_done(uas, sw)
+        check_cdr(wait_cdrs(sw, 1), status=200, hangup="switch", routing_gateway="carrier")
+        check_eq(calls_count(sw), 0, "calls")
+        check("never ACKed" in sw.log(), "logged")
+
+
+def test_early_offer_acked_at_once():
+    # The caller takes 1 s to ACK; the carrier wants its ACK within 0.5 s.
+    with carrier("call_uas_quick_ack.xml") as uas, Switch(policies(uas.port)) as sw:
+        run(caller(sw, "call_uac_slow_ack.xml"), sw)
+        wait_done(uas, sw)
+        check_cdr(wait_cdrs(sw, 1), status=200, hangup="caller", routing_gateway="carrier")
+        check("late offer" not in sw.log(), "no late offer logged")
 
 
 def _md5(s):
