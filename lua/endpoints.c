@@ -2,7 +2,8 @@
  * optional policy hook `on_register`.
  *
  *   endpoints("1001")               array of { contact=, expires=, source=,
- *                                   nat=, transport=, user_agent= }
+ *                                   nat=, transport=, user_agent=,
+ *                                   keepalive_misses= }
  *   endpoints.remove("1001", uri)   remove one binding (uri nil: all of them);
  *                                   returns how many went
  *   endpoints.count()               bindings in the switch
@@ -54,7 +55,7 @@ static int push_binding(const struct registrar_binding *b, void *arg)
 {
     struct push_ctx *c = arg;
     lua_State *L = c->L;
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     lua_pushstring(L, b->contact);
     lua_setfield(L, -2, "contact");
     long long left = b->expires_at - c->now;
@@ -66,6 +67,9 @@ static int push_binding(const struct registrar_binding *b, void *arg)
     lua_setfield(L, -2, "nat");
     lua_pushstring(L, b->transport);
     lua_setfield(L, -2, "transport");
+    /* OPTIONS keepalives unanswered in a row (always 0 in crlf mode) */
+    lua_pushinteger(L, (lua_Integer)b->keepalive_misses);
+    lua_setfield(L, -2, "keepalive_misses");
     if (*b->user_agent) {
         lua_pushstring(L, b->user_agent);
         lua_setfield(L, -2, "user_agent");

@@ -7,6 +7,9 @@
  *               typical Contact), in three indexes: the account's list, a
  *               min-heap on expiry time (one libevent timer for its top),
  *               and, behind NAT, a keepalive wheel of one slot per second
+ *               (endpoint_keepalive_interval slots, rebuilt when it changes);
+ *               each holds a reference to the transport its last REGISTER
+ *               came on (the UDP socket or the TCP connection)
  *   guards      failure counters and suspensions, by account name and by
  *               source IP, in one chained hash table (unknown names too:
  *               answers must not depend on whether an account exists)
@@ -46,9 +49,11 @@
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nta_stateless.h>
 #include <sofia-sip/nta_tag.h>
+#include <sofia-sip/nta_tport.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_tagarg.h>
+#include <sofia-sip/tport.h>
 #include <sofia-sip/url.h>
 
 #define BINDING_VERSION 1
@@ -89,6 +94,11 @@ struct binding {
     struct binding *next;              /* the account's bindings */
     struct binding *ka_prev, *ka_next; /* the keepalive wheel slot */
     nta_outgoing_t *ka_orq;
+    /* A reference to the transport the last REGISTER came on: for UDP the
+     * listening socket (CRLF keepalives must leave from it to refresh the
+     * pinhole), for TCP the connection (held open while the binding lasts).
+     * NULL for a binding loaded from the store until its next REGISTER. */
+    tport_t *tp;
     char *strs; /* contact NUL call_id NUL source NUL user_agent NUL */
     long long expires_at;
     uint32_t cseq;
@@ -150,7 +160,11 @@ struct registrar {
     struct store *store;
     unsigned char secret[DIGEST_SECRET_LEN];
     struct nctrack *nct;
-    unsigned nonce_ttl, ka_interval, ka_misses;
+    unsigned nonce_ttl;
+    /* NAT keepalive (endpoint_keepalive*): enum endpoint_keepalive, period
+     * in seconds (the wheel's size, 0 before the first apply), misses. */
+    int ka_mode;
+    unsigned ka_interval, ka_misses;
     /* switch settings */
     int expire, nat_expire, retry, suspend, digest;
     bool replace;
@@ -379,12 +393,8 @@ static void wheel_remove(struct registrar *r, struct binding *b)
     b->in_wheel = 0;
 }
 
-/* The first keepalive goes out about one interval from now. */
-static void wheel_insert(struct registrar *r, struct binding *b)
+static void wheel_link(struct registrar *r, struct binding *b, unsigned slot)
 {
-    if (!r->wheel || b->in_wheel)
-        return;
-    unsigned slot = (r->ka_pos + r->ka_interval - 1) % r->ka_interval;
     b->ka_slot = (uint16_t)slot;
     b->ka_prev = NULL;
     b->ka_next = r->wheel[slot];
@@ -392,6 +402,46 @@ static void wheel_insert(struct registrar *r, struct binding *b)
         b->ka_next->ka_prev = b;
     r->wheel[slot] = b;
     b->in_wheel = 1;
+}
+
+/* The first keepalive goes out about one interval from now. */
+static void wheel_insert(struct registrar *r, struct binding *b)
+{
+    if (!r->wheel || b->in_wheel)
+        return;
+    wheel_link(r, b, (r->ka_pos + r->ka_interval - 1) % r->ka_interval);
+}
+
+/* Rebuild the wheel with `interval` slots (a reload changed the interval).
+ * Each binding keeps its place in the round, scaled: one due in d of the
+ * old n seconds is due in ceil(d * interval / n) of the new, so the pings
+ * stay spread as they were and no binding goes longer than the longer of
+ * the two intervals without one. O(NAT bindings), once per change. Returns
+ * 0, or -ENOMEM with the old wheel kept. */
+static int wheel_resize(struct registrar *r, unsigned interval)
+{
+    struct binding **fresh = calloc(interval, sizeof *fresh);
+    if (!fresh)
+        return -ENOMEM;
+    struct binding **old = r->wheel;
+    unsigned n = r->ka_interval, pos = r->ka_pos;
+    r->wheel = fresh;
+    r->ka_interval = interval;
+    r->ka_pos = 0;
+    for (unsigned s = 0; old && s < n; s++) {
+        struct binding *b = old[s];
+        while (b) {
+            struct binding *next = b->ka_next;
+            /* Ticks until its ping, 1..n, then scaled: 1..interval. Slot k
+             * of the new wheel fires at tick k + 1. */
+            unsigned long long due = (s + n - pos) % n + 1;
+            unsigned scaled = (unsigned)((due * interval + n - 1) / n);
+            wheel_link(r, b, scaled - 1);
+            b = next;
+        }
+    }
+    free(old);
+    return 0;
 }
 
 /* Store key: name NUL sha256(contact)[0..16). Returns its length, 0 if the
@@ -452,6 +502,7 @@ static void binding_free(struct binding *b)
 {
     if (b->ka_orq)
         nta_outgoing_destroy(b->ka_orq);
+    tport_unref(b->tp); /* a TCP connection nobody else uses then idles out */
     free(b->strs);
     free(b);
 }
@@ -1078,9 +1129,11 @@ static struct binding *eviction_victim(struct account *acc)
     return v;
 }
 
-/* Make the request's changes to acc's bindings (memory and store). */
+/* Make the request's changes to acc's bindings (memory and store). `tp` is
+ * the transport the request came on (borrowed; each binding takes its own
+ * reference). */
 static void update_bindings(struct registrar *r, struct account *acc, const sip_t *sip,
-                            const struct reqinfo *info)
+                            const struct reqinfo *info, tport_t *tp)
 {
     long long now = now_s();
     if (info->star) {
@@ -1143,6 +1196,10 @@ static void update_bindings(struct registrar *r, struct account *acc, const sip_
         b->transport = (uint8_t)info->transport;
         b->misses = 0;
         b->touched = 1;
+        if (b->tp != tp) { /* a new connection, or loaded from the store */
+            tport_unref(b->tp);
+            b->tp = tport_ref(tp);
+        }
         if (b->nat)
             wheel_insert(r, b);
         else
@@ -1166,7 +1223,9 @@ static void finish_register(struct registrar *r, nta_incoming_t *irq, const sip_
         nta_incoming_destroy(irq);
         return;
     }
-    update_bindings(r, acc, sip, info);
+    tport_t *tp = nta_incoming_transport(r->nta, irq, NULL);
+    update_bindings(r, acc, sip, info, tp);
+    tport_unref(tp);
     queue_ok(r, irq, acc);
 }
 
@@ -1439,6 +1498,8 @@ static int on_keepalive(struct binding *b, nta_outgoing_t *orq, const sip_t *sip
     }
     b->ka_orq = NULL;
     nta_outgoing_destroy(orq);
+    if (r->ka_mode != ENDPOINT_KEEPALIVE_OPTIONS)
+        return 0; /* sent before a reload changed the mode: not counted */
     if (sip && !nta_sip_is_internal(sip)) {
         b->misses = 0;
         return 0;
@@ -1479,23 +1540,146 @@ static void send_keepalive(struct registrar *r, struct binding *b)
     b->ka_orq = orq;
 }
 
-/* One wheel slot a second: each NAT binding is pinged once per interval. A
- * binding whose last ping is still unanswered waits for nta's verdict. */
+/* "\r\n\r\n" as a message tport can send. tport writes only msg_t, and a
+ * message is encoded from its chain of fragments; parsing a request whose
+ * body is CRLF and dropping its request line and Content-Length leaves the
+ * chain separator + body: CRLF CRLF. Public msg API only; about 1 us and a
+ * few hundred bytes, freed once sent. NULL when out of memory. */
+static msg_t *crlf_message(void)
+{
+    static const char text[] = "OPTIONS sip:keepalive.invalid SIP/2.0\r\n"
+                               "Content-Length: 2\r\n\r\n\r\n";
+    msg_t *msg = msg_make(sip_default_mclass(), 0, text, sizeof text - 1);
+    sip_t *sip = sip_object(msg);
+    if (!sip || !sip->sip_request || !sip->sip_content_length || !sip->sip_payload ||
+        msg_header_remove(msg, NULL, (msg_header_t *)sip->sip_request) < 0 ||
+        msg_header_remove(msg, NULL, (msg_header_t *)sip->sip_content_length) < 0) {
+        msg_destroy(msg);
+        return NULL;
+    }
+    return msg;
+}
+
+/* "ip:port" or "[ip6]:port" into the IP (no brackets) and the port. */
+static int split_source(const char *source, char *host, size_t hostlen, char *port,
+                        size_t portlen)
+{
+    const char *colon = strrchr(source, ':');
+    if (!colon)
+        return -1;
+    const char *h = source;
+    size_t n = (size_t)(colon - source);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    size_t p = strlen(colon + 1);
+    if (n == 0 || n >= hostlen || p == 0 || p >= portlen)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    memcpy(port, colon + 1, p + 1);
+    return 0;
+}
+
+/* RFC 5626 4.4.1 CRLF keepalive to the binding's source, written by tport on
+ * the switch's own socket: over UDP the one the REGISTER came to (the NAT
+ * only refreshes the pinhole for packets from that IP:port), over TCP the
+ * REGISTER's connection.
+ * Over UDP nothing answers a CRLF ping (the pong of RFC 5626 goes the other
+ * way, to a UA that pinged), so this only keeps the pinhole open: misses
+ * cannot be counted, and a phone that is gone stays until its binding
+ * expires (endpoint_nat_expire). Over TCP a connection that is closed or
+ * shut down, or a write that fails, removes the binding. */
+static void send_crlf(struct registrar *r, struct binding *b)
+{
+    tport_t *tp = b->tp;
+    bool tcp = b->transport == TP_TCP;
+    if (tcp && (!tp || tport_is_shutdown(tp) || !tport_is_clear_to_send(tp))) {
+        /* Checked first: given a dead connection, tport_tsend() would open
+         * a new one, which a NAT does not let in. A binding loaded from the
+         * store has none: its connection went with the last run. */
+        remove_binding(r, b,
+                       tp ? "connection closed" : "no connection since the restart");
+        return;
+    }
+    char host[48], port[8];
+    if (split_source(b_source(b), host, sizeof host, port, sizeof port) < 0)
+        return;
+    tp_name_t tpn = {0};
+    tpn.tpn_proto = transport_names[b->transport];
+    tpn.tpn_canon = tpn.tpn_host = host;
+    tpn.tpn_port = port;
+    if (!tp) /* loaded from the store: the first UDP socket of the family */
+        tp = tport_primary_by_name(nta_agent_tports(r->nta), &tpn);
+    msg_t *msg = crlf_message();
+    tport_t *sent = tp && msg ? tport_tsend(tp, msg, &tpn, TAG_END()) : NULL;
+    msg_destroy(msg); /* tport keeps its own reference while it queues */
+    if (sent)
+        return;
+    if (tcp)
+        remove_binding(r, b, "keepalive cannot be sent");
+    else
+        log_debug("registrar", "%s: cannot send a CRLF keepalive to %s", b->acc->name,
+                  b_source(b));
+}
+
+/* One wheel slot a second: each NAT binding is pinged once per interval. In
+ * options mode a binding whose last ping is still unanswered waits for nta's
+ * verdict. */
 static void on_keepalive_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct registrar *r = arg;
     (void)fd;
     (void)what;
+    if (!r->wheel || r->ka_mode == ENDPOINT_KEEPALIVE_OFF)
+        return;
     unsigned slot = r->ka_pos;
     r->ka_pos = (r->ka_pos + 1) % r->ka_interval;
     struct binding *b = r->wheel[slot];
     while (b) {
         struct binding *next = b->ka_next; /* b may go */
-        if (!b->ka_orq)
+        if (r->ka_mode == ENDPOINT_KEEPALIVE_CRLF)
+            send_crlf(r, b);
+        else if (!b->ka_orq)
             send_keepalive(r, b);
         b = next;
     }
     kick(r);
+}
+
+/* The policy's keepalive settings. A new interval rebuilds the wheel; a new
+ * mode applies from each binding's next slot. */
+static void apply_keepalive(struct registrar *r, const struct sip_settings *s)
+{
+    unsigned interval = (unsigned)s->endpoint_keepalive_interval;
+    unsigned misses = (unsigned)s->endpoint_keepalive_misses;
+    bool changed = s->endpoint_keepalive != r->ka_mode || interval != r->ka_interval ||
+                   misses != r->ka_misses;
+    if (interval != r->ka_interval && wheel_resize(r, interval) < 0)
+        log_error("registrar", "out of memory resizing the keepalive wheel: keeping %u s",
+                  r->ka_interval);
+    if (s->endpoint_keepalive != r->ka_mode)
+        for (size_t i = 0; i < r->nbindings; i++)
+            r->heap[i]->misses = 0; /* counted under the old mode */
+    r->ka_mode = s->endpoint_keepalive;
+    r->ka_misses = misses;
+    if (r->ka_mode == ENDPOINT_KEEPALIVE_OFF || !r->wheel) {
+        event_del(r->ka_ev);
+    } else if (!event_pending(r->ka_ev, EV_TIMEOUT, NULL)) {
+        struct timeval second = {1, 0};
+        event_add(r->ka_ev, &second);
+    }
+    if (!changed)
+        return;
+    if (r->ka_mode == ENDPOINT_KEEPALIVE_OPTIONS)
+        log_info("registrar",
+                 "NAT keepalive: options every %u s, removed after %u misses",
+                 r->ka_interval, r->ka_misses);
+    else if (r->ka_mode == ENDPOINT_KEEPALIVE_CRLF)
+        log_info("registrar", "NAT keepalive: crlf every %u s", r->ka_interval);
+    else
+        log_info("registrar", "NAT keepalive: off");
 }
 
 /* ---- Lifetime --------------------------------------------------------------------- */
@@ -1676,11 +1860,9 @@ int registrar_create(struct registrar **rp, nta_agent_t *nta, nta_leg_t *leg,
     r->suspend = 180;
     r->replace = true;
     r->nonce_ttl = env_unsigned("MOON_NONCE_TTL", REGISTRAR_NONCE_TTL, 86400);
-    r->ka_interval =
-        env_unsigned("MOON_KEEPALIVE_INTERVAL", REGISTRAR_KEEPALIVE_INTERVAL, 3600);
-    r->ka_misses = env_unsigned("MOON_KEEPALIVE_MISSES", REGISTRAR_KEEPALIVE_MISSES, 100);
-    if (r->ka_misses == 0)
-        r->ka_misses = 1;
+    /* Keepalives start with the policy's settings in registrar_apply(),
+     * before any binding exists. */
+    r->ka_mode = ENDPOINT_KEEPALIVE_OFF;
     int rc = load_secret(r);
     if (rc < 0)
         goto fail;
@@ -1691,19 +1873,12 @@ int registrar_create(struct registrar **rp, nta_agent_t *nta, nta_leg_t *leg,
     r->expiry_ev = evtimer_new(base, on_expiry, r);
     r->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, r);
     r->flush_ev = event_new(base, -1, 0, on_flush, r);
-    if (!r->expiry_ev || !r->sweep_ev || !r->flush_ev)
+    r->ka_ev = event_new(base, -1, EV_PERSIST, on_keepalive_tick, r);
+    if (!r->expiry_ev || !r->sweep_ev || !r->flush_ev || !r->ka_ev)
         goto fail;
     event_priority_set(r->flush_ev, event_base_get_npriorities(base) - 1);
     struct timeval sweep = {SWEEP_S, 0};
     event_add(r->sweep_ev, &sweep);
-    if (r->ka_interval) {
-        r->wheel = calloc(r->ka_interval, sizeof *r->wheel);
-        r->ka_ev = event_new(base, -1, EV_PERSIST, on_keepalive_tick, r);
-        if (!r->wheel || !r->ka_ev)
-            goto fail;
-        struct timeval second = {1, 0};
-        event_add(r->ka_ev, &second);
-    }
     sip_contact_t const *m = nta ? nta_agent_contact(nta) : NULL;
     snprintf(r->ka_host, sizeof r->ka_host, "%s",
              m && m->m_url->url_host ? m->m_url->url_host : "moonswitch.invalid");
@@ -1794,6 +1969,7 @@ void registrar_apply(struct registrar *r, const struct config *cfg)
     r->suspend = sw->sip.endpoint_register_suspend;
     r->replace = sw->sip.endpoint_register_replace;
     r->digest = sw->sip.endpoint_digest;
+    apply_keepalive(r, &sw->sip);
     drop_passed(r); /* its account may go */
 
     size_t n = config_count(cfg, KIND_ACCOUNT);

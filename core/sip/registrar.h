@@ -33,10 +33,17 @@
  * so the cost of the fsync is spread over the REGISTERs that arrived
  * together.
  *
- * NAT keepalive: every NAT binding gets an OPTIONS every
- * REGISTRAR_KEEPALIVE_INTERVAL seconds (spread over the interval by a timer
- * wheel), and is removed after REGISTRAR_KEEPALIVE_MISSES unanswered in a
- * row. Any answer, even an error status, counts as alive.
+ * NAT keepalive (endpoint_keepalive, _interval, _misses): every NAT binding
+ * is pinged every endpoint_keepalive_interval seconds (spread over the
+ * interval by a timer wheel of one slot a second). "options" sends an
+ * OPTIONS and removes the binding after endpoint_keepalive_misses
+ * unanswered in a row; any answer, even an error status, counts as alive.
+ * "crlf" sends RFC 5626's CRLF CRLF from the socket the REGISTER came to
+ * (over TCP: on its connection). Over UDP nothing answers it, so it only
+ * keeps the NAT pinhole open and counts no misses; over TCP a closed
+ * connection removes the binding at its next slot. "off" sends nothing.
+ * Each binding holds a reference to its transport, so a registered
+ * endpoint's TCP connection is not closed for idleness while it lasts.
  *
  * Policies may add a check: a hook (installed by the Lua layer) is told of
  * every successful registration that adds or refreshes a binding, and may
@@ -69,17 +76,11 @@ struct registrar_event;
 /* Seconds a nonce stays fresh (the environment variable MOON_NONCE_TTL,
  * read at start, overrides it: tests use a short one). */
 #define REGISTRAR_NONCE_TTL 300
-/* NAT keepalive: an OPTIONS every this many seconds (MOON_KEEPALIVE_INTERVAL
- * overrides it at start; 0 turns keepalives off) ... */
-#define REGISTRAR_KEEPALIVE_INTERVAL 30
-/* ... and the binding goes after this many unanswered in a row
- * (MOON_KEEPALIVE_MISSES). */
-#define REGISTRAR_KEEPALIVE_MISSES 3
 /* Failed authentications older than this are forgotten. */
 #define REGISTRAR_FAILURE_WINDOW 600
 
 /* Create the registrar. `leg` is the leg keepalive OPTIONS go out on
- * (sipagent_client_leg). `store` may be NULL (then nothing is durable and
+ * (sipagent_client_leg); CRLF keepalives go out on nta's transports. `store` may be NULL (then nothing is durable and
  * the nonce secret is new at each start). `root` is the evport root nta runs
  * on, re-armed after acting from the registrar's own timers. The accounts
  * and the stored bindings come with the first registrar_apply(). Returns 0,
@@ -94,7 +95,8 @@ void registrar_destroy(struct registrar *r);
 
 /* Follow the policy: accounts added, changed (a new password applies to the
  * next authentication) or removed (their bindings go, from the store too),
- * and the switch's endpoint_* settings. The first call also loads the stored
+ * and the switch's endpoint_* settings (a new keepalive interval reschedules
+ * every NAT binding's next keepalive within the new round). The first call also loads the stored
  * bindings, dropping the expired ones and those of unknown accounts. The
  * registrar copies what it needs; O(n log n) in accounts. */
 void registrar_apply(struct registrar *r, const struct config *cfg);

@@ -161,6 +161,44 @@ static void bad_enum(void)
                  "10.lua", 1, "\"from\", \"rpid\", \"display\" or \"pai\"");
 }
 
+/* NAT keepalive settings (issue 4): defaults, values, ranges, choices. */
+static void keepalive_settings(void)
+{
+    char err[1024];
+    struct luart *rt = load(policy_dir("00.lua", "switch { }\n", NULL), err, sizeof err);
+    CHECK(rt != NULL);
+    if (rt) {
+        const struct switch_def *sw = config_switch(luart_config(rt));
+        CHECK(sw->sip.endpoint_keepalive == ENDPOINT_KEEPALIVE_OPTIONS);
+        CHECK(sw->sip.endpoint_keepalive_interval == 30);
+        CHECK(sw->sip.endpoint_keepalive_misses == 3);
+        luart_retire(rt);
+    }
+    rt = load(policy_dir("00.lua",
+                         "switch { sip = { endpoint_keepalive = \"crlf\",\n"
+                         "  endpoint_keepalive_interval = 5, endpoint_keepalive_misses = 20 } }\n",
+                         NULL),
+              err, sizeof err);
+    CHECK(rt != NULL);
+    if (rt) {
+        const struct switch_def *sw = config_switch(luart_config(rt));
+        CHECK(sw->sip.endpoint_keepalive == ENDPOINT_KEEPALIVE_CRLF);
+        CHECK(sw->sip.endpoint_keepalive_interval == 5);
+        CHECK(sw->sip.endpoint_keepalive_misses == 20);
+        luart_retire(rt);
+    }
+    expect_error(policy_dir("00.lua", "switch { sip = { endpoint_keepalive = \"ping\" } }\n",
+                            NULL),
+                 "00.lua", 1, "must be \"options\", \"crlf\" or \"off\", not \"ping\"");
+    expect_error(policy_dir("00.lua", "switch { sip = { endpoint_keepalive_interval = 4 } }\n",
+                            NULL),
+                 "00.lua", 1,
+                 "'sip.endpoint_keepalive_interval' must be a whole number from 5 to 3600");
+    expect_error(policy_dir("00.lua", "switch { sip = { endpoint_keepalive_misses = 0 } }\n",
+                            NULL),
+                 "00.lua", 1, "from 1 to 20");
+}
+
 static void duplicate_name(void)
 {
     const char *d = policy_dir("10.lua", reg_ok, "20.lua", "\n\n\n" "registration \"a\" {\n"
@@ -362,5 +400,5 @@ static void setup(void)
 }
 
 TEST_MAIN(CASE(setup), CASE(unknown_field), CASE(missing_required), CASE(wrong_type),
-          CASE(out_of_range), CASE(bad_enum), CASE(duplicate_name), CASE(cross_references),
+          CASE(out_of_range), CASE(bad_enum), CASE(keepalive_settings), CASE(duplicate_name), CASE(cross_references),
           CASE(lua_errors), CASE(contract_example), CASE(diff), CASE(sealed_after_load))
