@@ -7,6 +7,7 @@
 #include "sip/call.h"
 #include "sip/registrar.h"
 #include "cdr.h"
+#include "wheel.h"
 #include "config.h"
 #include "evport.h"
 #include "log.h"
@@ -78,6 +79,7 @@ struct calls {
     struct store *store;
     struct outreg_set *outregs;
     struct gwcheck_set *checks; /* OPTIONS checks of routing gateways */
+    struct wheel *timers; /* the calls' timers: 100 ms ticks, 1024 slots */
     struct registrar *registrar; /* accounts: INVITE auth and their bindings; may be NULL */
     const struct config *cfg;
     struct call *head, *tail;
@@ -114,6 +116,21 @@ struct relay {
     bool invite;
 };
 
+/* What the call's CDR will say, kept small while the call lives: a struct
+ * cdr is 1 KB of fixed-size text fields, built on the stack only when the
+ * call ends. Strings are text fields (set_text()): malloc'd to their length,
+ * or the shared "" when empty, never NULL. */
+struct record {
+    /* Set by the INVITE and never changed: one allocation, `fixed`, holds
+     * all four (a held call pays one malloc header instead of four). */
+    char *fixed;
+    const char *call_id, *caller, *callee, *mapping_gateway;
+    char *routed_callee, *routing_gateway;             /* of the latest attempt */
+    char *reason;                                      /* of the final status */
+    long long start, answer;
+    int status;
+};
+
 struct call {
     struct calls *cs;
     struct call *prev, *next;
@@ -127,8 +144,8 @@ struct call {
     /* B-leg: the attempt in progress */
     nta_leg_t *b_leg;
     nta_outgoing_t *b_orq;
-    char b_ruri[320];
-    char b_addr[128];      /* host:port the B-leg's INVITE went to */
+    char *b_ruri;          /* the attempt's Request-URI (digest retries sign it) */
+    char *b_addr;          /* host:port the attempt's INVITE went to */
     int b_request_address; /* enum request_address of the destination */
     bool b_counted; /* counted in the gateway's calls */
     unsigned auth_tries;
@@ -138,16 +155,16 @@ struct call {
     bool b_ack_held;     /* the B-leg's 2xx waits for the caller's ACK (late offer) */
     uint32_t b_ack_cseq; /* the CSeq of that ACK */
     bool endpoint_tried; /* a registered callee's binding was tried first */
-    struct event *timer; /* invite_timeout, then call_progress_timeout */
+    struct wheel_node timer; /* invite_timeout, call_progress_timeout, then the
+                                no-ACK wait and max_call_duration */
     struct call_route *route;
     struct relay *relays;
     /* routing */
-    char *cands[MAX_CANDIDATES];
+    char **cands; /* gateway names, tried in order; malloc'd to fit */
     size_t ncands, next_cand;
     int last_status;
-    char last_reason[64];
-    /* the record */
-    struct cdr cdr;
+    char *last_reason; /* text: see set_text() */
+    struct record rec;
 };
 
 static void try_next(struct call *c);
@@ -156,8 +173,59 @@ static void send_bye(nta_leg_t *leg, nta_response_f *cb, void *arg);
 static void end_call(struct call *c, const char *hangup, int status, const char *reason);
 static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip);
 static void flush_b_ack(struct call *c, sip_t const *caller_ack);
+static void on_timer(struct wheel_node *node, void *arg);
 
 /* ---- Helpers ------------------------------------------------------------ */
+
+/* Text fields of a call: "" is shared, anything else is a malloc'd copy
+ * owned by the field. Out of memory leaves the field "" (logged): a CDR
+ * with a missing name is better than no call. */
+static char empty_text[] = "";
+
+static void set_text(char **field, const char *value)
+{
+    if (*field && *field != empty_text)
+        free(*field);
+    *field = empty_text;
+    if (value && *value) {
+        char *copy = strdup(value);
+        if (copy)
+            *field = copy;
+        else
+            log_error("call", "out of memory for a call's text field");
+    }
+}
+
+/* The four texts fixed at the INVITE, packed in one allocation. */
+static void set_fixed(struct record *r, const char *call_id, const char *caller,
+                      const char *callee, const char *mapping_gateway)
+{
+    const char *v[4] = {call_id ? call_id : "", caller, callee, mapping_gateway};
+    size_t len[4], total = 0;
+    for (int i = 0; i < 4; i++)
+        total += (len[i] = strlen(v[i])) + 1;
+    r->fixed = malloc(total);
+    const char **out[4] = {&r->call_id, &r->caller, &r->callee, &r->mapping_gateway};
+    char *p = r->fixed;
+    for (int i = 0; i < 4; i++) {
+        if (!p) {
+            *out[i] = empty_text;
+            continue;
+        }
+        memcpy(p, v[i], len[i] + 1);
+        *out[i] = p;
+        p += len[i] + 1;
+    }
+    if (!r->fixed)
+        log_error("call", "out of memory for a call's record");
+}
+
+static void free_text(char **field)
+{
+    if (*field && *field != empty_text)
+        free(*field);
+    *field = empty_text;
+}
 
 static void kick(struct calls *cs)
 {
@@ -338,7 +406,12 @@ int calls_create(struct calls **csp, struct sipagent *agent, su_root_t *root,
     cs->store = store;
     cs->outregs = outregs;
     cs->next_id = 1;
-    if (gwcheck_create(&cs->checks, cs->nta, sipagent_client_leg(agent), root, base) < 0) {
+    /* Call timers are seconds long: 100 ms ticks are precise enough, and
+     * 1024 slots keep a tick's work at calls/1024 checks. */
+    cs->timers = wheel_create(base, 100, 1024, on_timer, cs);
+    if (!cs->timers ||
+        gwcheck_create(&cs->checks, cs->nta, sipagent_client_leg(agent), root, base) < 0) {
+        wheel_destroy(cs->timers);
         free(cs);
         return -ENOMEM;
     }
@@ -403,7 +476,7 @@ static void drop_b(struct call *c)
         c->b_leg = NULL;
     }
     if (c->b_counted) {
-        counter_add(&c->cs->rgw, c->cdr.routing_gateway, -1);
+        counter_add(&c->cs->rgw, c->rec.routing_gateway, -1);
         c->b_counted = false;
     }
 }
@@ -437,12 +510,17 @@ static void call_free(struct call *c)
         nta_leg_destroy(c->a_leg);
     if (c->a_msg)
         msg_destroy(c->a_msg);
-    if (c->timer)
-        event_free(c->timer);
-    if (c->cdr.mapping_gateway[0])
-        counter_add(&cs->mgw, c->cdr.mapping_gateway, -1);
+    wheel_del(cs->timers, &c->timer);
+    if (c->rec.mapping_gateway[0])
+        counter_add(&cs->mgw, c->rec.mapping_gateway, -1);
     for (size_t i = 0; i < c->ncands; i++)
         free(c->cands[i]);
+    free(c->cands);
+    char **texts[] = {&c->b_ruri, &c->b_addr, &c->last_reason, &c->rec.routed_callee,
+                      &c->rec.routing_gateway, &c->rec.reason};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        free_text(texts[i]);
+    free(c->rec.fixed);
     free(c);
 }
 
@@ -453,6 +531,7 @@ void calls_destroy(struct calls *cs)
     while (cs->head)
         call_free(cs->head);
     gwcheck_destroy(cs->checks);
+    wheel_destroy(cs->timers);
     for (size_t i = 0; i < cs->rgw.n; i++)
         free(cs->rgw.v[i].name);
     for (size_t i = 0; i < cs->mgw.n; i++)
@@ -472,7 +551,17 @@ void calls_destroy(struct calls *cs)
  * sides what they need (final response, BYE, CANCEL). */
 static void end_call(struct call *c, const char *hangup, int status, const char *reason)
 {
-    struct cdr *r = &c->cdr;
+    const struct record *rec = &c->rec;
+    struct cdr cdr = {.start = rec->start, .answer = rec->answer, .status = rec->status};
+    struct cdr *r = &cdr;
+    snprintf(r->call_id, sizeof r->call_id, "%s", rec->call_id);
+    snprintf(r->caller, sizeof r->caller, "%s", rec->caller);
+    snprintf(r->callee, sizeof r->callee, "%s", rec->callee);
+    snprintf(r->original_callee, sizeof r->original_callee, "%s", rec->callee);
+    snprintf(r->routed_callee, sizeof r->routed_callee, "%s", rec->routed_callee);
+    snprintf(r->mapping_gateway, sizeof r->mapping_gateway, "%s", rec->mapping_gateway);
+    snprintf(r->routing_gateway, sizeof r->routing_gateway, "%s", rec->routing_gateway);
+    snprintf(r->reason, sizeof r->reason, "%s", rec->reason);
     r->stop = (long long)time(NULL);
     if (r->answer)
         r->duration = r->stop - r->answer;
@@ -499,8 +588,8 @@ static void fail_call(struct call *c, int status, const char *reason, const char
         nta_incoming_destroy(c->a_irq);
         c->a_irq = NULL;
     }
-    c->cdr.status = status;
-    snprintf(c->cdr.reason, sizeof c->cdr.reason, "%s",
+    c->rec.status = status;
+    set_text(&c->rec.reason,
              reason ? reason : sip_status_phrase(status) ? sip_status_phrase(status) : "");
     end_call(c, hangup, status, reason);
 }
@@ -517,20 +606,36 @@ static void send_bye(nta_leg_t *leg, nta_response_f *cb, void *arg)
         nta_outgoing_destroy(bye);
 }
 
+/* After the answer: the candidates, the attempt's Request-URI and address,
+ * the last failure. About 200 bytes of a held call. */
+static void forget_routing(struct call *c)
+{
+    for (size_t i = 0; i < c->ncands; i++)
+        free(c->cands[i]);
+    free(c->cands);
+    c->cands = NULL;
+    c->ncands = c->next_cand = 0;
+    free_text(&c->b_ruri);
+    free_text(&c->b_addr);
+    free_text(&c->last_reason);
+}
+
 /* ---- Timers -------------------------------------------------------------- */
 
 static void arm(struct call *c, int seconds)
 {
-    struct timeval tv = {seconds > 0 ? seconds : 1, 0};
-    evtimer_add(c->timer, &tv);
+    wheel_add(c->cs->timers, &c->timer, (unsigned)(seconds > 0 ? seconds : 1) * 1000u);
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void disarm(struct call *c)
 {
-    struct call *c = arg;
-    (void)fd;
-    (void)what;
-    struct calls *cs = c->cs;
+    wheel_del(c->cs->timers, &c->timer);
+}
+
+static void on_timer(struct wheel_node *node, void *arg)
+{
+    struct calls *cs = arg;
+    struct call *c = (struct call *)((char *)node - offsetof(struct call, timer));
     if (c->state == ST_ANSWERED && !c->acked) {
         /* Our 2xx was never ACKed (nta gave up retransmitting it): the
          * caller is gone or never saw the answer. Without this the call
@@ -543,7 +648,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     if (c->state == ST_ANSWERED) {
         /* sip.max_call_duration: no call stays up for ever after a lost BYE. */
         log_info("call", "%" PRIu64 ": up %lld s, the maximum call duration: hanging up", c->id,
-                 (long long)time(NULL) - c->cdr.answer);
+                 (long long)time(NULL) - c->rec.answer);
         hangup_switch(c, 503, "Call Terminated");
         kick(cs);
         return;
@@ -562,10 +667,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->last_status = 408;
-    snprintf(c->last_reason, sizeof c->last_reason, "%s",
+    set_text(&c->last_reason,
              c->state == ST_CALLING ? "INVITE Timeout" : "Call Progress Timeout");
     log_info("call", "%" PRIu64 ": %s: %s, trying the next gateway", c->id,
-             c->cdr.routing_gateway, c->last_reason);
+             c->rec.routing_gateway, c->last_reason);
     drop_b(c);
     try_next(c);
     kick(cs);
@@ -645,8 +750,8 @@ static void identity_headers(const struct call *c, const struct routing_gateway_
     if (mode != PRIVACY_IGNORE)
         add_line(out, outlen, &len, "Privacy", mode == PRIVACY_ID ? "id" : "none");
     if (mode == PRIVACY_ID) {
-        if (c->cdr.caller[0]) {
-            snprintf(value, sizeof value, "<sip:%s@%s>", c->cdr.caller, c->cs->host);
+        if (c->rec.caller[0]) {
+            snprintf(value, sizeof value, "<sip:%s@%s>", c->rec.caller, c->cs->host);
             add_line(out, outlen, &len, "P-Asserted-Identity", value);
         }
         return;
@@ -666,15 +771,17 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g, int 
 {
     struct calls *cs = c->cs;
     sip_t const *a = sip_object(c->a_msg);
-    const char *callee = c->cdr.callee, *routed = c->cdr.routed_callee;
+    const char *callee = c->rec.callee, *routed = c->rec.routed_callee;
     int use_contact = g->invite_use_contact == TRI_INHERIT
                           ? config_switch(cs->cfg)->sip.routing_gateway_invite_use_contact
                           : g->invite_use_contact == TRI_ON;
     char to[320], from[480], call_id[48], tag[20], display[160], ids[1024];
     bool pass_privacy;
     identity_headers(c, g, a, ids, sizeof ids, &pass_privacy);
-    snprintf(c->b_ruri, sizeof c->b_ruri, "sip:%s@%s", routed, g->address);
-    snprintf(c->b_addr, sizeof c->b_addr, "%s", g->address);
+    char ruri[400];
+    snprintf(ruri, sizeof ruri, "sip:%s@%s", routed, g->address);
+    set_text(&c->b_ruri, ruri);
+    set_text(&c->b_addr, g->address);
     c->b_request_address = g->request_address;
     snprintf(to, sizeof to, "<sip:%s@%s>", use_contact ? callee : routed, g->address);
     if (!c->b_leg) {
@@ -683,7 +790,7 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g, int 
         /* The number caller_from chose, under the caller's display name. */
         quoted_display(a->sip_from, display, sizeof display);
         snprintf(from, sizeof from, "%s<sip:%s@%s>;tag=%s", display,
-                 c->cdr.caller[0] ? c->cdr.caller : "anonymous", cs->host, tag);
+                 c->rec.caller[0] ? c->rec.caller : "anonymous", cs->host, tag);
         c->b_leg = nta_leg_tcreate(cs->nta, b_leg_request, c, SIPTAG_FROM_STR(from),
                                    SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id), TAG_END());
         if (!c->b_leg)
@@ -742,10 +849,10 @@ static int pick_binding(const struct registrar_binding *b, void *arg)
 static bool try_endpoint(struct call *c)
 {
     struct calls *cs = c->cs;
-    if (!cs->registrar || !config_find(cs->cfg, KIND_ACCOUNT, c->cdr.callee))
+    if (!cs->registrar || !config_find(cs->cfg, KIND_ACCOUNT, c->rec.callee))
         return false;
     struct pick p = {.expires_at = 0};
-    registrar_bindings(cs->registrar, c->cdr.callee, pick_binding, &p);
+    registrar_bindings(cs->registrar, c->rec.callee, pick_binding, &p);
     if (!p.target[0])
         return false;
     /* A gateway-shaped destination: the endpoint's address, the account as
@@ -753,14 +860,15 @@ static bool try_endpoint(struct call *c)
     struct routing_gateway_def g = {.type = RGW_STATIC, .address = p.target,
                                     .invite_use_contact = TRI_OFF, .line_limit = CONFIG_UNLIMITED,
                                     .request_address = REQUEST_SOCKET};
-    snprintf(c->cdr.routing_gateway, sizeof c->cdr.routing_gateway, "endpoint:%.100s",
-             c->cdr.callee);
-    snprintf(c->cdr.routed_callee, sizeof c->cdr.routed_callee, "%s", c->cdr.callee);
+    char name[CDR_FIELD_MAX];
+    snprintf(name, sizeof name, "endpoint:%.100s", c->rec.callee);
+    set_text(&c->rec.routing_gateway, name);
+    set_text(&c->rec.routed_callee, c->rec.callee);
     c->auth_tries = 1; /* an endpoint's challenge is not ours to answer */
     if (send_invite(c, &g, 0, NULL) != 0)
         return false;
-    log_info("call", "%" PRIu64 ": %s -> registered %s at %s", c->id, c->cdr.caller,
-             c->cdr.callee, p.target);
+    log_info("call", "%" PRIu64 ": %s -> registered %s at %s", c->id, c->rec.caller,
+             c->rec.callee, p.target);
     return true;
 }
 
@@ -797,15 +905,17 @@ static void try_next(struct call *c)
             log_debug("call", "%" PRIu64 ": %s skipped: no address", c->id, name);
             continue;
         }
-        snprintf(c->cdr.routing_gateway, sizeof c->cdr.routing_gateway, "%s", name);
-        routing_rewrite(&g->callee_rewrite, c->cdr.callee, cs->rewrite_h, cs->rewrite_arg,
-                        c->cdr.routed_callee, sizeof c->cdr.routed_callee);
+        set_text(&c->rec.routing_gateway, name);
+        char routed[NUM];
+        routing_rewrite(&g->callee_rewrite, c->rec.callee, cs->rewrite_h, cs->rewrite_arg,
+                        routed, sizeof routed);
+        set_text(&c->rec.routed_callee, routed);
         counter_add(&cs->rgw, name, 1);
         c->b_counted = true;
         c->auth_tries = 0;
         if (send_invite(c, g, 0, NULL) == 0) {
-            log_info("call", "%" PRIu64 ": %s -> %s via %s", c->id, c->cdr.caller,
-                     c->cdr.routed_callee, name);
+            log_info("call", "%" PRIu64 ": %s -> %s via %s", c->id, c->rec.caller,
+                     c->rec.routed_callee, name);
             return;
         }
         log_warn("call", "%" PRIu64 ": cannot send the INVITE to %s", c->id, name);
@@ -887,7 +997,7 @@ static void confirm_b(struct call *c, sip_t const *sip, bool hold)
         c->b_ack_held = true;
         c->b_ack_cseq = cseq;
         log_debug("call", "%" PRIu64 ": late offer: the ACK to %s waits for the caller's",
-                  c->id, c->cdr.routing_gateway);
+                  c->id, c->rec.routing_gateway);
         return;
     }
     ack_b(c, cseq, NULL);
@@ -898,7 +1008,7 @@ static void confirm_b(struct call *c, sip_t const *sip, bool hold)
 static bool answer_challenge(struct call *c, int status, sip_t const *sip)
 {
     struct calls *cs = c->cs;
-    const struct routing_gateway_def *g = rgw_def(cs, c->cdr.routing_gateway);
+    const struct routing_gateway_def *g = rgw_def(cs, c->rec.routing_gateway);
     if (!g || !g->registration || c->auth_tries++ > 0)
         return false;
     const struct registration_def *reg =
@@ -917,7 +1027,7 @@ static bool answer_challenge(struct call *c, int status, sip_t const *sip)
         return false;
     nta_outgoing_destroy(c->b_orq);
     c->b_orq = NULL;
-    event_del(c->timer);
+    disarm(c);
     return send_invite(c, g, status, value) == 0;
 }
 
@@ -944,7 +1054,7 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
                 TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());
         return 0;
     }
-    event_del(c->timer);
+    disarm(c);
 
     if (status < 300) {
         bool relayed = !c->cancelled && c->a_irq;
@@ -966,15 +1076,17 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
          * on_a_ack_cancel(); so does the news that it never came. The
          * transaction is kept until then. */
         c->state = ST_ANSWERED;
-        c->cdr.answer = (long long)time(NULL);
-        /* No more attempts: the caller's INVITE (and its SDP) can go. */
+        c->rec.answer = (long long)time(NULL);
+        /* No more attempts: the caller's INVITE (and its SDP) can go, and
+         * so can what only failover and digest retries needed. */
         msg_destroy(c->a_msg);
         c->a_msg = NULL;
+        forget_routing(c);
         /* Until the caller's ACK: nta retransmits the 2xx for 64 * T1. */
         arm(c, (int)(64 * config_switch(cs->cfg)->sip.resend_interval / 1000) + 2);
-        c->cdr.status = status;
-        snprintf(c->cdr.reason, sizeof c->cdr.reason, "%s", phrase ? phrase : "OK");
-        log_info("call", "%" PRIu64 ": answered by %s", c->id, c->cdr.routing_gateway);
+        c->rec.status = status;
+        set_text(&c->rec.reason, phrase ? phrase : "OK");
+        log_info("call", "%" PRIu64 ": answered by %s", c->id, c->rec.routing_gateway);
         return 0;
     }
 
@@ -985,10 +1097,10 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
     if ((status == 401 || status == 407) && !internal && answer_challenge(c, status, sip))
         return 0;
     c->last_status = status;
-    snprintf(c->last_reason, sizeof c->last_reason, "%s", phrase ? phrase : "");
-    if (internal || failover_status(cs, c->cdr.routing_gateway, status)) {
+    set_text(&c->last_reason, phrase);
+    if (internal || failover_status(cs, c->rec.routing_gateway, status)) {
         log_info("call", "%" PRIu64 ": %s answered %d%s, trying the next gateway", c->id,
-                 c->cdr.routing_gateway, status, internal ? " (local)" : "");
+                 c->rec.routing_gateway, status, internal ? " (local)" : "");
         drop_b(c);
         try_next(c);
         return 0;
@@ -1081,7 +1193,7 @@ static int dialog_request(struct call *c, nta_incoming_t *irq, sip_t const *sip,
         if (c->state == ST_ANSWERED) {
             flush_b_ack(c, NULL); /* a BYE before the caller's ACK (late offer) */
             send_bye(from_a ? c->b_leg : c->a_leg, NULL, NULL);
-            end_call(c, from_a ? "caller" : "callee", c->cdr.status, NULL);
+            end_call(c, from_a ? "caller" : "callee", c->rec.status, NULL);
             return 200;
         }
         if (from_a) {
@@ -1144,10 +1256,10 @@ static int on_a_ack_cancel(struct call *c, nta_incoming_t *irq, sip_t const *sip
              * maximum duration. */
             flush_b_ack(c, sip);
             c->acked = true;
-            event_del(c->timer);
+            disarm(c);
             int max = config_switch(c->cs->cfg)->sip.max_call_duration;
             if (max > 0)
-                arm(c, max - (int)((long long)time(NULL) - c->cdr.answer));
+                arm(c, max - (int)((long long)time(NULL) - c->rec.answer));
         }
         return 0; /* a CANCEL after the answer changes nothing */
     }
@@ -1159,8 +1271,8 @@ static int on_a_ack_cancel(struct call *c, nta_incoming_t *irq, sip_t const *sip
     nta_incoming_treply(c->a_irq, SIP_487_REQUEST_CANCELLED, TAG_END());
     nta_incoming_destroy(c->a_irq);
     c->a_irq = NULL;
-    c->cdr.status = 487;
-    snprintf(c->cdr.reason, sizeof c->cdr.reason, "Request Terminated");
+    c->rec.status = 487;
+    set_text(&c->rec.reason, "Request Terminated");
     if (c->b_orq) {
         nta_outgoing_t *cancel = nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
         if (cancel)
@@ -1190,9 +1302,14 @@ const char *call_route_mapping_gateway(const struct call_route *rq)
     return rq->mapping_gateway;
 }
 
+/* Called once per call (by the route hook's answer or the default). */
 static void set_candidates(struct call *c, const char *const *names, size_t n)
 {
-    for (size_t i = 0; i < n && c->ncands < MAX_CANDIDATES; i++)
+    if (n > MAX_CANDIDATES)
+        n = MAX_CANDIDATES;
+    if (!n || !(c->cands = calloc(n, sizeof *c->cands)))
+        return;
+    for (size_t i = 0; i < n; i++)
         if (names[i] && (c->cands[c->ncands] = strdup(names[i])))
             c->ncands++;
 }
@@ -1200,7 +1317,7 @@ static void set_candidates(struct call *c, const char *const *names, size_t n)
 static void route_default(struct call *c)
 {
     const char *names[MAX_CANDIDATES];
-    size_t n = routing_select(c->cs->cfg, c->cdr.callee, names, MAX_CANDIDATES);
+    size_t n = routing_select(c->cs->cfg, c->rec.callee, names, MAX_CANDIDATES);
     set_candidates(c, names, n);
 }
 
@@ -1226,10 +1343,10 @@ static void start_routing(struct call *c)
         struct call_route *rq = calloc(1, sizeof *rq);
         if (rq) {
             rq->call = c;
-            snprintf(rq->caller, sizeof rq->caller, "%s", c->cdr.caller);
-            snprintf(rq->callee, sizeof rq->callee, "%s", c->cdr.callee);
+            snprintf(rq->caller, sizeof rq->caller, "%s", c->rec.caller);
+            snprintf(rq->callee, sizeof rq->callee, "%s", c->rec.callee);
             snprintf(rq->mapping_gateway, sizeof rq->mapping_gateway, "%s",
-                     c->cdr.mapping_gateway);
+                     c->rec.mapping_gateway);
             c->route = rq;
             if (cs->route_h(rq, cs->route_arg))
                 return; /* call_route_done() follows (maybe already did) */
@@ -1296,32 +1413,34 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     c->a_irq = irq;
     c->a_max_forwards = mf > 70 ? 70 : mf;
     c->late_offer = !sip->sip_payload || sip->sip_payload->pl_len == 0;
-    c->timer = evtimer_new(cs->base, on_timer, c);
-    struct cdr *r = &c->cdr;
+    struct record *r = &c->rec;
+    char **texts[] = {&c->b_ruri, &c->b_addr, &c->last_reason, &r->routed_callee,
+                      &r->routing_gateway, &r->reason};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        *texts[i] = empty_text;
     r->start = (long long)time(NULL);
-    snprintf(r->call_id, sizeof r->call_id, "%s", sip->sip_call_id->i_id);
-    snprintf(r->mapping_gateway, sizeof r->mapping_gateway, "%s", m->head.name);
-    counter_add(&cs->mgw, m->head.name, 1);
+    char callee[NUM] = "", number[NUM] = "";
     if (m->callee_from == CALLEE_FROM_REQUEST_LINE)
-        copy_user(r->callee, sizeof r->callee, sip->sip_request->rq_url);
+        copy_user(callee, sizeof callee, sip->sip_request->rq_url);
     else
-        copy_user(r->callee, sizeof r->callee, sip->sip_to ? sip->sip_to->a_url : NULL);
-    snprintf(r->original_callee, sizeof r->original_callee, "%s", r->callee);
+        copy_user(callee, sizeof callee, sip->sip_to ? sip->sip_to->a_url : NULL);
     switch (m->caller_from) {
     case CALLER_FROM_RPID:
-        user_of_value(unknown_header(sip, "Remote-Party-ID"), r->caller, sizeof r->caller);
+        user_of_value(unknown_header(sip, "Remote-Party-ID"), number, sizeof number);
         break;
     case CALLER_FROM_PAI:
-        user_of_value(unknown_header(sip, "P-Asserted-Identity"), r->caller, sizeof r->caller);
+        user_of_value(unknown_header(sip, "P-Asserted-Identity"), number, sizeof number);
         break;
     case CALLER_FROM_DISPLAY:
-        display_of(sip->sip_from, r->caller, sizeof r->caller);
+        display_of(sip->sip_from, number, sizeof number);
         break;
     default:
         break;
     }
-    if (!r->caller[0])
-        copy_user(r->caller, sizeof r->caller, sip->sip_from ? sip->sip_from->a_url : NULL);
+    if (!number[0])
+        copy_user(number, sizeof number, sip->sip_from ? sip->sip_from->a_url : NULL);
+    set_fixed(r, sip->sip_call_id->i_id, number, callee, m->head.name);
+    counter_add(&cs->mgw, r->mapping_gateway, 1);
 
     c->prev = cs->tail;
     if (cs->tail)
@@ -1333,7 +1452,7 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
 
     c->a_leg = nta_leg_tcreate(cs->nta, a_leg_request, c, SIPTAG_CALL_ID(sip->sip_call_id),
                                SIPTAG_FROM(sip->sip_to), SIPTAG_TO(sip->sip_from), TAG_END());
-    if (!c->a_leg || !c->timer) {
+    if (!c->a_leg) {
         fail_call(c, 500, NULL, "switch");
         return 0;
     }
@@ -1357,7 +1476,7 @@ static void hangup_switch(struct call *c, int status, const char *reason)
         flush_b_ack(c, NULL); /* the caller never ACKed a late offer: ACK, then BYE */
         send_bye(c->a_leg, NULL, NULL);
         send_bye(c->b_leg, NULL, NULL);
-        end_call(c, "switch", c->cdr.status, NULL);
+        end_call(c, "switch", c->rec.status, NULL);
         return;
     }
     if (c->b_orq) {
@@ -1372,14 +1491,14 @@ static void fill_info(const struct call *c, struct call_info *out)
 {
     out->id = c->id;
     out->state = statename(c->state);
-    out->caller = c->cdr.caller;
-    out->callee = c->cdr.callee;
-    out->routed_callee = c->cdr.routed_callee;
-    out->mapping_gateway = c->cdr.mapping_gateway;
-    out->routing_gateway = c->cdr.routing_gateway;
-    out->call_id = c->cdr.call_id;
-    out->start = c->cdr.start;
-    out->answer = c->cdr.answer;
+    out->caller = c->rec.caller;
+    out->callee = c->rec.callee;
+    out->routed_callee = c->rec.routed_callee;
+    out->mapping_gateway = c->rec.mapping_gateway;
+    out->routing_gateway = c->rec.routing_gateway;
+    out->call_id = c->rec.call_id;
+    out->start = c->rec.start;
+    out->answer = c->rec.answer;
 }
 
 int calls_visit(struct calls *cs, call_visit_h *fn, void *arg)
@@ -1469,7 +1588,7 @@ void calls_shutdown(struct calls *cs, void (*done)(void *arg), void *arg)
                 if (b)
                     cs->byes[cs->nbyes++] = b, cs->shutdown_pending++;
             }
-            end_call(c, "switch", c->cdr.status, NULL);
+            end_call(c, "switch", c->rec.status, NULL);
         } else {
             hangup_switch(c, 503, "Switch Shutting Down");
         }
