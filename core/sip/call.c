@@ -125,8 +125,10 @@ struct record {
      * all four (a held call pays one malloc header instead of four). */
     char *fixed;
     const char *call_id, *caller, *callee, *mapping_gateway;
-    char *routed_callee, *routing_gateway;             /* of the latest attempt */
-    char *reason;                                      /* of the final status */
+    /* Of the latest attempt: `attempt` holds both. */
+    char *attempt;
+    const char *routed_callee, *routing_gateway;
+    char *reason; /* "" while it is the standard phrase of `status` */
     long long start, answer;
     int status;
 };
@@ -194,6 +196,37 @@ static void set_text(char **field, const char *value)
         else
             log_error("call", "out of memory for a call's text field");
     }
+}
+
+static void free_text(char **field);
+
+/* The gateway and routed number of a new attempt, in one allocation. */
+static void set_attempt(struct record *r, const char *gateway, const char *routed)
+{
+    size_t glen = strlen(gateway), rlen = strlen(routed);
+    free_text(&r->attempt);
+    r->routing_gateway = r->routed_callee = empty_text;
+    char *p = malloc(glen + rlen + 2);
+    if (!p) {
+        log_error("call", "out of memory for a call's record");
+        return;
+    }
+    memcpy(p, gateway, glen + 1);
+    memcpy(p + glen + 1, routed, rlen + 1);
+    r->attempt = p;
+    r->routing_gateway = p;
+    r->routed_callee = p + glen + 1;
+}
+
+/* The record's reason for `status`: nothing stored when it is the standard
+ * phrase (end_call() puts it back), a copy otherwise. */
+static void set_reason(struct call *c, int status, const char *phrase)
+{
+    const char *standard = sip_status_phrase(status);
+    if (!phrase || (standard && strcmp(phrase, standard) == 0))
+        free_text(&c->rec.reason);
+    else
+        set_text(&c->rec.reason, phrase);
 }
 
 /* The four texts fixed at the INVITE, packed in one allocation. */
@@ -516,8 +549,8 @@ static void call_free(struct call *c)
     for (size_t i = 0; i < c->ncands; i++)
         free(c->cands[i]);
     free(c->cands);
-    char **texts[] = {&c->b_ruri, &c->b_addr, &c->last_reason, &c->rec.routed_callee,
-                      &c->rec.routing_gateway, &c->rec.reason};
+    char **texts[] = {&c->b_ruri, &c->b_addr, &c->last_reason, &c->rec.attempt,
+                      &c->rec.reason};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         free_text(texts[i]);
     free(c->rec.fixed);
@@ -567,6 +600,8 @@ static void end_call(struct call *c, const char *hangup, int status, const char 
         r->duration = r->stop - r->answer;
     if (!r->status)
         r->status = status;
+    else if (!r->reason[0] && sip_status_phrase(r->status))
+        reason = sip_status_phrase(r->status); /* the record's own status, kept short */
     if (!r->reason[0])
         snprintf(r->reason, sizeof r->reason, "%s",
                  reason ? reason : sip_status_phrase(status) ? sip_status_phrase(status) : "");
@@ -589,8 +624,7 @@ static void fail_call(struct call *c, int status, const char *reason, const char
         c->a_irq = NULL;
     }
     c->rec.status = status;
-    set_text(&c->rec.reason,
-             reason ? reason : sip_status_phrase(status) ? sip_status_phrase(status) : "");
+    set_reason(c, status, reason);
     end_call(c, hangup, status, reason);
 }
 
@@ -862,8 +896,7 @@ static bool try_endpoint(struct call *c)
                                     .request_address = REQUEST_SOCKET};
     char name[CDR_FIELD_MAX];
     snprintf(name, sizeof name, "endpoint:%.100s", c->rec.callee);
-    set_text(&c->rec.routing_gateway, name);
-    set_text(&c->rec.routed_callee, c->rec.callee);
+    set_attempt(&c->rec, name, c->rec.callee);
     c->auth_tries = 1; /* an endpoint's challenge is not ours to answer */
     if (send_invite(c, &g, 0, NULL) != 0)
         return false;
@@ -905,11 +938,10 @@ static void try_next(struct call *c)
             log_debug("call", "%" PRIu64 ": %s skipped: no address", c->id, name);
             continue;
         }
-        set_text(&c->rec.routing_gateway, name);
         char routed[NUM];
         routing_rewrite(&g->callee_rewrite, c->rec.callee, cs->rewrite_h, cs->rewrite_arg,
                         routed, sizeof routed);
-        set_text(&c->rec.routed_callee, routed);
+        set_attempt(&c->rec, name, routed);
         counter_add(&cs->rgw, name, 1);
         c->b_counted = true;
         c->auth_tries = 0;
@@ -1085,7 +1117,7 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
         /* Until the caller's ACK: nta retransmits the 2xx for 64 * T1. */
         arm(c, (int)(64 * config_switch(cs->cfg)->sip.resend_interval / 1000) + 2);
         c->rec.status = status;
-        set_text(&c->rec.reason, phrase ? phrase : "OK");
+        set_reason(c, status, phrase ? phrase : "OK");
         log_info("call", "%" PRIu64 ": answered by %s", c->id, c->rec.routing_gateway);
         return 0;
     }
@@ -1272,7 +1304,7 @@ static int on_a_ack_cancel(struct call *c, nta_incoming_t *irq, sip_t const *sip
     nta_incoming_destroy(c->a_irq);
     c->a_irq = NULL;
     c->rec.status = 487;
-    set_text(&c->rec.reason, "Request Terminated");
+    set_reason(c, 487, "Request Terminated");
     if (c->b_orq) {
         nta_outgoing_t *cancel = nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
         if (cancel)
@@ -1414,10 +1446,10 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     c->a_max_forwards = mf > 70 ? 70 : mf;
     c->late_offer = !sip->sip_payload || sip->sip_payload->pl_len == 0;
     struct record *r = &c->rec;
-    char **texts[] = {&c->b_ruri, &c->b_addr, &c->last_reason, &r->routed_callee,
-                      &r->routing_gateway, &r->reason};
+    char **texts[] = {&c->b_ruri, &c->b_addr, &c->last_reason, &r->attempt, &r->reason};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         *texts[i] = empty_text;
+    r->routed_callee = r->routing_gateway = empty_text;
     r->start = (long long)time(NULL);
     char callee[NUM] = "", number[NUM] = "";
     if (m->callee_from == CALLEE_FROM_REQUEST_LINE)

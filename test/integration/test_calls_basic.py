@@ -29,7 +29,7 @@ def test_caller_hangs_up_after_hold():
         rec = wait_cdrs(sw, 1)
         check_cdr(rec, caller="1001", callee="1555", original_callee="1555",
                   routed_callee="1555", mapping_gateway="cust", routing_gateway="carrier",
-                  status=200, hangup="caller")
+                  status=200, reason="OK", hangup="caller")
         check(rec["answer"] is not None, "answer time missing: %r" % rec)
         check(rec["duration"] >= 2, "duration %r, the call was held 3 s" % rec["duration"])
         check(rec["start"] <= rec["answer"] <= rec["stop"], "times out of order: %r" % rec)
@@ -50,7 +50,7 @@ def test_busy_callee_goes_back_to_the_caller():
         run(caller(sw, "call_uac_fail.xml", code=486), sw)
         wait_done(uas, sw)
         rec = wait_cdrs(sw, 1)
-        check_cdr(rec, status=486, hangup="callee", answer=None, duration=0,
+        check_cdr(rec, status=486, reason="Refused", hangup="callee", answer=None, duration=0,
                   routing_gateway="carrier")
 
 
@@ -58,8 +58,8 @@ def test_no_route_gives_503():
     # The only gateway serves prefix 9; the callee starts with 1.
     with Switch(policies(9, prefixes=["9"])) as sw:
         run(caller(sw, "call_uac_fail.xml", code=503), sw)
-        check_cdr(wait_cdrs(sw, 1), status=503, hangup="switch", routing_gateway="",
-                  answer=None)
+        check_cdr(wait_cdrs(sw, 1), status=503, reason="No Route", hangup="switch",
+                  routing_gateway="", answer=None)
 
 
 def test_unknown_source_gets_403():
@@ -75,7 +75,8 @@ def test_cancel_before_answer():
     with carrier("call_uas_cancel.xml") as uas, Switch(policies(uas.port)) as sw:
         run(caller(sw, "call_uac_cancel.xml"), sw)
         wait_done(uas, sw)
-        check_cdr(wait_cdrs(sw, 1), status=487, hangup="caller", answer=None)
+        check_cdr(wait_cdrs(sw, 1), status=487, reason="Request Terminated", hangup="caller",
+                  answer=None)
         check_eq(calls_count(sw), 0, "calls after the CANCEL")
 
 

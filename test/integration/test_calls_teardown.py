@@ -30,7 +30,8 @@ def test_hangup_from_the_repl():
                  "state after hangup")
         check_eq(uac.wait(10), 0, "caller got its BYE")
         wait_done(uas, sw)
-        check_cdr(wait_cdrs(sw, 1), hangup="switch", status=200)
+        # Hung up from the REPL after the answer: the answer's status and reason.
+        check_cdr(wait_cdrs(sw, 1), hangup="switch", status=200, reason="OK")
         check_eq(calls_count(sw), 0, "calls")
 
 
