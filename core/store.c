@@ -29,6 +29,11 @@
 #define STORE_DEFAULT_MAP ((size_t)1 << 30)
 #endif
 
+/* The group commit runs when the loop is otherwise idle, and at the latest
+ * this long after the first staged write: a record is on disk within it
+ * even under a load that never lets the loop go idle. */
+#define STORE_COMMIT_DEADLINE_MS 5
+
 struct store {
     MDB_env *env;
     MDB_dbi dbi[STORE_DB_COUNT];
@@ -38,6 +43,7 @@ struct store {
     int iterating;           /* store_foreach calls in progress */
     unsigned staged_dbs;     /* bit per database written in wtxn */
     struct event *commit_ev; /* NULL when opened without an event base */
+    struct event *deadline_ev; /* commits anyway STORE_COMMIT_DEADLINE_MS after staging */
     char *dir;
 };
 
@@ -224,8 +230,13 @@ int store_open(struct store **sp, struct event_base *base, const char *dir,
 
     if (base) {
         s->commit_ev = event_new(base, -1, 0, commit_cb, s);
+        /* The deadline keeps the default priority, the sockets' one: under a
+         * load that keeps them active every turn, the lowest-priority commit
+         * would wait until the load stops. */
+        s->deadline_ev = evtimer_new(base, commit_cb, s);
         int lowest = event_base_get_npriorities(base) - 1;
-        if (!s->commit_ev || event_priority_set(s->commit_ev, lowest) != 0) {
+        if (!s->commit_ev || !s->deadline_ev ||
+            event_priority_set(s->commit_ev, lowest) != 0) {
             log_error("store", "cannot create the commit event for %s", dir);
             store_close(s); /* frees commit_ev too */
             return -ENOMEM;
@@ -246,6 +257,8 @@ void store_close(struct store *s)
     store_commit(s);
     if (s->commit_ev)
         event_free(s->commit_ev);
+    if (s->deadline_ev)
+        event_free(s->deadline_ev);
     if (s->rtxn)
         mdb_txn_abort(s->rtxn);
     for (int i = 0; i < STORE_DB_COUNT; i++)
@@ -279,6 +292,10 @@ static int write_txn(struct store *s, MDB_txn **txn)
         }
         if (s->commit_ev)
             event_active(s->commit_ev, 0, 0);
+        if (s->deadline_ev) {
+            struct timeval tv = {0, STORE_COMMIT_DEADLINE_MS * 1000};
+            event_add(s->deadline_ev, &tv);
+        }
     }
     *txn = s->wtxn;
     return 0;
@@ -491,6 +508,8 @@ int store_commit(struct store *s)
         return 0;
     if (s->iterating)
         return -EBUSY;
+    if (s->deadline_ev)
+        event_del(s->deadline_ev);
     int rc = mdb_txn_commit(s->wtxn);
     s->wtxn = NULL; /* freed by LMDB whether or not the commit succeeded */
     if (rc == MDB_MAP_FULL)

@@ -1897,7 +1897,8 @@ int registrar_create(struct registrar **rp, nta_agent_t *nta, nta_leg_t *leg,
     r->ka_ev = event_new(base, -1, EV_PERSIST, on_keepalive_tick, r);
     if (!r->expiry_ev || !r->sweep_ev || !r->flush_ev || !r->ka_ev)
         goto fail;
-    event_priority_set(r->flush_ev, event_base_get_npriorities(base) - 1);
+    /* flush_ev keeps the default priority: on_flush() paces itself, and a
+     * lowest-priority flush would starve while requests keep arriving. */
     struct timeval sweep = {SWEEP_S, 0};
     event_add(r->sweep_ev, &sweep);
     sip_contact_t const *m = nta ? nta_agent_contact(nta) : NULL;

@@ -519,5 +519,50 @@ static void invalid_keys(void)
     remove_dir(dir);
 }
 
+/* A load that keeps a higher-priority event active every turn would starve
+ * the lowest-priority commit; the deadline timer commits anyway. */
+struct busy {
+    struct event *ev;
+    int turns;
+};
+
+static void busy_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct busy *b = arg;
+    b->turns++;
+    struct timeval now = {0, 0};
+    event_add(b->ev, &now); /* active again next turn, for ever */
+}
+
+static void commit_deadline_under_load(void)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof dir, "deadline");
+    struct event_base *base = new_base();
+    struct store *s = NULL;
+    CHECK(store_open(&s, base, dir, 0) == 0);
+    if (!s)
+        return;
+    struct busy b = {0};
+    b.ev = evtimer_new(base, busy_cb, &b);
+    CHECK(event_priority_set(b.ev, 1) == 0); /* the default: what sockets get */
+    struct timeval now = {0, 0};
+    event_add(b.ev, &now);
+    CHECK(put_str(s, STORE_KV, "under-load", 1, "x") == 0);
+    /* 100 ms of that load: the lowest-priority commit never gets a turn. */
+    struct timeval run = {0, 100000};
+    CHECK(event_base_loopexit(base, &run) == 0);
+    CHECK(event_base_dispatch(base) == 0);
+    int committed = committed_elsewhere(dir, "under-load") == 1;
+    CHECK(committed);
+    CHECK(b.turns > 1); /* the load really ran meanwhile */
+    event_free(b.ev);
+    store_close(s);
+    event_base_free(base);
+    remove_dir(dir);
+}
+
 TEST_MAIN(CASE(round_trip), CASE(group_commit), CASE(crash_reopen), CASE(map_full),
-          CASE(invalid_keys))
+          CASE(invalid_keys), CASE(commit_deadline_under_load))
