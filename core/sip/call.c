@@ -1,7 +1,7 @@
 /* The B2BUA. See call.h. */
 #define NTA_LEG_MAGIC_T struct call
 #define NTA_OUTGOING_MAGIC_T void
-#define NTA_INCOMING_MAGIC_T struct call
+#define NTA_INCOMING_MAGIC_T void
 
 #include "random.h"
 #include "sip/call.h"
@@ -92,6 +92,7 @@ struct calls {
     void *rewrite_arg;
     char contact[256]; /* "<sip:IP:PORT>" */
     char host[128];    /* our address for From */
+    char instance[16]; /* random per process, ends our B-leg Call-IDs (loop check) */
     /* shutdown */
     bool stopping;
     void (*shutdown_done)(void *arg);
@@ -106,7 +107,10 @@ struct call_route {
     char caller[NUM], callee[NUM], mapping_gateway[NUM];
 };
 
-/* An in-dialog request relayed to the other leg. */
+/* An in-dialog request relayed to the other leg. A re-INVITE without SDP
+ * (late offer) whose 2xx came back lives on until the sender's ACK: then
+ * irq (bound to on_relay_ack()) waits for that ACK, and orq, the relayed
+ * INVITE, is kept so that nta finds its branch and CSeq for our ACK. */
 struct relay {
     struct relay *next;
     struct call *call;
@@ -114,6 +118,8 @@ struct relay {
     nta_outgoing_t *orq;
     bool to_b;
     bool invite;
+    bool late_offer; /* a re-INVITE without SDP: the answer comes in the ACK */
+    bool ack_held;   /* its 2xx was relayed; our ACK waits for the sender's */
 };
 
 /* What the call's CDR will say, kept small while the call lives: a struct
@@ -145,6 +151,9 @@ struct call {
     int a_max_forwards;
     /* B-leg: the attempt in progress */
     nta_leg_t *b_leg;
+    /* The attempt's INVITE; after a late-offer answer, kept (not given back
+     * to nta) until the held ACK goes: nta finds the INVITE's branch and
+     * CSeq for the ACK in it, even after timer D has terminated it. */
     nta_outgoing_t *b_orq;
     char *b_ruri;          /* the attempt's Request-URI (digest retries sign it) */
     char *b_addr;          /* host:port the attempt's INVITE went to */
@@ -155,7 +164,6 @@ struct call {
     bool acked;     /* the caller ACKed our 2xx */
     bool late_offer;     /* the caller's INVITE had no SDP: its ACK carries the answer */
     bool b_ack_held;     /* the B-leg's 2xx waits for the caller's ACK (late offer) */
-    uint32_t b_ack_cseq; /* the CSeq of that ACK */
     bool endpoint_tried; /* a registered callee's binding was tried first */
     struct wheel_node timer; /* invite_timeout, call_progress_timeout, then the
                                 no-ACK wait and max_call_duration */
@@ -174,7 +182,7 @@ static void hangup_switch(struct call *c, int status, const char *reason);
 static void send_bye(nta_leg_t *leg, nta_response_f *cb, void *arg);
 static void end_call(struct call *c, const char *hangup, int status, const char *reason);
 static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip);
-static void flush_b_ack(struct call *c, sip_t const *caller_ack);
+static void release_acks(struct call *c);
 static void on_timer(struct wheel_node *node, void *arg);
 
 /* ---- Helpers ------------------------------------------------------------ */
@@ -439,6 +447,7 @@ int calls_create(struct calls **csp, struct sipagent *agent, su_root_t *root,
     cs->store = store;
     cs->outregs = outregs;
     cs->next_id = 1;
+    random_hex(cs->instance, 6);
     /* Call timers are seconds long: 100 ms ticks are precise enough, and
      * 1024 slots keep a tick's work at calls/1024 checks. */
     cs->timers = wheel_create(base, 100, 1024, on_timer, cs);
@@ -489,7 +498,7 @@ static void relay_free(struct relay *r, bool answer)
     if (r->orq)
         nta_outgoing_destroy(r->orq);
     if (r->irq) {
-        if (answer)
+        if (answer && nta_incoming_status(r->irq) < 200)
             nta_incoming_treply(r->irq, SIP_481_NO_TRANSACTION, TAG_END());
         nta_incoming_destroy(r->irq);
     }
@@ -528,12 +537,13 @@ static void call_free(struct call *c)
     cs->count--;
     if (c->route)
         c->route->call = NULL; /* the hook's answer only frees it */
+    /* A 2xx is ACKed, whatever ended the call. */
+    release_acks(c);
     while (c->relays) {
         struct relay *r = c->relays;
         c->relays = r->next;
         relay_free(r, true);
     }
-    flush_b_ack(c, NULL); /* a 2xx is ACKed, whatever ended the call */
     drop_b(c);
     if (c->a_irq) {
         nta_incoming_treply(c->a_irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
@@ -809,7 +819,7 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g, int 
     int use_contact = g->invite_use_contact == TRI_INHERIT
                           ? config_switch(cs->cfg)->sip.routing_gateway_invite_use_contact
                           : g->invite_use_contact == TRI_ON;
-    char to[320], from[480], call_id[48], tag[20], display[160], ids[1024];
+    char to[320], from[480], rnd[33], call_id[64], tag[20], display[160], ids[1024];
     bool pass_privacy;
     identity_headers(c, g, a, ids, sizeof ids, &pass_privacy);
     char ruri[400];
@@ -820,7 +830,9 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g, int 
     snprintf(to, sizeof to, "<sip:%s@%s>", use_contact ? callee : routed, g->address);
     if (!c->b_leg) {
         random_hex(tag, 8);
-        random_hex(call_id, 16);
+        random_hex(rnd, 16);
+        /* Marked ours: see own_call_id(). */
+        snprintf(call_id, sizeof call_id, "%s-%s", rnd, cs->instance);
         /* The number caller_from chose, under the caller's display name. */
         quoted_display(a->sip_from, display, sizeof display);
         snprintf(from, sizeof from, "%s<sip:%s@%s>;tag=%s", display,
@@ -960,18 +972,26 @@ static void try_next(struct call *c)
         fail_call(c, 503, "No Route", "switch");
 }
 
-/* ACK the B-leg's 2xx, with the INVITE's CSeq: nta would take the leg's
- * latest, wrong once another request went out on the leg meanwhile.
- * `answer`, when not NULL, is the caller's ACK, whose body (the SDP answer
- * to the carrier's offer) goes along with its Content-Type. */
-static void ack_b(struct call *c, uint32_t cseq, sip_t const *answer)
+/* ACK a 2xx to our INVITE (`invite`, still known to nta) on `leg`, with
+ * the INVITE's CSeq: nta would take the leg's latest, wrong once another
+ * request went out on the leg meanwhile. `answer`, when not NULL, is the
+ * other side's ACK, whose body (the SDP answer to an offer in the 2xx)
+ * goes along with its Content-Type.
+ *
+ * Retransmissions of the 2xx (our ACK was lost, RFC 3261 13.2.2.4): with
+ * NTATAG_UA(1), nta gives the ACK transaction the INVITE's branch to match
+ * responses by, and each retransmitted 2xx that reaches it makes nta send
+ * the same ACK again. We let go of the ACK at once; nta keeps it until its
+ * timer F (64*T1 after it was sent), which is as long as the peer
+ * retransmits its 2xx, and frees it then: no per-call state. */
+static void send_ack(nta_leg_t *leg, nta_outgoing_t *invite, sip_t const *answer)
 {
     su_home_t home[1] = {SU_HOME_INIT(home)};
-    sip_cseq_t *seq = sip_cseq_create(home, cseq, SIP_METHOD_ACK);
+    sip_cseq_t *seq = sip_cseq_create(home, nta_outgoing_cseq(invite), SIP_METHOD_ACK);
     sip_content_type_t const *ct = answer ? answer->sip_content_type : NULL;
     sip_payload_t const *pl = answer ? answer->sip_payload : NULL;
     nta_outgoing_t *ack = nta_outgoing_tcreate(
-        c->b_leg, NULL, NULL, NULL, SIP_METHOD_ACK, NULL, TAG_IF(seq, SIPTAG_CSEQ(seq)),
+        leg, NULL, NULL, NULL, SIP_METHOD_ACK, NULL, TAG_IF(seq, SIPTAG_CSEQ(seq)),
         TAG_IF(ct, SIPTAG_CONTENT_TYPE(ct)), TAG_IF(pl, SIPTAG_PAYLOAD(pl)), TAG_END());
     if (ack)
         nta_outgoing_destroy(ack);
@@ -980,13 +1000,73 @@ static void ack_b(struct call *c, uint32_t cseq, sip_t const *answer)
 
 /* Send the B-leg ACK held for the caller's (late offer): with the caller's
  * answer when it came, bare when the call ends without it (the carrier
- * still gets its ACK before any BYE). */
+ * still gets its ACK before any BYE). The INVITE goes back to nta then. */
 static void flush_b_ack(struct call *c, sip_t const *caller_ack)
 {
-    if (!c->b_ack_held || !c->b_leg)
+    if (!c->b_ack_held)
         return;
     c->b_ack_held = false;
-    ack_b(c, c->b_ack_cseq, caller_ack);
+    if (c->b_leg && c->b_orq)
+        send_ack(c->b_leg, c->b_orq, caller_ack);
+    if (c->b_orq) {
+        nta_outgoing_destroy(c->b_orq);
+        c->b_orq = NULL;
+    }
+}
+
+/* The B-leg's remote target for a Contact `m` from the carrier, by the
+ * gateway's request_address: where in-dialog requests (ACK, BYE,
+ * re-INVITE) go. A carrier or phone behind NAT puts an address in its
+ * Contact that we cannot reach: "socket" keeps the address we reach it at
+ * (`host`, `port`; port may be NULL), "contact_port" that host with the
+ * Contact's port, "contact" takes the Contact as it is (NULL returned).
+ * Made in `home`; NULL: use `m`. */
+static sip_contact_t *b_target(int mode, su_home_t *home, sip_contact_t const *m,
+                               const char *host, const char *port)
+{
+    if (!m || mode == REQUEST_CONTACT || !host || !*host)
+        return NULL;
+    const url_t *u = m->m_url;
+    if (mode == REQUEST_CONTACT_PORT)
+        port = u->url_port ? u->url_port : "5060";
+    char uri[400];
+    snprintf(uri, sizeof uri, "<sip:%s%s%s%s%s>", u->url_user ? u->url_user : "",
+             u->url_user ? "@" : "", host, port ? ":" : "", port ? port : "");
+    return sip_contact_make(home, uri);
+}
+
+/* A target refresh (RFC 3261 12.2.1.2, 12.2.2): a re-INVITE or UPDATE from
+ * the peer on `leg`, or the 2xx to ours, came with Contact `m`: later
+ * requests on that leg go there. The caller's leg follows the Contact; the
+ * carrier's follows request_address, from where we reach it now (which the
+ * dialog's first target already put through request_address). The route
+ * set stays what the dialog began with. */
+static void refresh_target(struct call *c, nta_leg_t *leg, sip_contact_t const *m)
+{
+    if (!leg || !m)
+        return;
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    sip_contact_t const *target = m;
+    if (leg == c->b_leg && c->b_request_address != REQUEST_CONTACT) {
+        sip_contact_t const *now = NULL;
+        nta_leg_get_route(leg, NULL, &now);
+        const url_t *u = now ? now->m_url : NULL;
+        sip_contact_t *fixed =
+            u ? b_target(c->b_request_address, home, m, u->url_host, u->url_port) : NULL;
+        if (!fixed) {
+            /* No address to keep (the answer had no Contact, or no memory):
+             * requests go on where they went. */
+            su_home_deinit(home);
+            return;
+        }
+        target = fixed;
+    }
+    /* reroute 1 (not the initial transaction): the target only. */
+    nta_leg_client_reroute(leg, NULL, target, 0);
+    char *uri = url_as_string(home, target->m_url);
+    log_debug("call", "%" PRIu64 ": the %s's target is now %s", c->id,
+              leg == c->b_leg ? "callee" : "caller", uri ? uri : "?");
+    su_home_deinit(home);
 }
 
 /* A 2xx on the B-leg: confirm the dialog and ACK it, or (`hold`: the
@@ -996,43 +1076,31 @@ static void confirm_b(struct call *c, sip_t const *sip, bool hold)
 {
     if (sip->sip_to && sip->sip_to->a_tag)
         nta_leg_rtag(c->b_leg, sip->sip_to->a_tag);
-    /* request_address: where in-dialog requests (BYE, re-INVITE) go. A
-     * carrier or phone behind NAT puts an address in its Contact that we
-     * cannot reach; "socket" sends to the address we reached it at,
-     * "contact_port" to that host with the Contact's port, "contact" as the
-     * Contact says. */
-    sip_contact_t const *target = sip->sip_contact;
-    su_home_t home[1] = {SU_HOME_INIT(home)};
-    if (target && c->b_request_address != REQUEST_CONTACT && c->b_addr[0]) {
-        const url_t *u = target->m_url;
-        char hostport[128], uri[400];
-        snprintf(hostport, sizeof hostport, "%s", c->b_addr);
-        if (c->b_request_address == REQUEST_CONTACT_PORT) {
-            char *colon = strrchr(hostport, ':');
-            if (colon)
-                *colon = '\0';
-            snprintf(hostport + strlen(hostport), sizeof hostport - strlen(hostport), ":%s",
-                     u->url_port ? u->url_port : "5060");
-        }
-        snprintf(uri, sizeof uri, "<sip:%s%s%s>", u->url_user ? u->url_user : "",
-                 u->url_user ? "@" : "", hostport);
-        sip_contact_t *fixed = sip_contact_make(home, uri);
-        if (fixed)
-            target = fixed;
+    /* b_addr is "host:port" (a bracketed IPv6 host keeps its colons). */
+    char host[128];
+    snprintf(host, sizeof host, "%s", c->b_addr);
+    char *colon = strrchr(host, ':'), *port = NULL;
+    if (colon && !strchr(colon, ']')) {
+        *colon = '\0';
+        port = colon + 1;
     }
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    sip_contact_t const *target = sip->sip_contact;
+    sip_contact_t *fixed = b_target(c->b_request_address, home, target, host, port);
+    if (fixed)
+        target = fixed;
     nta_leg_client_route(c->b_leg, sip->sip_record_route, target);
     su_home_deinit(home);
-    uint32_t cseq = nta_outgoing_cseq(c->b_orq);
     if (hold) {
-        /* nta drops the carrier's 2xx retransmissions meanwhile; the
-         * caller's ACK, or the no-ACK hangup, releases it. */
+        /* nta drops the carrier's 2xx retransmissions meanwhile (they match
+         * the INVITE, which answers no more); the caller's ACK, or the
+         * no-ACK hangup, releases it, and the ACK then answers them. */
         c->b_ack_held = true;
-        c->b_ack_cseq = cseq;
         log_debug("call", "%" PRIu64 ": late offer: the ACK to %s waits for the caller's",
                   c->id, c->rec.routing_gateway);
         return;
     }
-    ack_b(c, cseq, NULL);
+    send_ack(c->b_leg, c->b_orq, NULL);
 }
 
 /* Answer a 401/407 from a registration gateway once, with its registration's
@@ -1091,8 +1159,10 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
     if (status < 300) {
         bool relayed = !c->cancelled && c->a_irq;
         confirm_b(c, sip, relayed && c->late_offer);
-        nta_outgoing_destroy(c->b_orq);
-        c->b_orq = NULL;
+        if (!c->b_ack_held) {
+            nta_outgoing_destroy(c->b_orq);
+            c->b_orq = NULL;
+        }
         if (!relayed) {
             /* The 200 crossed the caller's CANCEL (who got 487): hang up. */
             send_bye(c->b_leg, NULL, NULL);
@@ -1145,6 +1215,62 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
 
 /* ---- In-dialog requests -------------------------------------------------- */
 
+static void relay_unlink(struct relay *r)
+{
+    for (struct relay **p = &r->call->relays; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+}
+
+/* Send the ACK held for a relayed offerless re-INVITE: with the answer from
+ * the sender's ACK, or bare when that never came or the call ends first
+ * (the peer still gets its ACK before any BYE). */
+static void relay_flush_ack(struct relay *r, sip_t const *answer)
+{
+    if (!r->ack_held)
+        return;
+    r->ack_held = false;
+    nta_leg_t *leg = r->to_b ? r->call->b_leg : r->call->a_leg;
+    if (leg && r->orq)
+        send_ack(leg, r->orq, answer);
+}
+
+/* The ACKs still held (late offers) go out bare, before a BYE. */
+static void release_acks(struct call *c)
+{
+    flush_b_ack(c, NULL);
+    for (struct relay *r = c->relays; r; r = r->next)
+        relay_flush_ack(r, NULL);
+}
+
+/* The sender's ACK of the 2xx we relayed to its offerless re-INVITE (it
+ * carries the answer to the offer in that 2xx), or (sip NULL) nta giving
+ * up on it after 64*T1: the other side gets its ACK bare and, as after an
+ * initial answer never ACKed (RFC 3261 13.3.1.4), the call ends: the peers
+ * no longer agree on the session. */
+static int on_relay_ack(void *magic, nta_incoming_t *irq, sip_t const *sip)
+{
+    struct relay *r = magic;
+    struct call *c = r->call;
+    const char *sender = r->to_b ? "caller" : "callee";
+    (void)irq;
+    if (sip && (!sip->sip_request || sip->sip_request->rq_method != sip_method_ack))
+        return 0; /* a CANCEL after the 2xx changes nothing */
+    relay_flush_ack(r, sip);
+    relay_unlink(r);
+    relay_free(r, false);
+    if (!sip) {
+        struct calls *cs = c->cs;
+        log_info("call", "%" PRIu64 ": the %s never ACKed our 2xx to its re-INVITE",
+                 c->id, sender);
+        hangup_switch(c, 408, "No ACK"); /* frees c */
+        kick(cs);
+    }
+    return 0;
+}
+
 static int on_relay_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
 {
     struct relay *r = magic;
@@ -1156,12 +1282,18 @@ static int on_relay_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
             nta_incoming_treply(r->irq, status, phrase, TAG_END());
         return 0;
     }
-    if (r->invite && status < 300 && sip) {
-        nta_leg_t *leg = r->to_b ? c->b_leg : c->a_leg;
-        nta_outgoing_t *ack =
-            nta_outgoing_tcreate(leg, NULL, NULL, NULL, SIP_METHOD_ACK, NULL, TAG_END());
-        if (ack)
-            nta_outgoing_destroy(ack);
+    nta_leg_t *leg = r->to_b ? c->b_leg : c->a_leg;
+    bool hold = false;
+    if (status < 300 && sip) {
+        /* The 2xx to a target refresh request moves the target (12.2.1.2);
+         * the ACK goes there already. */
+        if (r->invite || nta_outgoing_method(orq) == sip_method_update)
+            refresh_target(c, leg, sip->sip_contact);
+        /* An offerless re-INVITE: the 2xx carries the peer's offer, and
+         * the ACK must carry the sender's answer, which comes in its ACK. */
+        hold = r->invite && r->late_offer && r->irq;
+        if (r->invite && !hold)
+            send_ack(leg, orq, NULL);
     }
     if (r->irq) {
         nta_incoming_treply(r->irq, status, phrase,
@@ -1171,14 +1303,18 @@ static int on_relay_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
                             TAG_IF(sip && sip->sip_payload,
                                    SIPTAG_PAYLOAD(sip ? sip->sip_payload : NULL)),
                             TAG_END());
+        if (hold) {
+            /* irq and orq stay until the sender's ACK (on_relay_ack()). */
+            r->ack_held = true;
+            nta_incoming_bind(r->irq, on_relay_ack, r);
+            log_debug("call", "%" PRIu64 ": re-INVITE late offer: ACK waits for the %s's",
+                      c->id, r->to_b ? "caller" : "callee");
+            return 0;
+        }
         nta_incoming_destroy(r->irq);
         r->irq = NULL;
     }
-    for (struct relay **p = &c->relays; *p; p = &(*p)->next)
-        if (*p == r) {
-            *p = r->next;
-            break;
-        }
+    relay_unlink(r);
     nta_outgoing_destroy(r->orq);
     r->orq = NULL;
     free(r);
@@ -1197,9 +1333,13 @@ static int relay_request(struct call *c, nta_incoming_t *irq, sip_t const *sip, 
     r->call = c;
     r->to_b = to_b;
     r->invite = sip->sip_request->rq_method == sip_method_invite;
+    r->late_offer = r->invite && (!sip->sip_payload || sip->sip_payload->pl_len == 0);
     /* re-INVITE and UPDATE are target refresh requests (RFC 3261 12.2,
-     * RFC 3311 5.1): they carry our Contact, which stays what it was. */
+     * RFC 3311 5.1): a Contact in them moves the sender's target (12.2.2:
+     * on receipt), and ours carry our Contact, which stays what it was. */
     bool refresh = r->invite || sip->sip_request->rq_method == sip_method_update;
+    if (refresh)
+        refresh_target(c, to_b ? c->a_leg : c->b_leg, sip->sip_contact);
     r->orq = nta_outgoing_tcreate(
         leg, on_relay_response, (void *)r, NULL, sip->sip_request->rq_method,
         sip->sip_request->rq_method_name, NULL,
@@ -1223,7 +1363,7 @@ static int dialog_request(struct call *c, nta_incoming_t *irq, sip_t const *sip,
         return 200; /* ACK of our 2xx is absorbed by its transaction */
     case sip_method_bye:
         if (c->state == ST_ANSWERED) {
-            flush_b_ack(c, NULL); /* a BYE before the caller's ACK (late offer) */
+            release_acks(c); /* a BYE before an ACK we hold (late offer) */
             send_bye(from_a ? c->b_leg : c->a_leg, NULL, NULL);
             end_call(c, from_a ? "caller" : "callee", c->rec.status, NULL);
             return 200;
@@ -1267,8 +1407,9 @@ static int b_leg_request(struct call *c, nta_leg_t *leg, nta_incoming_t *irq,
 
 /* The caller's ACK of our 2xx, or its CANCEL (nta has answered it 200), or
  * (sip NULL) nta giving up on an ACK that never came. */
-static int on_a_ack_cancel(struct call *c, nta_incoming_t *irq, sip_t const *sip)
+static int on_a_ack_cancel(void *magic, nta_incoming_t *irq, sip_t const *sip)
 {
+    struct call *c = magic;
     if (irq != c->a_irq)
         return 0;
     if (c->state == ST_ANSWERED) {
@@ -1392,6 +1533,27 @@ static void start_routing(struct call *c)
 
 /* ---- Ingress ------------------------------------------------------------- */
 
+/* Loop check. Our own B-leg INVITE coming back to us (a routing gateway
+ * that is the switch itself, or a proxy that routes the number back) would
+ * be taken as a new call and routed the same way again, until
+ * Max-Forwards, which we decrement, ran out: 70 calls at once (each
+ * counting against the gateways' line limits) and 70 CDRs for one
+ * attempt, and no end at all through an element that resets Max-Forwards.
+ * RFC 3261 16.3 has a proxy look for its own Via; a B2BUA cannot keep one
+ * request across its legs, but the Call-ID crosses every proxy unchanged,
+ * so each of our B-leg Call-IDs ends with this process's random instance
+ * id, and an INVITE carrying it is our own call looping: 482 Loop Detected
+ * at once, before any call state or CDR. The attempt that looped gets the
+ * 482 (the next gateway only when failover_codes lists 482) and its call
+ * writes the one CDR. A loop through another B2BUA (a new Call-ID) is
+ * still cut by Max-Forwards: 483 Too Many Hops. */
+static bool own_call_id(const struct calls *cs, const char *call_id)
+{
+    size_t n = call_id ? strlen(call_id) : 0, m = strlen(cs->instance);
+    return n > m + 1 && call_id[n - m - 1] == '-' &&
+           strcmp(call_id + n - m, cs->instance) == 0;
+}
+
 int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
 {
     struct calls *cs = arg;
@@ -1402,6 +1564,11 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     int mf = sip->sip_max_forwards ? (int)sip->sip_max_forwards->mf_count : 70;
     if (mf <= 0)
         return 483;
+    if (own_call_id(cs, sip->sip_call_id ? sip->sip_call_id->i_id : NULL)) {
+        log_info("call", "INVITE %s is our own call coming back: 482 Loop Detected",
+                 sip->sip_call_id->i_id);
+        return 482;
+    }
     msg_t *msg = nta_incoming_getrequest(irq);
     char ip[64];
     source_ip(msg, ip, sizeof ip);
@@ -1505,7 +1672,7 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
 static void hangup_switch(struct call *c, int status, const char *reason)
 {
     if (c->state == ST_ANSWERED) {
-        flush_b_ack(c, NULL); /* the caller never ACKed a late offer: ACK, then BYE */
+        release_acks(c); /* a late offer never ACKed: ACK, then BYE */
         send_bye(c->a_leg, NULL, NULL);
         send_bye(c->b_leg, NULL, NULL);
         end_call(c, "switch", c->rec.status, NULL);
@@ -1607,7 +1774,7 @@ void calls_shutdown(struct calls *cs, void (*done)(void *arg), void *arg)
     while (cs->head) {
         struct call *c = cs->head;
         if (c->state == ST_ANSWERED) {
-            flush_b_ack(c, NULL);
+            release_acks(c);
             nta_outgoing_t *a = nta_outgoing_tcreate(c->a_leg, on_shutdown_bye, (void *)cs, NULL,
                                                      SIP_METHOD_BYE, NULL, TAG_END());
             nta_outgoing_t *b = nta_outgoing_tcreate(c->b_leg, on_shutdown_bye, (void *)cs, NULL,

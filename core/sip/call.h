@@ -14,8 +14,20 @@
  * ACK of 2xx: the switch ACKs the B-leg's 2xx as soon as it arrives and
  * relays the 2xx to the caller, whose ACK ends the A-leg's transaction (nta
  * retransmits our 2xx until then). Hop-by-hop ACKs keep a lost ACK on one
- * side from tearing down the other; the cost is that an offerless INVITE
- * (SDP offer in the 2xx, answer in the ACK) is not supported yet.
+ * side from tearing down the other. An offerless INVITE or re-INVITE (the
+ * offer in the 2xx, the answer in the ACK) is the exception: our ACK to
+ * the side that made the offer waits for the other side's ACK and carries
+ * its answer (bare if it never comes, and then the call ends). A 2xx sent
+ * again after our ACK (ours was lost) gets the same ACK again: nta's ACK
+ * transaction answers it until 64*T1 after it was sent.
+ *
+ * Target refresh: a re-INVITE or UPDATE with a Contact, or the 2xx to ours,
+ * moves where later requests on that leg go (the carrier's leg through
+ * its gateway's request_address).
+ *
+ * Loops: our B-leg Call-IDs end with a random id of this process; an
+ * INVITE that carries it is one of our own calls coming back and gets 482
+ * Loop Detected. Max-Forwards is decremented on the B-leg (483 at 0).
  *
  * The caller's CANCEL cancels the B-leg (nta sends the CANCEL once the
  * gateway has sent a provisional answer) and the caller gets 487 at once; a

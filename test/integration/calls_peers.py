@@ -19,6 +19,31 @@ def switch_policy(**sip):
     return "switch { sip = { %s } }\n" % lua_fields(sip)
 
 
+def one_carrier(gw_port, **gw):
+    """The usual policy: customer 127.0.0.1, one routing gateway "carrier"."""
+    return {"10-calls.lua": switch_policy() + mapping() + routing("carrier", gw_port, **gw)}
+
+
+def sipp_log(sipp):
+    """Everything SIPp logged of its messages (run with -trace_msg)."""
+    text = ""
+    for name in sorted(os.listdir(sipp.dir)):
+        if name.endswith("_messages.log"):
+            with open(os.path.join(sipp.dir, name), "rb") as f:
+                text += f.read().decode("utf-8", "replace")
+    return text
+
+
+def sipp_messages(sipp):
+    """SIPp's message log split into messages."""
+    out = []
+    for chunk in re.split(r"^-{20,}.*$", sipp_log(sipp), flags=re.M):
+        chunk = re.sub(r"^\s*(UDP|TCP) message .*\n", "", chunk).strip()
+        if chunk:
+            out.append(chunk)
+    return out
+
+
 def mapping(name="cust", addresses=("127.0.0.1",), **fields):
     f = {"addresses": list(addresses)}
     f.update(fields)
@@ -71,7 +96,8 @@ def caller(sw, name="call_uac.xml", number="1555", to_user=None, code=None, hold
         args += ["-key", k, v]
     if rate:
         args += ["-r", str(rate)]
-    return Sipp(scenario(name, code), workdir=scratch_dir("uac-" + name[:-4]),
+    return Sipp(scenario(name, code),
+                workdir=scratch_dir("uac-" + os.path.basename(name)[:-4]),
                 remote="127.0.0.1:%d" % sw.port, extra=args + list(extra))
 
 
@@ -158,20 +184,22 @@ def calls_count(sw):
 
 
 class OptionsPeer:
-    """A gateway on a UDP socket of 127.0.0.1 that answers OPTIONS with
-    `code` while `answering` is true and answers nothing else. Records each
-    request (one entry per Call-ID: retransmissions are not counted again)."""
+    """A gateway on a UDP socket of 127.0.0.1 that answers OPTIONS (or each
+    of `methods`) with `code` while `answering` is true and answers nothing
+    else. Records each request (one entry per Call-ID and method:
+    retransmissions are not counted again) with its Request-URI."""
 
-    def __init__(self, code=200, answering=True):
+    def __init__(self, code=200, answering=True, methods=("OPTIONS",)):
         import socket
         import threading
         self.code = code
         self.answering = answering
+        self.answered_methods = tuple(methods)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
-        self.log = []  # (time, method, answered)
+        self.log = []  # (time, method, answered, call-id, request-uri)
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -189,36 +217,42 @@ class OptionsPeer:
                 break
             text = data.decode("utf-8", "replace")
             head = text.split("\r\n\r\n", 1)[0].split("\r\n")
-            method = head[0].split(" ", 1)[0]
+            method, _, rest = head[0].partition(" ")
             if method.startswith("SIP/"):
                 continue
-            answer = method == "OPTIONS" and self.answering
+            uri = rest.split(" ", 1)[0]
+            answer = method in self.answered_methods and self.answering
             ci = ""
             for h in head[1:]:
                 if h.split(":", 1)[0].strip().lower() in ("call-id", "i"):
                     ci = h.split(":", 1)[1].strip()
             with self.lock:
-                if any(c == ci for _, _, _, c in self.log):
+                if any(c == ci and m == method for _, m, _, c, _ in self.log):
                     pass  # a retransmission: nta goes on until timer F
                 else:
-                    self.log.append((time.time(), method, answer, ci))
+                    self.log.append((time.time(), method, answer, ci, uri))
             if not answer:
                 continue
             keep = [h for h in head[1:] if h.split(":", 1)[0].strip().lower() in
                     ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")]
-            keep = [h + ";tag=gw1" if h.split(":", 1)[0].strip().lower() in ("to", "t")
-                    else h for h in keep]
+            keep = [h + ";tag=gw1" if h.split(":", 1)[0].strip().lower() in ("to", "t") and
+                    ";tag=" not in h else h for h in keep]
             reply = "SIP/2.0 %d Whatever\r\n%s\r\nContent-Length: 0\r\n\r\n" % (
                 self.code, "\r\n".join(keep))
             self.sock.sendto(reply.encode(), addr)
 
     def methods(self):
         with self.lock:
-            return [m for _, m, _, _ in self.log]
+            return [m for _, m, _, _, _ in self.log]
+
+    def uris(self, method):
+        """The Request-URIs of the `method` requests, in order."""
+        with self.lock:
+            return [u for _, m, _, _, u in self.log if m == method]
 
     def count(self, method="OPTIONS", answered=None):
         with self.lock:
-            return sum(1 for _, m, a, _ in self.log
+            return sum(1 for _, m, a, _, _ in self.log
                        if m == method and (answered is None or a == answered))
 
     def close(self):

@@ -9,30 +9,18 @@ the registration linked to its (registration-type) routing gateway.
 """
 
 import hashlib
-import os
 import re
 
 from harness import Switch, check, check_eq, run_tests
-from calls_peers import (caller, calls_count, carrier, check_cdr, mapping, routing, run,
+from calls_peers import (one_carrier, sipp_log, caller, calls_count, carrier, check_cdr, mapping, routing, run,
                          switch_policy, wait_cdrs, wait_done)
 from peers import Kamailio, registration, wait_state
 
 
-def policies(gw_port, **gw):
-    return {"10-calls.lua": switch_policy() + mapping() + routing("carrier", gw_port, **gw)}
-
-
-def messages(sipp):
-    text = ""
-    for name in sorted(os.listdir(sipp.dir)):
-        if name.endswith("_messages.log"):
-            with open(os.path.join(sipp.dir, name), "rb") as f:
-                text += f.read().decode("utf-8", "replace")
-    return text
 
 
 def test_reinvite_and_info_relayed():
-    with carrier("call_uas_reinvite.xml") as uas, Switch(policies(uas.port)) as sw:
+    with carrier("call_uas_reinvite.xml") as uas, Switch(one_carrier(uas.port)) as sw:
         # The scenarios check the SDP of the re-INVITE and of its 200, both
         # ACKs, and the INFO bodies each way.
         run(caller(sw, "call_uac_reinvite.xml"), sw)
@@ -42,7 +30,7 @@ def test_reinvite_and_info_relayed():
 
 
 def test_update_relayed_both_ways():
-    with carrier("call_uas_update.xml") as uas, Switch(policies(uas.port)) as sw:
+    with carrier("call_uas_update.xml") as uas, Switch(one_carrier(uas.port)) as sw:
         # The scenarios check Allow (UPDATE offered both ways), each UPDATE's
         # SDP and Contact and each 200's SDP.
         run(caller(sw, "call_uac_update.xml"), sw)
@@ -53,7 +41,7 @@ def test_update_relayed_both_ways():
 
 
 def test_late_offer_ack_carries_the_callers_answer():
-    with carrier("call_uas_late.xml") as uas, Switch(policies(uas.port)) as sw:
+    with carrier("call_uas_late.xml") as uas, Switch(one_carrier(uas.port)) as sw:
         # The carrier checks that its INVITE had no SDP and that its ACK
         # carries the caller's answer; the caller checks the offer in its 200.
         run(caller(sw, "call_uac_late.xml"), sw)
@@ -69,7 +57,7 @@ def test_late_offer_ack_carries_the_callers_answer():
 def test_late_offer_caller_never_acks():
     # resend_interval 100 ms: nta gives up on the caller's ACK after 6.4 s;
     # the carrier must get a bare ACK, then a BYE.
-    with carrier("call_uas_late_noack.xml") as uas, Switch(policies(uas.port)) as sw:
+    with carrier("call_uas_late_noack.xml") as uas, Switch(one_carrier(uas.port)) as sw:
         uac = caller(sw, "call_uac_late_noack.xml")
         uac.start()
         check_eq(uac.wait(20), 0, "the vanished caller got a BYE")
@@ -81,7 +69,7 @@ def test_late_offer_caller_never_acks():
 
 def test_early_offer_acked_at_once():
     # The caller takes 1 s to ACK; the carrier wants its ACK within 0.5 s.
-    with carrier("call_uas_quick_ack.xml") as uas, Switch(policies(uas.port)) as sw:
+    with carrier("call_uas_quick_ack.xml") as uas, Switch(one_carrier(uas.port)) as sw:
         run(caller(sw, "call_uac_slow_ack.xml"), sw)
         wait_done(uas, sw)
         check_cdr(wait_cdrs(sw, 1), status=200, hangup="caller", routing_gateway="carrier")
@@ -108,7 +96,7 @@ def test_carrier_407_answered_with_registration_credentials():
         # digest computed with 100 / 100-secret over its Request-URI.
         # (nta puts the same credentials in the ACK of the 2xx, RFC 3261
         # 13.2.2.4; only the INVITEs are looked at here.)
-        text = messages(uas)
+        text = sipp_log(uas)
         invites = [m for m in re.split(r"^(?=[A-Z]+ \S+ SIP/2.0\r?$|SIP/2.0 )", text, flags=re.M)
                    if m.startswith("INVITE ")]
         check_eq(len(invites), 2, "INVITEs at the carrier")
