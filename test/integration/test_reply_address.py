@@ -111,24 +111,24 @@ def policy(carrier, **fields):
     return {"10-calls.lua": switch_policy() + mapping() + routing("c", carrier.port, **fields)}
 
 
-def test_socket_is_the_default():
-    with Carrier() as c, Switch(policy(c)) as sw:
-        where, resp = options_from(c, sw)
-        check_eq(where, "sock", "OPTIONS response at")
-        where, resp = call_and_bye(c, sw)
-        check_eq(where, "sock", "BYE response at")
+def replies_reach(where, **fields):
+    """An OPTIONS from the carrier and the BYE ending its call are both
+    answered at `where` ("sock" or "via")."""
+    with Carrier() as c, Switch(policy(c, **fields)) as sw:
+        got, _ = options_from(c, sw)
+        check_eq(got, where, "OPTIONS response at")
+        got, resp = call_and_bye(c, sw)
+        check_eq(got, where, "BYE response at")
         check(resp.startswith("SIP/2.0 200"), "BYE answered 200: %r" % resp[:40])
         check_cdr(wait_cdrs(sw, 1), status=200, hangup="callee")
+
+
+def test_socket_is_the_default():
+    replies_reach("sock")
 
 
 def test_via_port_answers_at_the_via_port():
-    with Carrier() as c, Switch(policy(c, reply_address="via_port")) as sw:
-        where, _ = options_from(c, sw)
-        check_eq(where, "via", "OPTIONS response at")
-        where, resp = call_and_bye(c, sw)
-        check_eq(where, "via", "BYE response at")
-        check(resp.startswith("SIP/2.0 200"), "BYE answered 200: %r" % resp[:40])
-        check_cdr(wait_cdrs(sw, 1), status=200, hangup="callee")
+    replies_reach("via", reply_address="via_port")
 
 
 def test_via_and_other_peers():
