@@ -1245,11 +1245,11 @@ static void release_acks(struct call *c)
         relay_flush_ack(r, NULL);
 }
 
-/* The sender's ACK of the 2xx we relayed to its offerless re-INVITE (it
- * carries the answer to the offer in that 2xx), or (sip NULL) nta giving
- * up on it after 64*T1: the other side gets its ACK bare and, as after an
- * initial answer never ACKed (RFC 3261 13.3.1.4), the call ends: the peers
- * no longer agree on the session. */
+/* The sender's ACK of the 2xx we relayed to its re-INVITE (for an offerless
+ * one it carries the answer to the offer in that 2xx), or (sip NULL) nta
+ * giving up on it after 64*T1: a held ACK goes to the other side bare and,
+ * as after an initial answer never ACKed (RFC 3261 13.3.1.4), the call ends:
+ * the peers no longer agree on the session. */
 static int on_relay_ack(void *magic, nta_incoming_t *irq, sip_t const *sip)
 {
     struct relay *r = magic;
@@ -1309,6 +1309,16 @@ static int on_relay_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
             nta_incoming_bind(r->irq, on_relay_ack, r);
             log_debug("call", "%" PRIu64 ": re-INVITE late offer: ACK waits for the %s's",
                       c->id, r->to_b ? "caller" : "callee");
+            return 0;
+        }
+        if (r->invite && status < 300) {
+            /* Our ACK went out above; the sender's ACK of our 2xx is still
+             * due, and a sender that never sends it ends the call as after
+             * an initial answer never ACKed (on_relay_ack()). Only the
+             * server transaction is kept until then. */
+            nta_outgoing_destroy(r->orq);
+            r->orq = NULL;
+            nta_incoming_bind(r->irq, on_relay_ack, r);
             return 0;
         }
         nta_incoming_destroy(r->irq);

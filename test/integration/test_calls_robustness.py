@@ -149,17 +149,26 @@ def test_reinvite_late_offer_both_ways():
         check("re-INVITE late offer: ACK waits for the callee's" in sw.log(), "logged")
 
 
-def test_reinvite_late_offer_never_acked():
-    # resend_interval 100 ms: nta gives up on the caller's ACK after 6.4 s;
-    # the carrier gets its ACK (bare), then both sides a BYE.
-    with carrier("call_uas_reinvite_late_noack.xml") as uas, Switch(one_carrier(uas.port)) as sw:
-        uac = caller(sw, "call_uac_reinvite_late_noack.xml")
+def reinvite_never_acked(uas_scenario, uac_scenario):
+    """resend_interval 100 ms: nta gives up on the caller's ACK after 6.4 s;
+    the carrier gets its ACK (held and bare for a late offer, at once
+    otherwise), then both sides a BYE."""
+    with carrier(uas_scenario) as uas, Switch(one_carrier(uas.port)) as sw:
+        uac = caller(sw, uac_scenario)
         uac.start()
         check_eq(uac.wait(20), 0, "the caller got a BYE")
         wait_done(uas, sw)
         answered_cdr(sw, hangup="switch")
         check_eq(calls_count(sw), 0, "calls")
         check("the caller never ACKed our 2xx to its re-INVITE" in sw.log(), "logged")
+
+
+def test_reinvite_late_offer_never_acked():
+    reinvite_never_acked("call_uas_reinvite_late_noack.xml", "call_uac_reinvite_late_noack.xml")
+
+
+def test_reinvite_never_acked():
+    reinvite_never_acked("call_uas_reinvite_noack.xml", "call_uac_reinvite_noack.xml")
 
 
 # ---- Loops ------------------------------------------------------------------------
