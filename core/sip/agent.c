@@ -180,9 +180,13 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
         free(a);
         return -EINVAL;
     }
-    char url[128];
+    char url[128], ident[24];
     int rc = 0;
     for (size_t i = 0; i < listen->n; i++) {
+        /* Each listener its own ident: nta picks a UDP listener for a
+         * request by ident, and the registrar's NAT keepalives must leave
+         * from the one the REGISTER came to (NTATAG_TPORT). */
+        snprintf(ident, sizeof ident, "l%zu", i);
         rc = listen_url(listen->v[i], url, sizeof url);
         if (rc == -EPROTONOSUPPORT) {
             log_error("sip", "listen %s: tls is not supported yet", listen->v[i]);
@@ -202,7 +206,8 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
                                       NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE),
                                       TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
                                       TPTAG_IDLE(SIPAGENT_IDLE_MS),
-                                      TPTAG_UDP_RMEM(SIPAGENT_UDP_RMEM), TAG_END());
+                                      TPTAG_UDP_RMEM(SIPAGENT_UDP_RMEM), TPTAG_IDENT(ident),
+                                      TAG_END());
             if (!a->nta) {
                 rc = errno ? -errno : -EIO;
                 log_error("sip", "cannot listen on %s: %s", listen->v[i], strerror(-rc));
@@ -210,7 +215,8 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
             }
         } else if (nta_agent_add_tport(a->nta, URL_STRING_MAKE(url),
                                        TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
-                                       TPTAG_IDLE(SIPAGENT_IDLE_MS), TAG_END()) < 0) {
+                                       TPTAG_IDLE(SIPAGENT_IDLE_MS), TPTAG_IDENT(ident),
+                                       TAG_END()) < 0) {
             rc = errno ? -errno : -EIO;
             log_error("sip", "cannot listen on %s: %s", listen->v[i], strerror(-rc));
             goto fail;

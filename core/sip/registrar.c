@@ -1547,10 +1547,16 @@ static void send_keepalive(struct registrar *r, struct binding *b)
     sip_cseq_t *cs = sip_cseq_create(home, 1, SIP_METHOD_OPTIONS);
     r->in_create = true;
     r->create_status = 0;
+    /* From the binding's own transport: the NAT lets the OPTIONS in only
+     * from the IP:port the REGISTER went to. nta sends on a TCP connection
+     * given here (a dead one is a miss, not a new connection the NAT would
+     * refuse); of a UDP listener it takes only the ident (agent.c gives
+     * each one its own), otherwise it would pick the protocol's first. */
     nta_outgoing_t *orq = nta_outgoing_tcreate(
         r->leg, on_keepalive, b, URL_STRING_MAKE(route), SIP_METHOD_OPTIONS,
         URL_STRING_MAKE(b_contact(b)), SIPTAG_FROM_STR(from), SIPTAG_TO_STR(to),
-        SIPTAG_CALL_ID_STR(call_id), SIPTAG_CSEQ(cs), TAG_END());
+        SIPTAG_CALL_ID_STR(call_id), SIPTAG_CSEQ(cs), TAG_IF(b->tp, NTATAG_TPORT(b->tp)),
+        TAG_END());
     r->in_create = false;
     su_home_deinit(home);
     if (!orq || r->create_status) {

@@ -16,7 +16,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Switch, check, check_eq, free_port, run_check, run_tests  # noqa: E402
 from peers import Sipp, wait_until  # noqa: E402
-from test_registrar_auth import accounts_policy  # noqa: E402
+from test_registrar_auth import UA, accounts_policy  # noqa: E402
+from test_registrar_crlf import datagrams  # noqa: E402
 
 HEADER = "-- test policy\n-- (comments keep the definitions off line 1)\n\n"  # 3 lines
 
@@ -75,6 +76,28 @@ def test_options_answered_keeps_silent_removes():
         check(1 in seen, "keepalive_misses 1 never seen before removal: %r" % seen)
         check(time.monotonic() - t0 > 3, "removed too soon for two misses 5 s apart")
         check(sw.wait_log("keepalives unanswered", 1), "reason not logged\n%s" % sw.log_tail())
+
+
+def test_options_leave_from_the_register_listener():
+    # Two UDP listeners: nta would send a request from the first one, and a
+    # NAT lets the OPTIONS in only from the IP:port the REGISTER went to.
+    pol = accounts_policy(endpoint_keepalive="options", endpoint_keepalive_interval=5)
+    second = free_port()
+    with Switch(pol, extra_args=["--listen", "udp:127.0.0.1:%d" % second]) as sw:
+        with UA(second, "1001", contact_host="10.0.0.1") as ua2, \
+                UA(sw.port, "1002", contact_host="10.0.0.2") as ua1:
+            check_eq(ua2.register(expires=60)[0], 200, "registration to the second listener")
+            check_eq(ua1.register(expires=60)[0], 200, "registration to the first listener")
+            for ua, port in ((ua2, second), (ua1, sw.port)):
+                got = datagrams(ua, 7, until=lambda out: out[-1][1].startswith(b"OPTIONS "))
+                options = [addr for _, d, addr in got if d.startswith(b"OPTIONS ")]
+                check(options, "no OPTIONS to %s in 7 s: %r\n%s" % (ua.user, got,
+                                                                    sw.log_tail()))
+                check_eq(options[0], ("127.0.0.1", port), "OPTIONS sender for %s" % ua.user)
+            # Answered (to the listener it came from): no miss counted.
+            time.sleep(0.3)
+            check_eq(bindings(sw, "1001"), [("127.0.0.1:%d" % ua2.lport, True, 0)],
+                     "binding behind the second listener")
 
 
 def test_check_refuses_bad_settings():
