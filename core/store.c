@@ -306,6 +306,21 @@ static void staged(struct store *s, enum store_db db)
     s->staged_dbs |= 1u << db;
 }
 
+/* What a put or a delete checks first: the key, no iteration in progress,
+ * the staged transaction (begun if need be), db marked as written. */
+static int begin_write(struct store *s, enum store_db db, const void *key, size_t klen,
+                       MDB_txn **txn)
+{
+    if (!key_ok(s, db, key, klen))
+        return -EINVAL;
+    if (s->iterating)
+        return -EBUSY;
+    int rc = write_txn(s, txn);
+    if (rc == 0)
+        staged(s, db);
+    return rc;
+}
+
 /* A transaction to read from: the staged write transaction if there is one,
  * else the cached read transaction, renewed (no allocation). Pair with
  * read_done(). Returns 0 or a negative code (logged). */
@@ -362,17 +377,14 @@ static int write_failed(struct store *s, enum store_db db, int rc, const char *m
 int store_put(struct store *s, enum store_db db, const void *key, size_t klen,
               uint8_t version, const void *val, size_t vlen)
 {
-    if (!key_ok(s, db, key, klen) || (vlen && !val) || vlen == SIZE_MAX)
+    if ((vlen && !val) || vlen == SIZE_MAX)
         return -EINVAL;
-    if (s->iterating)
-        return -EBUSY;
     MDB_txn *txn;
-    int rc = write_txn(s, &txn);
+    int rc = begin_write(s, db, key, klen, &txn);
     if (rc < 0)
         return rc;
     MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
     MDB_val v = {.mv_size = vlen + 1, .mv_data = NULL};
-    staged(s, db);
     rc = mdb_put(txn, s->dbi[db], &k, &v, MDB_RESERVE);
     if (rc != 0)
         return write_failed(s, db, rc, "writing to", "write to");
@@ -387,16 +399,11 @@ int store_put(struct store *s, enum store_db db, const void *key, size_t klen,
  * -ENOENT and leaves the transaction intact; other LMDB failures abort it. */
 int store_del(struct store *s, enum store_db db, const void *key, size_t klen)
 {
-    if (!key_ok(s, db, key, klen))
-        return -EINVAL;
-    if (s->iterating)
-        return -EBUSY;
     MDB_txn *txn;
-    int rc = write_txn(s, &txn);
+    int rc = begin_write(s, db, key, klen, &txn);
     if (rc < 0)
         return rc;
     MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
-    staged(s, db);
     rc = mdb_del(txn, s->dbi[db], &k, NULL);
     if (rc == MDB_NOTFOUND)
         return -ENOENT;

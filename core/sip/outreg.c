@@ -877,20 +877,15 @@ static int def_by_name(const void *a, const void *b)
                   (*(const struct registration_def *const *)b)->head.name);
 }
 
+static int name_cmp(const void *name, const void *entry)
+{
+    return strcmp(name, (*(struct outreg *const *)entry)->name);
+}
+
 struct outreg *outreg_find(struct outreg_set *s, const char *name)
 {
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(s->v[mid]->name, name);
-        if (c == 0)
-            return s->v[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    struct outreg **hit = s->n ? bsearch(name, s->v, s->n, sizeof *s->v, name_cmp) : NULL;
+    return hit ? *hit : NULL;
 }
 
 static bool str_eq(const char *a, const char *b)

@@ -240,20 +240,16 @@ static void arm_seconds(struct event *ev, double s)
 
 /* ---- Accounts ------------------------------------------------------------- */
 
+static int account_cmp(const void *name, const void *entry)
+{
+    return strcmp(name, (*(struct account *const *)entry)->name);
+}
+
 static struct account *find_account(struct registrar *r, const char *name)
 {
-    size_t lo = 0, hi = r->nacc;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(r->acc[mid]->name, name);
-        if (c == 0)
-            return r->acc[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    struct account **hit =
+        r->nacc ? bsearch(name, r->acc, r->nacc, sizeof *r->acc, account_cmp) : NULL;
+    return hit ? *hit : NULL;
 }
 
 /* ---- Bindings: strings, heap, wheel, store --------------------------------- */

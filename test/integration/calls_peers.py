@@ -7,10 +7,11 @@ Python 3 standard library only. Builds on harness.py and peers.py.
 
 import os
 import re
+import time
 from xml.sax.saxutils import escape as xml_escape
 
 from harness import check, fail, scratch_dir  # noqa: F401
-from peers import SCENARIOS, Sipp, ctl_value, lua_fields, lua_value, wait_until  # noqa: F401
+from peers import SCENARIOS, Sipp, UdpPeer, ctl_value, lua_fields, lua_value, wait_until  # noqa: F401
 
 
 def switch_policy(**sip):
@@ -183,63 +184,45 @@ def calls_count(sw):
     return int(ctl_value(sw, "return calls.count()"))
 
 
-class OptionsPeer:
+class OptionsPeer(UdpPeer):
     """A gateway on a UDP socket of 127.0.0.1 that answers OPTIONS (or each
     of `methods`) with `code` while `answering` is true and answers nothing
     else. Records each request (one entry per Call-ID and method:
     retransmissions are not counted again) with its Request-URI."""
 
     def __init__(self, code=200, answering=True, methods=("OPTIONS",)):
-        import socket
-        import threading
         self.code = code
         self.answering = answering
         self.answered_methods = tuple(methods)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
         self.log = []  # (time, method, answered, call-id, request-uri)
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _run(self):
-        import socket
-        import time
-        self.sock.settimeout(0.2)
-        while self.running:
-            try:
-                data, addr = self.sock.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            text = data.decode("utf-8", "replace")
-            head = text.split("\r\n\r\n", 1)[0].split("\r\n")
-            method, _, rest = head[0].partition(" ")
-            if method.startswith("SIP/"):
-                continue
-            uri = rest.split(" ", 1)[0]
-            answer = method in self.answered_methods and self.answering
-            ci = ""
-            for h in head[1:]:
-                if h.split(":", 1)[0].strip().lower() in ("call-id", "i"):
-                    ci = h.split(":", 1)[1].strip()
-            with self.lock:
-                if any(c == ci and m == method for _, m, _, c, _ in self.log):
-                    pass  # a retransmission: nta goes on until timer F
-                else:
-                    self.log.append((time.time(), method, answer, ci, uri))
-            if not answer:
-                continue
-            keep = [h for h in head[1:] if h.split(":", 1)[0].strip().lower() in
-                    ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")]
-            keep = [h + ";tag=gw1" if h.split(":", 1)[0].strip().lower() in ("to", "t") and
-                    ";tag=" not in h else h for h in keep]
-            reply = "SIP/2.0 %d Whatever\r\n%s\r\nContent-Length: 0\r\n\r\n" % (
-                self.code, "\r\n".join(keep))
-            self.sock.sendto(reply.encode(), addr)
+    def on_datagram(self, data, addr):
+        text = data.decode("utf-8", "replace")
+        head = text.split("\r\n\r\n", 1)[0].split("\r\n")
+        method, _, rest = head[0].partition(" ")
+        if method.startswith("SIP/"):
+            return
+        uri = rest.split(" ", 1)[0]
+        answer = method in self.answered_methods and self.answering
+        ci = ""
+        for h in head[1:]:
+            if h.split(":", 1)[0].strip().lower() in ("call-id", "i"):
+                ci = h.split(":", 1)[1].strip()
+        with self.lock:
+            if any(c == ci and m == method for _, m, _, c, _ in self.log):
+                pass  # a retransmission: nta goes on until timer F
+            else:
+                self.log.append((time.time(), method, answer, ci, uri))
+        if not answer:
+            return
+        keep = [h for h in head[1:] if h.split(":", 1)[0].strip().lower() in
+                ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")]
+        keep = [h + ";tag=gw1" if h.split(":", 1)[0].strip().lower() in ("to", "t") and
+                ";tag=" not in h else h for h in keep]
+        reply = "SIP/2.0 %d Whatever\r\n%s\r\nContent-Length: 0\r\n\r\n" % (
+            self.code, "\r\n".join(keep))
+        self.sock.sendto(reply.encode(), addr)
 
     def methods(self):
         with self.lock:
@@ -254,15 +237,3 @@ class OptionsPeer:
         with self.lock:
             return sum(1 for _, m, a, _, _ in self.log
                        if m == method and (answered is None or a == answered))
-
-    def close(self):
-        self.running = False
-        self.thread.join(timeout=2)
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False

@@ -165,28 +165,31 @@ def _message_complete(buf):
     return total if len(buf) >= total else 0
 
 
+def udp_read_reply(s, timeout, accept):
+    """The first datagram on UDP socket s whose status (None when it is no
+    response) `accept` takes, or None after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        s.settimeout(left)
+        try:
+            reply, _ = s.recvfrom(65535)
+        except (socket.timeout, ConnectionRefusedError):
+            return None
+        if accept(status_of(reply)):
+            return reply
+
+
 def udp_exchange(port, data, timeout=1.0, want_final=True):
     """Send one datagram to 127.0.0.1:port; the first (final) reply or None."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.bind(("127.0.0.1", 0))
         s.sendto(data, ("127.0.0.1", port))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            s.settimeout(left)
-            try:
-                reply, _ = s.recvfrom(65535)
-            except socket.timeout:
-                return None
-            except ConnectionRefusedError:
-                return None
-            st = status_of(reply)
-            if want_final and st is not None and st < 200:
-                continue
-            return reply
+        return udp_read_reply(
+            s, timeout, lambda st: not (want_final and st is not None and st < 200))
     finally:
         s.close()
 
@@ -246,19 +249,8 @@ def options_status(port, transport="udp", timeout=2.0):
             s.bind(("127.0.0.1", 0))
             msg = sip_options(port, "udp", s.getsockname()[1])
             s.sendto(msg, ("127.0.0.1", port))
-            deadline = time.monotonic() + timeout
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                s.settimeout(left)
-                try:
-                    reply, _ = s.recvfrom(65535)
-                except (socket.timeout, ConnectionRefusedError):
-                    return None
-                st = status_of(reply)
-                if st is not None and st >= 200:
-                    return st
+            reply = udp_read_reply(s, timeout, lambda st: st is not None and st >= 200)
+            return status_of(reply) if reply is not None else None
         finally:
             s.close()
     if transport == "tcp":

@@ -258,14 +258,14 @@ def attempts(regs, gap=1.0):
     return groups
 
 
-class SilentRegistrar:
-    """A UDP socket on 127.0.0.1 that reads every datagram and answers none."""
+class UdpPeer:
+    """A UDP socket on 127.0.0.1 served by a thread that hands each datagram
+    to on_datagram(data, addr); a context manager that stops it."""
 
     def __init__(self, port=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", port or 0))
         self.port = self.sock.getsockname()[1]
-        self.packets = []  # (t, bytes)
         self.lock = threading.Lock()
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -275,13 +275,39 @@ class SilentRegistrar:
         self.sock.settimeout(0.2)
         while self.running:
             try:
-                data, _ = self.sock.recvfrom(65535)
+                data, addr = self.sock.recvfrom(65535)
             except socket.timeout:
                 continue
             except OSError:
                 break
-            with self.lock:
-                self.packets.append((time.time(), data))
+            self.on_datagram(data, addr)
+
+    def on_datagram(self, data, addr):
+        raise NotImplementedError
+
+    def close(self):
+        self.running = False
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class SilentRegistrar(UdpPeer):
+    """A UDP socket on 127.0.0.1 that reads every datagram and answers none."""
+
+    def __init__(self, port=None):
+        self.packets = []  # (t, bytes)
+        super().__init__(port)
+
+    def on_datagram(self, data, addr):
+        with self.lock:
+            self.packets.append((time.time(), data))
 
     def requests(self):
         """Each datagram parsed: dicts with t, method, cseq, ci, branch, expires."""
@@ -308,18 +334,6 @@ class SilentRegistrar:
                     d["expires"] = _int_or_none(value)
             out.append(d)
         return out
-
-    def close(self):
-        self.running = False
-        self.thread.join(timeout=2)
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
 
 class Sipp:
