@@ -297,7 +297,7 @@ static int run(struct app *a)
     }
 
     su_init();
-    log_attach_sofia();
+    log_attach_libraries();
     a->root = evport_root_create(a->base, NULL);
     if (!a->root)
         return 1;

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -153,6 +154,7 @@ struct su_port_s {
     struct wait_slot **slots; /* index - 1 -> slot, NULL when free */
     unsigned nslots, nwaits;
     int break_requested;
+    unsigned in_callback; /* > 0 while sofia code runs from this port */
     evport_datagram_f *observer; /* sees each datagram's source before sofia */
     void *observer_arg;
 };
@@ -228,9 +230,11 @@ static void on_msg(evutil_socket_t fd, short what, void *arg)
         if (read(fd, &count, sizeof count) < 0 && errno != EAGAIN)
             log_warn("evport", "eventfd read: %s", strerror(errno));
     }
+    self->in_callback++;
     if (self->base.sup_head)
         su_base_port_getmsgs(self);
     port_expire_deferrable(self);
+    self->in_callback--;
     port_arm_timer(self);
 }
 
@@ -289,7 +293,9 @@ static void on_wait_ready(evutil_socket_t fd, short what, void *arg)
 
     slot->dispatching = 1;
     su_root_magic_t *magic = slot->root ? su_root_magic(slot->root) : NULL;
+    self->in_callback++;
     slot->callback(magic, &slot->wait, slot->arg);
+    self->in_callback--;
     slot->dispatching = 0;
     if (slot->unregistered)
         free(slot);
@@ -479,9 +485,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     su_port_t *self = arg;
     (void)fd;
     (void)what;
+    self->in_callback++;
     port_dispatch_timers(self);
     if (self->base.sup_head)
         su_base_port_getmsgs(self);
+    self->in_callback--;
     port_arm_timer(self);
 }
 
@@ -513,8 +521,24 @@ static void on_step_timeout(evutil_socket_t fd, short what, void *arg)
     (void)arg;
 }
 
+/* Whether sofia code is running from one of this port's callbacks. nta
+ * calls su_root_yield() (which lands in port_wait_events) every fifth
+ * retransmission of a busy timer pass, to read packets in between; libevent's
+ * loop cannot be re-entered from its own callback ("reentrant invocation",
+ * once per pass under overload), so then the packets wait for the next loop
+ * turn. (libevent's event_base_get_running_event() cannot tell: it crashes
+ * outside the loop in 2.1.12.) */
+static bool port_in_dispatch(const su_port_t *self)
+{
+    return self->in_callback > 0;
+}
+
 static su_duration_t port_step(su_port_t *self, su_duration_t tout)
 {
+    if (port_in_dispatch(self)) {
+        long next = next_timeout_ms(self);
+        return next < 0 ? SU_WAIT_FOREVER : next;
+    }
     if (self->base.sup_head)
         su_base_port_getmsgs(self);
     port_dispatch_timers(self);

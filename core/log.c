@@ -5,6 +5,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <event2/event.h>
 #include <sofia-sip/su_log.h>
 
 static enum log_level current_level = LOG_INFO;
@@ -93,8 +94,20 @@ extern su_log_t tport_log[];
 extern su_log_t nta_log[];
 extern su_log_t su_log_default[];
 
-void log_attach_sofia(void)
+/* libevent's own warnings (a bad descriptor, a reentrant loop) would go
+ * to stderr unformatted and unleveled; here they are ours. */
+static void libevent_logger(int severity, const char *msg)
 {
+    enum log_level lvl = severity >= EVENT_LOG_ERR    ? LOG_ERROR
+                         : severity == EVENT_LOG_WARN ? LOG_WARN
+                         : severity == EVENT_LOG_MSG  ? LOG_INFO
+                                                      : LOG_DEBUG;
+    log_write(lvl, "libevent", "%s", msg);
+}
+
+void log_attach_libraries(void)
+{
+    event_set_log_callback(libevent_logger);
     /* error -> 1, warn -> 3, info -> 3, debug -> 5 on sofia's scale. */
     static const unsigned sofia_level[] = {1, 3, 3, 5};
     unsigned lvl = sofia_level[current_level];

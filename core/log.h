@@ -1,7 +1,8 @@
 /* The switch's log: one line per event on stderr, with a level.
  *
- * Every module logs through here, and so does sofia-sip (log_attach_sofia()
- * redirects su_log into it), so an operator reads one stream. */
+ * Every module logs through here, and so do sofia-sip and libevent
+ * (log_attach_libraries() redirects their logs into it), so an operator
+ * reads one stream. */
 #ifndef MOON_LOG_H
 #define MOON_LOG_H
 
@@ -19,8 +20,9 @@ void log_write(enum log_level level, const char *module, const char *fmt, ...)
 void log_vwrite(enum log_level level, const char *module, const char *fmt, va_list ap);
 
 /* Route sofia-sip's su_log, tport_log and nta_log into this log, at levels
- * mapped from sofia's 0..9 scale. Call once at start-up. */
-void log_attach_sofia(void);
+ * mapped from sofia's 0..9 scale, and libevent's warnings too. Call once at
+ * start-up. */
+void log_attach_libraries(void);
 
 #define log_enabled(level) ((level) <= log_get_level())
 #define log_error(mod, ...) log_write(LOG_ERROR, mod, __VA_ARGS__)

@@ -1396,6 +1396,46 @@ static void datagram_observer(void)
     close(sv[1]);
 }
 
+/* nta calls su_root_yield() from inside its own timer callback under load
+ * (every fifth retransmission). The port must not re-enter libevent's loop
+ * from there: libevent would refuse it and log "reentrant invocation" once
+ * per timer pass. */
+static int yield_fired;
+static int libevent_complaints;
+
+static void count_libevent_log(int severity, const char *msg)
+{
+    (void)severity;
+    (void)msg;
+    libevent_complaints++;
+}
+
+static void on_yielding_timer(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
+{
+    (void)magic;
+    (void)t;
+    su_root_yield((su_root_t *)arg);
+    yield_fired++;
+}
+
+static void regression_yield_inside_dispatch(void)
+{
+    struct fixture f = setup();
+    event_set_log_callback(count_libevent_log);
+    su_timer_t *t = su_timer_create(su_root_task(f.root), 0);
+    yield_fired = libevent_complaints = 0;
+    CHECK(su_timer_set_interval(t, on_yielding_timer, (su_timer_arg_t *)f.root, 5) == 0);
+    evport_rearm(f.root);
+    CHECK(run_until(f.base, &yield_fired, 1, 1000));
+    CHECK(libevent_complaints == 0);
+    /* Outside any callback, yield still reads what is pending. */
+    (void)su_root_yield(f.root);
+    CHECK(libevent_complaints == 0);
+    event_set_log_callback(NULL);
+    su_timer_destroy(t);
+    teardown(&f);
+}
+
 TEST_MAIN(CASE(layout_check), CASE(timers_in_order), CASE(timer_set_from_callback),
           CASE(timers_set_from_callbacks),
           CASE(timer_periodic), CASE(timers_short_and_idle),
@@ -1404,4 +1444,5 @@ TEST_MAIN(CASE(layout_check), CASE(timers_in_order), CASE(timer_set_from_callbac
           CASE(hangup_revents), CASE(messages), CASE(message_from_callback),
           CASE(root_step_run_break), CASE(regression_step_leaves_loopexit),
           CASE(regression_no_events_spin), CASE(regression_deferrable_starved),
-          CASE(regression_cross_thread_refcount), CASE(regression_vtable_too_short), CASE(datagram_observer))
+          CASE(regression_cross_thread_refcount), CASE(regression_vtable_too_short), CASE(datagram_observer),
+          CASE(regression_yield_inside_dispatch))
