@@ -2,10 +2,10 @@
  *
  * Each function installs the hooks of one core object. A hook runs in
  * *current, the engine's running runtime, read at each call so a reload
- * applies at once; `current` must outlive the object. Without the policy
- * function a hook costs one global lookup (retry_delay: one registry read)
- * and the core goes on as it would without Lua. Each is implemented beside
- * the Lua objects of the same core object. */
+ * applies at once; `current` must outlive the object. When the policy does
+ * not define the function, a hook costs one global lookup (retry_delay: one
+ * registry read) and the core goes on as it would without Lua. Each is
+ * implemented beside the Lua objects of the same core object. */
 #ifndef MOON_LUA_HOOKS_H
 #define MOON_LUA_HOOKS_H
 
@@ -28,7 +28,8 @@ void hooks_attach_sip(struct sipagent *agent, struct luart *const *current);
 void hooks_attach_registrar(struct registrar *r, struct luart *const *current);
 
 /* calls.c: route(call), in a task of its own, which the call waits for;
- * and callee_rewrite rules through Lua's string.gsub, without a task. */
+ * and a gateway's callee_rewrite rules, each one call of Lua's string.gsub
+ * without a task. */
 void hooks_attach_calls(struct calls *cs, struct luart *const *current);
 
 #endif
