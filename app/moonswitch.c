@@ -52,9 +52,9 @@ struct app {
     struct sipagent *agent;
     struct replyaddr *replies; /* where responses go, per gateway */
     struct outreg_set *outregs;
-    struct registrar *registrar; /* registrar wiring (issue 4) */
-    struct calls *calls; /* calls wiring (issue 5) */
-    int shutdown_steps;  /* calls wiring (issue 5): sessions still ending */
+    struct registrar *registrar; /* endpoints registering to us */
+    struct calls *calls;         /* the B2BUA: calls and CDRs */
+    int shutdown_steps;          /* at shutdown: calls, registrations still ending */
     struct control *control;
     struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *housekeeping;
     int exit_code;
@@ -155,7 +155,7 @@ static void finish(struct app *a)
 static void shutdown_step_done(void *arg)
 {
     struct app *a = arg;
-    if (--a->shutdown_steps > 0) /* calls wiring (issue 5): calls and registrations */
+    if (--a->shutdown_steps > 0) /* calls and registrations report once each */
         return;
     log_info("main", "sessions ended");
     finish(a);
@@ -186,11 +186,11 @@ static void begin_shutdown(struct app *a, const char *why)
      * timer bounds how long that may take. */
     struct timeval tv = {SHUTDOWN_GRACE_MS / 1000, (SHUTDOWN_GRACE_MS % 1000) * 1000};
     evtimer_add(a->shutdown_timer, &tv);
-    /* ---- calls wiring (issue 5): BYE every call, then unregister ---- */
+    /* BYE every call and unregister every registration, together; each
+     * reports through shutdown_step_done when it is over. */
     a->shutdown_steps = a->calls ? 2 : 1;
     if (a->calls)
         calls_shutdown(a->calls, shutdown_step_done, a);
-    /* ---- end of calls wiring ---- */
     if (a->outregs)
         outreg_set_shutdown(a->outregs, shutdown_step_done, a);
     else
@@ -219,8 +219,8 @@ static void on_reload(const struct config *before, const struct config *now, voi
     sipagent_set_t1(a->agent, (unsigned)config_switch(now)->sip.resend_interval);
     replyaddr_apply(a->replies, now);
     outreg_set_apply(a->outregs, now);
-    registrar_apply(a->registrar, now); /* registrar wiring (issue 4) */
-    calls_apply(a->calls, now);         /* calls wiring (issue 5) */
+    registrar_apply(a->registrar, now);
+    calls_apply(a->calls, now);
     evport_rearm(a->root);
 }
 
@@ -319,7 +319,8 @@ static int run(struct app *a)
         return 1;
     engine_attach_outregs(a->engine, a->outregs, a->root);
     engine_attach_sip(a->engine, a->agent);
-    /* ---- registrar wiring (issue 4) ---- */
+    /* The registrar takes REGISTER: its stateless prefilter answers those
+     * that change nothing (challenges, refusals), its handler the rest. */
     if (registrar_create(&a->registrar, sipagent_nta(a->agent), sipagent_client_leg(a->agent),
                          a->root, a->base, a->store) < 0)
         return 1;
@@ -329,15 +330,14 @@ static int run(struct app *a)
                                 a->registrar);
     sipagent_set_method_prefilter(a->agent, sip_method_register,
                                   registrar_prefilter_register, a->registrar);
-    /* ---- end of registrar wiring ---- */
-    /* ---- calls wiring (issue 5) ---- */
+    /* Calls take INVITE; the registrar authenticates callers from accounts
+     * and knows where called accounts are bound. */
     if (calls_create(&a->calls, a->agent, a->root, a->base, a->store, a->outregs) < 0)
         return 1;
     calls_apply(a->calls, engine_config(a->engine));
     engine_attach_calls(a->engine, a->calls);
     calls_set_registrar(a->calls, a->registrar);
     sipagent_set_method_handler(a->agent, sip_method_invite, calls_on_invite, a->calls);
-    /* ---- end of calls wiring ---- */
     engine_set_reload_handler(a->engine, on_reload, a);
     outreg_set_apply(a->outregs, engine_config(a->engine));
     evport_rearm(a->root);
@@ -372,11 +372,11 @@ static int run(struct app *a)
 static void cleanup(struct app *a)
 {
     control_close(a->control);
-    calls_destroy(a->calls); /* calls wiring (issue 5): before nta goes */
+    calls_destroy(a->calls); /* before nta goes */
     /* Lua before nta: closing the states collects transaction objects that
      * still own nta transactions and legs. */
     engine_destroy(a->engine);
-    registrar_destroy(a->registrar); /* registrar wiring (issue 4): before nta goes */
+    registrar_destroy(a->registrar); /* before nta goes */
     outreg_set_destroy(a->outregs);
     replyaddr_destroy(a->replies);
     sipagent_destroy(a->agent);

@@ -10,14 +10,23 @@
  *   cdrs.csv(n)            the same as CSV text, oldest first, with a header
  *   cdrs.count()           records stored
  *
+ *   function route(call)   the policy's routing (hooks.h): call.caller,
+ *                          .callee, .mapping_gateway in; gateway names to
+ *                          try out, or nothing for prefix and priority
+ *   callee_rewrite rules   applied with Lua's own string.gsub
+ *
  * A call handle names its call by id and looks it up on each access, so a
  * handle kept after the call ended reads state "ended" and nil fields
  * instead of freed memory. O(calls) per lookup: the REPL's pace, not the
  * call path's. */
-#include "api.h"
 #include "cdr.h"
+#include "hooks.h"
+#include "log.h"
+#include "module.h"
+#include "runtime.h"
 #include "sip/call.h"
 #include "store.h"
+#include "task.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,7 +303,103 @@ static int l_cdrs_count(lua_State *L)
     return 1;
 }
 
-void api_open_calls(lua_State *L, struct luart *rt)
+/* ---- The route and callee_rewrite hooks ------------------------------------ */
+
+/* The policy's route(call) hook, when the current policy defines one: it
+ * runs in a task of its own and may wait; the call waits for its answer.
+ * It returns an array of routing gateway names (or several names), or
+ * nothing for prefix and priority routing. An error falls back to prefix
+ * and priority routing, logged. */
+static void route_done(lua_State *L, int nres, const char *error, void *arg)
+{
+    struct call_route *rq = arg;
+    if (error) {
+        log_error("policy", "route(): %s", error);
+        call_route_done(rq, NULL, 0);
+        return;
+    }
+    const char *names[32];
+    size_t n = 0;
+    int base = lua_gettop(L) - nres;
+    if (nres >= 1 && lua_istable(L, base + 1)) {
+        for (int i = 1; n < 32; i++) {
+            lua_rawgeti(L, base + 1, i);
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                lua_pop(L, 1);
+                break;
+            }
+            names[n++] = lua_tostring(L, -1); /* anchored by the table */
+            lua_pop(L, 1);
+        }
+    } else {
+        for (int i = 1; i <= nres && n < 32; i++)
+            if (lua_type(L, base + i) == LUA_TSTRING)
+                names[n++] = lua_tostring(L, base + i);
+    }
+    call_route_done(rq, names, n);
+}
+
+static bool route_hook(struct call_route *rq, void *arg)
+{
+    struct luart *const *current = arg;
+    struct luart *rt = *current;
+    lua_State *L = luart_state(rt);
+    lua_getglobal(L, "route");
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, call_route_caller(rq));
+    lua_setfield(L, -2, "caller");
+    lua_pushstring(L, call_route_callee(rq));
+    lua_setfield(L, -2, "callee");
+    lua_pushstring(L, call_route_mapping_gateway(rq));
+    lua_setfield(L, -2, "mapping_gateway");
+    luart_spawn(rt, 1, route_done, rq); /* done follows, even on failure */
+    return true;
+}
+
+/* A gateway's callee_rewrite rule, with Lua's own string.gsub so that the
+ * rules mean what they mean in Lua. Runs under the time budget. */
+static int rewrite_hook(const char *pattern, const char *replacement, const char *in,
+                        char *out, size_t outlen, void *arg)
+{
+    struct luart *const *current = arg;
+    struct luart *rt = *current;
+    lua_State *L = luart_state(rt);
+    char err[256];
+    lua_getglobal(L, "string");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_getfield(L, -1, "gsub");
+    lua_remove(L, -2);
+    lua_pushstring(L, in);
+    lua_pushstring(L, pattern);
+    lua_pushstring(L, replacement);
+    if (luart_call(rt, 3, 1, err, sizeof err) < 0) {
+        log_error("policy", "callee_rewrite { \"%s\", \"%s\" }: %s", pattern, replacement, err);
+        return -1;
+    }
+    const char *s = lua_tostring(L, -1);
+    int rc = s && strlen(s) < outlen ? 0 : -1;
+    if (rc == 0)
+        memcpy(out, s, strlen(s) + 1);
+    lua_pop(L, 1);
+    return rc;
+}
+
+void hooks_attach_calls(struct calls *cs, struct luart *const *current)
+{
+    calls_set_route_hook(cs, route_hook, (void *)current);
+    calls_set_rewrite_hook(cs, rewrite_hook, (void *)current);
+}
+
+/* ---- Opening ------------------------------------------------------------------ */
+
+static void open_calls(lua_State *L, struct luart *rt)
 {
     luaL_newmetatable(L, CALL_MT);
     lua_pushcfunction(L, call_index);
@@ -317,3 +422,5 @@ void api_open_calls(lua_State *L, struct luart *rt)
     api_setfield(L, rt, "count", l_cdrs_count);
     lua_setglobal(L, "cdrs");
 }
+
+const struct api_module api_calls = {.name = "calls, cdrs", .open = open_calls};

@@ -23,12 +23,16 @@
  *     return 488                    -- refuse with that status
  *   end                             -- nothing or true: accept
  *
- * Handles name their account and look it up on each access, so a handle
- * kept across a reload that removed the account reads as gone. Misuse raises
+ * Account handles (handle.h) look their account up on each access, so a
+ * handle kept across a reload that removed the account reads as gone. Misuse raises
  * an error; "no such account" returns nil and a message. */
-#include "api.h"
+#include "handle.h"
+#include "hooks.h"
 #include "log.h"
+#include "module.h"
+#include "runtime.h"
 #include "sip/registrar.h"
+#include "task.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -167,19 +171,9 @@ static int eps_tostring(lua_State *L)
 
 /* ---- accounts ------------------------------------------------------------------ */
 
-struct handle {
-    struct luart *rt;
-    char name[1]; /* allocated to fit */
-};
-
 static void push_account(lua_State *L, struct luart *rt, const char *name)
 {
-    size_t n = strlen(name);
-    struct handle *h = lua_newuserdata(L, sizeof *h + n);
-    h->rt = rt;
-    memcpy(h->name, name, n + 1);
-    luaL_getmetatable(L, ACCOUNT_MT);
-    lua_setmetatable(L, -2);
+    handle_push(L, rt, name, ACCOUNT_MT);
 }
 
 static struct registrar *handle_registrar(struct handle *h)
@@ -189,7 +183,7 @@ static struct registrar *handle_registrar(struct handle *h)
 
 static int acc_unsuspend(lua_State *L)
 {
-    struct handle *h = luaL_checkudata(L, 1, ACCOUNT_MT);
+    struct handle *h = handle_check(L, 1, ACCOUNT_MT);
     struct registrar *r = handle_registrar(h);
     lua_pushboolean(L, r && registrar_unsuspend(r, h->name) > 0);
     return 1;
@@ -197,7 +191,7 @@ static int acc_unsuspend(lua_State *L)
 
 static int acc_unregister(lua_State *L)
 {
-    struct handle *h = luaL_checkudata(L, 1, ACCOUNT_MT);
+    struct handle *h = handle_check(L, 1, ACCOUNT_MT);
     struct registrar *r = handle_registrar(h);
     int n = r ? registrar_remove(r, h->name, NULL) : -ENOENT;
     if (n < 0) {
@@ -211,7 +205,7 @@ static int acc_unregister(lua_State *L)
 
 static int acc_index(lua_State *L)
 {
-    struct handle *h = luaL_checkudata(L, 1, ACCOUNT_MT);
+    struct handle *h = handle_check(L, 1, ACCOUNT_MT);
     const char *k = luaL_checkstring(L, 2);
     if (strcmp(k, "unsuspend") == 0) {
         lua_pushcfunction(L, acc_unsuspend);
@@ -250,7 +244,7 @@ static int acc_index(lua_State *L)
 
 static int acc_tostring(lua_State *L)
 {
-    struct handle *h = luaL_checkudata(L, 1, ACCOUNT_MT);
+    struct handle *h = handle_check(L, 1, ACCOUNT_MT);
     struct registrar *r = handle_registrar(h);
     struct registrar_account a;
     if (!r || registrar_account_find(r, h->name, &a) < 0) {
@@ -487,14 +481,14 @@ static bool on_register_hook(struct registrar_event *ev, void *arg)
     return true;
 }
 
-void endpoints_attach(struct registrar *r, struct luart *const *current)
+void hooks_attach_registrar(struct registrar *r, struct luart *const *current)
 {
     registrar_set_hook(r, on_register_hook, (void *)current);
 }
 
 /* ---- Opening ------------------------------------------------------------------ */
 
-void api_open_endpoints(lua_State *L, struct luart *rt)
+static void open_endpoints(lua_State *L, struct luart *rt)
 {
     luaL_newmetatable(L, ACCOUNT_MT);
     lua_pushcfunction(L, acc_index);
@@ -509,3 +503,6 @@ void api_open_endpoints(lua_State *L, struct luart *rt)
     api_open_proxy(L, rt, "accounts", accs_index, accs_tostring, accs_call, NULL);
     api_open_proxy(L, rt, "suspensions", NULL, susps_tostring, susps_call, susp_fields);
 }
+
+const struct api_module api_endpoints = {.name = "endpoints, accounts, suspensions",
+                                         .open = open_endpoints};

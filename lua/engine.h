@@ -46,8 +46,9 @@ struct registrar;
 void engine_attach_registrar(struct engine *e, struct registrar *r);
 
 struct calls;
-/* Calls (issue 5): `calls`, `cdrs`, gateways[].calls for policies, the
- * policy's route(call) hook and callee_rewrite through string.gsub. */
+/* Make calls visible to policies (`calls`, `cdrs`, gateways[].calls), and
+ * route calls through the policy's route(call) hook and callee_rewrite
+ * rules through Lua's string.gsub. */
 void engine_attach_calls(struct engine *e, struct calls *cs);
 
 /* Reload atomically: load and validate a fresh runtime, and only then swap.

@@ -1,6 +1,9 @@
-/* Policy runtimes and their tasks. See runtime.h. */
-#include "api.h"
+/* Policy runtimes and their tasks. See runtime.h and task.h. */
+#include "runtime.h"
 #include "config.h"
+#include "dsl.h"
+#include "module.h"
+#include "task.h"
 #include "evport.h"
 #include "log.h"
 
@@ -12,6 +15,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <lauxlib.h>
 #include <luajit.h>
 #include <lualib.h>
 
@@ -109,20 +113,6 @@ unsigned luart_tasks(const struct luart *rt)
     return rt->tasks;
 }
 
-void api_register(lua_State *L, struct luart *rt, const char *name, lua_CFunction fn)
-{
-    lua_pushlightuserdata(L, rt);
-    lua_pushcclosure(L, fn, 1);
-    lua_setglobal(L, name);
-}
-
-void api_setfield(lua_State *L, struct luart *rt, const char *name, lua_CFunction fn)
-{
-    lua_pushlightuserdata(L, rt);
-    lua_pushcclosure(L, fn, 1);
-    lua_setfield(L, -2, name);
-}
-
 /* ---- Closing ------------------------------------------------------------ */
 
 static void rt_close(struct luart *rt)
@@ -135,7 +125,7 @@ static void rt_close(struct luart *rt)
             *p = rt->next_rt;
             break;
         }
-    timer_stop_all(rt->L);
+    api_retire_all(rt->L);
     lua_close(rt->L);
     config_free(rt->cfg);
     free(rt);
@@ -152,7 +142,7 @@ void luart_retire(struct luart *rt)
     if (!rt)
         return;
     rt->retired = 1;
-    timer_stop_all(rt->L);
+    api_retire_all(rt->L);
     rt_maybe_close(rt);
 }
 
@@ -335,40 +325,6 @@ int luart_call(struct luart *rt, int nargs, int nres, char *err, size_t errlen)
     return 0;
 }
 
-/* ---- sleep ---------------------------------------------------------------- */
-
-static int l_sleep(lua_State *L)
-{
-    double s = luaL_checknumber(L, 1);
-    if (s < 0 || s != s)
-        return luaL_argerror(L, 1, "seconds must be >= 0");
-    struct task *t = task_check_yieldable(L, "sleep");
-    if (task_sleep(t, s) < 0)
-        return luaL_error(L, "sleep: cannot arm a timer");
-    return lua_yield(L, 0);
-}
-
-/* ---- reload ------------------------------------------------------------------ */
-
-static int l_reload(lua_State *L)
-{
-    const struct luahost *host = luart_host(RT_UPVALUE(L));
-    char msg[1024];
-    if (!host->reload) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "reload is not available here");
-        return 2;
-    }
-    if (host->reload(host->reload_arg, msg, sizeof msg) < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, msg);
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    lua_pushstring(L, msg);
-    return 2;
-}
-
 /* ---- Loading ---------------------------------------------------------------- */
 
 static int cmp_names(const void *a, const void *b)
@@ -458,15 +414,8 @@ struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
     lua_newtable(L);
     lua_rawset(L, LUA_REGISTRYINDEX);
 
-    api_register(L, rt, "sleep", l_sleep);
-    api_register(L, rt, "reload", l_reload);
-    api_open_dsl(L, rt, rt->cfg);
-    api_open_timer(L, rt);
-    api_open_kv(L, rt);
-    api_open_live(L, rt);
-    api_open_sip(L, rt);
-    api_open_endpoints(L, rt);
-    api_open_calls(L, rt); /* issue 5 */
+    dsl_open(L, rt->cfg);
+    api_open_all(L, rt);
 
     char **files = NULL;
     int n = list_policy_files(dir, &files, err, errlen);

@@ -13,10 +13,14 @@
 #define NTA_OUTGOING_MAGIC_T struct ltx
 
 #include "random.h"
-#include "api.h"
 #include "evport.h"
+#include "hooks.h"
 #include "log.h"
+#include "module.h"
+#include "runtime.h"
 #include "sip/agent.h"
+#include "strbuf.h"
+#include "task.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -791,7 +795,10 @@ static void on_request_done(lua_State *L, int nres, const char *error, void *arg
     free(run);
 }
 
-int sip_dispatch_request(struct luart *rt, nta_incoming_t *irq, const sip_t *sip)
+/* Give an out-of-dialog request to the policy's on_request(req) in a new
+ * task. Returns 0 when the hook took it (it answers, or the task's end
+ * answers 500), -1 when the policy has no hook, 500 when out of memory. */
+static int sip_dispatch_request(struct luart *rt, nta_incoming_t *irq, const sip_t *sip)
 {
     (void)sip;
     lua_State *L = luart_state(rt);
@@ -823,9 +830,22 @@ int sip_dispatch_request(struct luart *rt, nta_incoming_t *irq, const sip_t *sip
     return 0;
 }
 
+/* Out-of-dialog requests no core module took: the current policy's
+ * on_request hook, if it has one. */
+static int on_request(nta_incoming_t *irq, const sip_t *sip, void *arg)
+{
+    struct luart *const *current = arg;
+    return sip_dispatch_request(*current, irq, sip);
+}
+
+void hooks_attach_sip(struct sipagent *agent, struct luart *const *current)
+{
+    sipagent_set_request_handler(agent, on_request, (void *)current);
+}
+
 /* ---- Opening ------------------------------------------------------------------ */
 
-void api_open_sip(lua_State *L, struct luart *rt)
+static void open_sip(lua_State *L, struct luart *rt)
 {
     lua_newtable(L); /* methods of messages, looked up by msg_index */
     lua_pushcfunction(L, msg_reply);
@@ -878,3 +898,5 @@ void api_open_sip(lua_State *L, struct luart *rt)
     lua_setfield(L, -2, "max_pending");
     lua_setglobal(L, "sip");
 }
+
+const struct api_module api_sip = {.name = "sip.request, SIP messages", .open = open_sip};

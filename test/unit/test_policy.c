@@ -393,6 +393,39 @@ static void sealed_after_load(void)
     luart_retire(rt);
 }
 
+/* A fresh runtime has the globals of every API module of the table in
+ * module.c, and the DSL's. */
+static void every_module_opened(void)
+{
+    char err[1024];
+    struct luart *rt = load(policy_dir("10.lua", reg_ok, NULL), err, sizeof err);
+    CHECK(rt != NULL);
+    if (!rt)
+        return;
+    lua_State *L = luart_state(rt);
+    static const char *const functions[] = {
+        "sleep",   "reload",          "stats",           "switch", "registration",
+        "account", "routing_gateway", "mapping_gateway", NULL};
+    static const char *const tables[] = {
+        "timer",    "kv",          "registrations", "gateways", "sip", "endpoints",
+        "accounts", "suspensions", "calls",         "cdrs",     NULL};
+    for (int i = 0; functions[i]; i++) {
+        lua_getglobal(L, functions[i]);
+        CHECK(lua_isfunction(L, -1));
+        if (!lua_isfunction(L, -1))
+            fprintf(stderr, "  global %s is not a function\n", functions[i]);
+        lua_pop(L, 1);
+    }
+    for (int i = 0; tables[i]; i++) {
+        lua_getglobal(L, tables[i]);
+        CHECK(lua_istable(L, -1));
+        if (!lua_istable(L, -1))
+            fprintf(stderr, "  global %s is not a table\n", tables[i]);
+        lua_pop(L, 1);
+    }
+    luart_retire(rt);
+}
+
 static void setup(void)
 {
     base = event_base_new();
@@ -401,4 +434,5 @@ static void setup(void)
 
 TEST_MAIN(CASE(setup), CASE(unknown_field), CASE(missing_required), CASE(wrong_type),
           CASE(out_of_range), CASE(bad_enum), CASE(keepalive_settings), CASE(duplicate_name), CASE(cross_references),
-          CASE(lua_errors), CASE(contract_example), CASE(diff), CASE(sealed_after_load))
+          CASE(lua_errors), CASE(contract_example), CASE(diff), CASE(sealed_after_load),
+          CASE(every_module_opened))
