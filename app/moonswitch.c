@@ -12,6 +12,7 @@
 #include "log.h"
 #include "sip/agent.h"
 #include "sip/call.h"
+#include "sip/gateway.h"
 #include "sip/outreg.h"
 #include "sip/registrar.h"
 #include "sip/replyaddr.h"
@@ -52,6 +53,7 @@ struct app {
     struct sipagent *agent;
     struct replyaddr *replies; /* where responses go, per gateway */
     struct outreg_set *outregs;
+    struct gw_set *gateways; /* usability, line counts, OPTIONS checks */
     struct registrar *registrar; /* registrar wiring (issue 4) */
     struct calls *calls; /* calls wiring (issue 5) */
     int shutdown_steps;  /* calls wiring (issue 5): sessions still ending */
@@ -187,6 +189,8 @@ static void begin_shutdown(struct app *a, const char *why)
     struct timeval tv = {SHUTDOWN_GRACE_MS / 1000, (SHUTDOWN_GRACE_MS % 1000) * 1000};
     evtimer_add(a->shutdown_timer, &tv);
     /* ---- calls wiring (issue 5): BYE every call, then unregister ---- */
+    if (a->gateways)
+        gw_stop_checks(a->gateways); /* no more OPTIONS */
     a->shutdown_steps = a->calls ? 2 : 1;
     if (a->calls)
         calls_shutdown(a->calls, shutdown_step_done, a);
@@ -220,6 +224,7 @@ static void on_reload(const struct config *before, const struct config *now, voi
     replyaddr_apply(a->replies, now);
     outreg_set_apply(a->outregs, now);
     registrar_apply(a->registrar, now); /* registrar wiring (issue 4) */
+    gw_apply(a->gateways, now);
     calls_apply(a->calls, now);         /* calls wiring (issue 5) */
     evport_rearm(a->root);
 }
@@ -331,7 +336,12 @@ static int run(struct app *a)
                                   registrar_prefilter_register, a->registrar);
     /* ---- end of registrar wiring ---- */
     /* ---- calls wiring (issue 5) ---- */
-    if (calls_create(&a->calls, a->agent, a->root, a->base, a->store, a->outregs) < 0)
+    if (gw_create(&a->gateways, sipagent_nta(a->agent), sipagent_client_leg(a->agent), a->root,
+                  a->base, a->outregs) < 0)
+        return 1;
+    gw_apply(a->gateways, engine_config(a->engine));
+    engine_attach_gateways(a->engine, a->gateways);
+    if (calls_create(&a->calls, a->agent, a->root, a->base, a->store, a->gateways) < 0)
         return 1;
     calls_apply(a->calls, engine_config(a->engine));
     engine_attach_calls(a->engine, a->calls);
@@ -377,6 +387,7 @@ static void cleanup(struct app *a)
      * still own nta transactions and legs. */
     engine_destroy(a->engine);
     registrar_destroy(a->registrar); /* registrar wiring (issue 4): before nta goes */
+    gw_destroy(a->gateways);             /* after calls, before outregs and nta */
     outreg_set_destroy(a->outregs);
     replyaddr_destroy(a->replies);
     sipagent_destroy(a->agent);

@@ -103,6 +103,11 @@ static int retry_hook(struct outreg *reg, int ref, void *arg)
     return (int)ceil(d);
 }
 
+void engine_attach_gateways(struct engine *e, struct gw_set *gws)
+{
+    e->host.gateways = gws;
+}
+
 void engine_attach_outregs(struct engine *e, struct outreg_set *set, void *sip_root)
 {
     e->host.outregs = set;

@@ -6,7 +6,7 @@
 #include "api.h"
 #include "config.h"
 #include "sip/outreg.h"
-#include "sip/call.h" /* issue 5 */
+#include "sip/gateway.h"
 #include "store.h"
 
 #include <malloc.h>
@@ -235,13 +235,13 @@ static int regs_tostring(lua_State *L)
 
 /* A routing gateway is online when it can take calls: a registration-type
  * gateway only while its registration is active, and any gateway with
- * options_check while its OPTIONS checks answer (the call module decides:
- * calls_gateway_online). */
+ * options_check while its OPTIONS checks answer (the gateway module decides:
+ * gw_online). */
 static int gateway_online(struct luart *rt, const struct routing_gateway_def *g)
 {
-    struct calls *cs = luart_host(rt)->calls; /* issue 5: gateway health */
-    if (cs)
-        return calls_gateway_online(cs, g->head.name);
+    struct gw_set *gws = luart_host(rt)->gateways;
+    if (gws)
+        return gw_online(gws, g->head.name);
     if (g->type != RGW_REGISTRATION)
         return 1;
     struct outreg_set *set = luart_host(rt)->outregs;
@@ -252,8 +252,8 @@ static int gateway_online(struct luart *rt, const struct routing_gateway_def *g)
 /* Calls in progress through a gateway (issue 5): 0 until calls are up. */
 static unsigned gateway_calls(struct luart *rt, const char *name)
 {
-    struct calls *cs = luart_host(rt)->calls;
-    return cs ? calls_gateway_calls(cs, name) : 0;
+    struct gw_set *gws = luart_host(rt)->gateways;
+    return gws ? gw_routing_calls(gws, name) : 0;
 }
 
 static int gw_index(lua_State *L)

@@ -23,6 +23,7 @@ struct config;
 struct outreg_set;
 struct registrar;
 struct calls;
+struct gw_set;
 struct sipagent;
 struct store;
 struct luart;
@@ -43,6 +44,7 @@ struct luahost {
     struct sipagent *agent;     /* for sip.request; NULL until the SIP side is up */
     struct registrar *registrar; /* endpoints(), accounts; NULL until it is up */
     struct calls *calls;         /* calls, cdrs, gateways[].calls (issue 5); NULL until up */
+    struct gw_set *gateways;     /* gateways[].online, .calls; NULL until up */
 };
 
 /* `host` must outlive the runtime. Load every *.lua of `dir`, in name order, into a fresh state and validate
