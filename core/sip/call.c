@@ -188,13 +188,14 @@ void call_route_done(struct call_route *rq, const char *const *names, size_t n)
     free(rq);
     if (!c)
         return;
+    struct calls *cs = c->cs;
     c->route = NULL;
     if (n)
         set_candidates(c, names, n);
     else
         route_default(c);
-    call_try_next(c);
-    call_kick(c->cs);
+    call_try_next(c); /* may end c */
+    call_kick(cs);
 }
 
 static void start_routing(struct call *c)
