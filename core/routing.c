@@ -1,4 +1,5 @@
-/* Gateway selection and callee rewriting. See routing.h. */
+/* Gateway selection, the walk over a call's candidates, and callee rewriting. See
+ * routing.h. */
 #include "routing.h"
 #include "config.h"
 #include "log.h"
@@ -80,10 +81,12 @@ const struct routing_gateway_def *routing_next(const struct gw_set *gws,
             log_warn("call", "%" PRIu64 ": route names unknown gateway \"%s\"", id, name);
             break;
         case GW_NOT_REGISTERED:
-            log_debug("call", "%" PRIu64 ": %s skipped: registration not active", id, name);
+            log_debug("call", "%" PRIu64 ": %s skipped: registration not active", id,
+                      name);
             break;
         case GW_OFFLINE:
-            log_debug("call", "%" PRIu64 ": %s skipped: offline (OPTIONS checks)", id, name);
+            log_debug("call", "%" PRIu64 ": %s skipped: offline (OPTIONS checks)", id,
+                      name);
             break;
         case GW_AT_LIMIT:
             log_debug("call", "%" PRIu64 ": %s skipped: at its line limit %d", id, name,
