@@ -12,6 +12,7 @@
 #include "log.h"
 #include "sip/agent.h"
 #include "sip/call.h"
+#include "sip/gateway.h"
 #include "sip/outreg.h"
 #include "sip/registrar.h"
 #include "sip/replyaddr.h"
@@ -52,6 +53,7 @@ struct app {
     struct sipagent *agent;
     struct replyaddr *replies; /* where responses go, per gateway */
     struct outreg_set *outregs;
+    struct gw_set *gateways;     /* usability, line counts, OPTIONS checks */
     struct registrar *registrar; /* endpoints registering to us */
     struct calls *calls;         /* the B2BUA: calls and CDRs */
     int shutdown_steps;          /* at shutdown: calls, registrations still ending */
@@ -188,6 +190,8 @@ static void begin_shutdown(struct app *a, const char *why)
     evtimer_add(a->shutdown_timer, &tv);
     /* BYE every call and unregister every registration, together; each
      * reports through shutdown_step_done when it is over. */
+    if (a->gateways)
+        gw_stop_checks(a->gateways); /* no more OPTIONS */
     a->shutdown_steps = a->calls ? 2 : 1;
     if (a->calls)
         calls_shutdown(a->calls, shutdown_step_done, a);
@@ -220,6 +224,7 @@ static void on_reload(const struct config *before, const struct config *now, voi
     replyaddr_apply(a->replies, now);
     outreg_set_apply(a->outregs, now);
     registrar_apply(a->registrar, now);
+    gw_apply(a->gateways, now);
     calls_apply(a->calls, now);
     evport_rearm(a->root);
 }
@@ -330,9 +335,16 @@ static int run(struct app *a)
                                 a->registrar);
     sipagent_set_method_prefilter(a->agent, sip_method_register,
                                   registrar_prefilter_register, a->registrar);
+    /* Gateways: usability, line counts and OPTIONS checks, asked by calls
+     * and shown to policies. */
+    if (gw_create(&a->gateways, sipagent_nta(a->agent), sipagent_client_leg(a->agent), a->root,
+                  a->base, a->outregs) < 0)
+        return 1;
+    gw_apply(a->gateways, engine_config(a->engine));
+    engine_attach_gateways(a->engine, a->gateways);
     /* Calls take INVITE; the registrar authenticates callers from accounts
      * and knows where called accounts are bound. */
-    if (calls_create(&a->calls, a->agent, a->root, a->base, a->store, a->outregs) < 0)
+    if (calls_create(&a->calls, a->agent, a->root, a->base, a->store, a->gateways) < 0)
         return 1;
     calls_apply(a->calls, engine_config(a->engine));
     engine_attach_calls(a->engine, a->calls);
@@ -377,6 +389,7 @@ static void cleanup(struct app *a)
      * still own nta transactions and legs. */
     engine_destroy(a->engine);
     registrar_destroy(a->registrar); /* before nta goes */
+    gw_destroy(a->gateways);         /* after calls, before outregs and nta */
     outreg_set_destroy(a->outregs);
     replyaddr_destroy(a->replies);
     sipagent_destroy(a->agent);

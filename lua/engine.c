@@ -76,6 +76,11 @@ void engine_set_reload_handler(struct engine *e, engine_reload_h *h, void *arg)
 /* Each attach makes a core object reachable from policies and installs its
  * hooks (hooks.h). The hooks read e->current at each call, so they always
  * run in the current policy (e->current changes on reload). */
+void engine_attach_gateways(struct engine *e, struct gw_set *gws)
+{
+    e->host.gateways = gws;
+}
+
 void engine_attach_outregs(struct engine *e, struct outreg_set *set, void *sip_root)
 {
     e->host.outregs = set;

@@ -51,6 +51,10 @@ struct calls;
  * rules through Lua's string.gsub. */
 void engine_attach_calls(struct engine *e, struct calls *cs);
 
+struct gw_set;
+/* Gateways' run-time state (online, calls) for `gateways[...]`. */
+void engine_attach_gateways(struct engine *e, struct gw_set *gws);
+
 /* Reload atomically: load and validate a fresh runtime, and only then swap.
  * Returns 0 with the diff summary in msg, or -1 with the error (the running
  * policy stays). */

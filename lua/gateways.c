@@ -11,7 +11,7 @@
 #include "handle.h"
 #include "module.h"
 #include "runtime.h"
-#include "sip/call.h"
+#include "sip/gateway.h"
 #include "sip/outreg.h"
 
 #include <stdio.h>
@@ -21,13 +21,13 @@
 
 /* A routing gateway is online when it can take calls: a registration-type
  * gateway only while its registration is active, and any gateway with
- * options_check while its OPTIONS checks answer (the call module decides:
- * calls_gateway_online). */
+ * options_check while its OPTIONS checks answer (the gateway module decides:
+ * gw_online). */
 static int gateway_online(struct luart *rt, const struct routing_gateway_def *g)
 {
-    struct calls *cs = luart_host(rt)->calls;
-    if (cs)
-        return calls_gateway_online(cs, g->head.name);
+    struct gw_set *gws = luart_host(rt)->gateways;
+    if (gws)
+        return gw_online(gws, g->head.name);
     if (g->type != RGW_REGISTRATION)
         return 1;
     struct outreg_set *set = luart_host(rt)->outregs;
@@ -38,8 +38,8 @@ static int gateway_online(struct luart *rt, const struct routing_gateway_def *g)
 /* Calls in progress through a gateway: 0 until calls are up. */
 static unsigned gateway_calls(struct luart *rt, const char *name)
 {
-    struct calls *cs = luart_host(rt)->calls;
-    return cs ? calls_gateway_calls(cs, name) : 0;
+    struct gw_set *gws = luart_host(rt)->gateways;
+    return gws ? gw_routing_calls(gws, name) : 0;
 }
 
 static int gw_index(lua_State *L)

@@ -23,6 +23,7 @@ struct config;
 struct outreg_set;
 struct registrar;
 struct calls;
+struct gw_set;
 struct sipagent;
 struct store;
 struct luart;
@@ -41,7 +42,8 @@ struct luahost {
     void *sip_root;         /* su_root_t, re-armed after each slice (Lua may touch nta) */
     struct sipagent *agent; /* for sip.request; NULL until the SIP side is up */
     struct registrar *registrar; /* endpoints(), accounts; NULL until it is up */
-    struct calls *calls;         /* calls, cdrs, gateways[].calls; NULL until it is up */
+    struct calls *calls;         /* calls, cdrs; NULL until it is up */
+    struct gw_set *gateways;     /* gateways[].online, .calls; NULL until up */
 };
 
 /* `host` must outlive the runtime. Load every *.lua of `dir`, in name
