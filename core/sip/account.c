@@ -85,12 +85,12 @@ struct account *accounts_at(struct accounts *a, size_t i)
     return i < a->n ? a->acc[i] : NULL;
 }
 
-static void account_free(struct accounts *a, struct account *acc, bool forget)
+static void account_free(struct account *acc, bool forget)
 {
     if (forget)
-        binding_clear(a->set, &acc->aor, "account removed");
+        binding_clear(&acc->aor, "account removed");
     else
-        binding_release(a->set, &acc->aor);
+        binding_release(&acc->aor);
     free(acc->name);
     free(acc->password);
     free(acc->mapping_gateway);
@@ -174,7 +174,7 @@ void accounts_apply(struct accounts *a, const struct config *cfg)
             continue;
         }
         /* Still findable by the old array while its bindings go. */
-        account_free(a, acc, true);
+        account_free(acc, true);
         removed++;
     }
     qsort(next, m, sizeof *next, acc_by_name);
@@ -417,7 +417,7 @@ void accounts_destroy(struct accounts *a)
     if (!a)
         return;
     for (size_t i = 0; i < a->n; i++)
-        account_free(a, a->acc[i], false);
+        account_free(a->acc[i], false);
     free(a->acc);
     nctrack_destroy(a->nct);
     free(a);

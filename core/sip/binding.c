@@ -617,12 +617,12 @@ static void refresh(struct binding_set *s, struct binding *b,
     heap_update(s, b);
 }
 
-void binding_update(struct binding_set *s, struct binding_aor *aor,
-                    const struct binding_request *req, const struct binding_origin *o,
-                    long long now)
+void binding_update(struct binding_aor *aor, const struct binding_request *req,
+                    const struct binding_origin *o, long long now)
 {
+    struct binding_set *s = aor->set;
     if (req->star) {
-        binding_clear(s, aor, "unregistered with *");
+        binding_clear(aor, "unregistered with *");
         return;
     }
     bool added = false;
@@ -665,19 +665,19 @@ void binding_update(struct binding_set *s, struct binding_aor *aor,
 /* ---- Removal and reading ------------------------------------------------------------
  */
 
-unsigned binding_clear(struct binding_set *s, struct binding_aor *aor, const char *why)
+unsigned binding_clear(struct binding_aor *aor, const char *why)
 {
     unsigned removed = 0;
     while (aor->bindings) {
         binding_remove(aor->bindings, why);
         removed++;
     }
-    arm_expiry(s);
+    arm_expiry(aor->set);
     return removed;
 }
 
-unsigned binding_remove_matching(struct binding_set *s, struct binding_aor *aor,
-                                 const url_t *contact, const char *why)
+unsigned binding_remove_matching(struct binding_aor *aor, const url_t *contact,
+                                 const char *why)
 {
     unsigned removed = 0;
     struct binding *b;
@@ -685,13 +685,12 @@ unsigned binding_remove_matching(struct binding_set *s, struct binding_aor *aor,
         binding_remove(b, why);
         removed++;
     }
-    arm_expiry(s);
+    arm_expiry(aor->set);
     return removed;
 }
 
-void binding_release(struct binding_set *s, struct binding_aor *aor)
+void binding_release(struct binding_aor *aor)
 {
-    (void)s;
     while (aor->bindings) {
         struct binding *b = aor->bindings;
         aor->bindings = b->next;

@@ -144,9 +144,8 @@ bool binding_out_of_order(const struct binding_aor *aor,
  * beyond REGISTRAR_MAX_BINDINGS (accumulating) replaces the binding closest
  * to expiry; with endpoint_register_replace, a request that adds one
  * removes every binding it did not name. Staged in the store. */
-void binding_update(struct binding_set *s, struct binding_aor *aor,
-                    const struct binding_request *req, const struct binding_origin *o,
-                    long long now);
+void binding_update(struct binding_aor *aor, const struct binding_request *req,
+                    const struct binding_origin *o, long long now);
 
 /* ---- Removal and reading -------------------------------------------------------- */
 
@@ -156,12 +155,12 @@ void binding_remove(struct binding *b, const char *why);
 
 /* Remove every binding of the AOR (store too), or those matching `contact`
  * (RFC 3261 URI comparison). Return the number removed. */
-unsigned binding_clear(struct binding_set *s, struct binding_aor *aor, const char *why);
-unsigned binding_remove_matching(struct binding_set *s, struct binding_aor *aor,
-                                 const url_t *contact, const char *why);
+unsigned binding_clear(struct binding_aor *aor, const char *why);
+unsigned binding_remove_matching(struct binding_aor *aor, const url_t *contact,
+                                 const char *why);
 
 /* Free the AOR's bindings, leaving the store as it is (shutdown). */
-void binding_release(struct binding_set *s, struct binding_aor *aor);
+void binding_release(struct binding_aor *aor);
 
 /* Visit an AOR's bindings as the registrar shows them; stop when fn returns
  * non-zero, and return that. */

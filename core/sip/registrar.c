@@ -336,7 +336,7 @@ static void finish_register(struct registrar *r, nta_incoming_t *irq, const sip_
                                           .user_agent = info->user_agent,
                                           .transport = info->transport,
                                           .tp = tp};
-    binding_update(r->set, aor, &info->req, &origin, registrar_now_s());
+    binding_update(aor, &info->req, &origin, registrar_now_s());
     tport_unref(tp);
     queue_ok(r, irq, aor);
 }
@@ -709,7 +709,7 @@ int registrar_remove(struct registrar *r, const char *aor, const char *contact)
     const char *why = "removed by the operator";
     unsigned removed;
     if (!contact) {
-        removed = binding_clear(r->set, account_aor(acc), why);
+        removed = binding_clear(account_aor(acc), why);
     } else {
         char buf[BINDING_CONTACT_MAX + 2];
         size_t n = strlen(contact);
@@ -724,7 +724,7 @@ int registrar_remove(struct registrar *r, const char *aor, const char *contact)
         url_t u[1];
         if (url_d(u, buf) < 0)
             return 0;
-        removed = binding_remove_matching(r->set, account_aor(acc), u, why);
+        removed = binding_remove_matching(account_aor(acc), u, why);
     }
     registrar_kick(r->root);
     return (int)removed;

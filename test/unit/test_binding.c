@@ -74,7 +74,7 @@ static int reg(struct binding_set *s, struct binding_aor *aor, const char *heade
     reg_parse(&g, s, headers);
     if (g.status == 0) {
         const struct binding_origin o = origin(call_id, cseq);
-        binding_update(s, aor, &g.req, &o, now);
+        binding_update(aor, &g.req, &o, now);
     }
     reg_done(&g);
     return g.status;
@@ -272,7 +272,7 @@ static void add_refresh_remove(void)
     CHECK(reg(s, &other, "Contact: <sip:1002@phone.example>\r\n", "c9", 2, NOW) == 0);
     CHECK(other.count == 1 && has(&other, "sip:1002@phone.example", 0));
     CHECK(aor.count == 1 && binding_set_count(s) == 2);
-    binding_clear(s, &other, NULL);
+    binding_clear(&other, NULL);
 
     /* Expires 0 removes it; removing what is not there changes nothing. */
     CHECK(reg(s, &aor, "Contact: <sip:1001@" SRC ">;expires=0\r\n", "c1", 6, NOW + 30) ==
@@ -298,7 +298,7 @@ static void star_removes_all(void)
     CHECK(aor.count == 3 && binding_set_count(s) == 4);
     CHECK(reg(s, &aor, "Contact: *\r\nExpires: 0\r\n", "c4", 1, NOW) == 0);
     CHECK(aor.count == 0 && other.count == 1 && binding_set_count(s) == 1);
-    binding_clear(s, &other, NULL);
+    binding_clear(&other, NULL);
     binding_set_destroy(s);
 }
 
@@ -318,7 +318,7 @@ static void replace_keeps_the_new_one(void)
     CHECK(reg(s, &aor, "Contact: <sip:1001@10.0.0.9:5060>\r\n", "c2", 1, NOW + 2) == 0);
     CHECK(aor.count == 1 && has(&aor, "sip:1001@10.0.0.9:5060", 0));
     CHECK(binding_set_count(s) == 1);
-    binding_clear(s, &aor, NULL);
+    binding_clear(&aor, NULL);
     binding_set_destroy(s);
 }
 
@@ -345,7 +345,7 @@ static void accumulate_up_to_the_limit(void)
     CHECK(!has(&aor, "sip:1001@10.0.1.0:5060", 0));
     CHECK(has(&aor, "sip:1001@10.0.1.1:5060", 0));
     CHECK(has(&aor, "sip:1001@10.0.2.1:5060", NOW + 900));
-    binding_clear(s, &aor, NULL);
+    binding_clear(&aor, NULL);
     binding_set_destroy(s);
 }
 
@@ -432,7 +432,7 @@ static void store_round_trip(void)
                                        .user_agent = "",
                                        .transport = BINDING_TCP,
                                        .tp = no_tp};
-    binding_update(s, &aor, &g.req, &tcp, now);
+    binding_update(&aor, &g.req, &tcp, now);
     reg_done(&g);
     /* Expired while the switch was down, and of an account now gone. */
     CHECK(reg(s, &aor, "Contact: <sip:1001@10.0.0.3:5060>;expires=60\r\n", "c3", 1,
@@ -442,8 +442,8 @@ static void store_round_trip(void)
     CHECK(store_count(st, STORE_BINDINGS) == 4);
     struct seen before, after;
     seen_of(&aor, &before);
-    binding_release(s, &aor);
-    binding_release(s, &gone);
+    binding_release(&aor);
+    binding_release(&gone);
     binding_set_destroy(s);
 
     s = new_set(st, false);
@@ -477,7 +477,7 @@ static void store_round_trip(void)
     CHECK(reg(s, &aor, "Contact: <sip:1001@" SRC ">;expires=0\r\n", "c1", 8, now) == 0);
     CHECK(store_commit(st) == 0);
     CHECK(store_count(st, STORE_BINDINGS) == 1);
-    binding_clear(s, &aor, NULL);
+    binding_clear(&aor, NULL);
     CHECK(store_commit(st) == 0);
     CHECK(store_count(st, STORE_BINDINGS) == 0);
     binding_set_destroy(s);
