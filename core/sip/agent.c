@@ -51,13 +51,10 @@ struct sipagent {
  * few KiB; anything near this is an attack or a broken peer. */
 #define SIPAGENT_MAX_MESSAGE (64 * 1024)
 
-/* What the core serves. A policy's on_request may answer more. */
-static const char allow_methods[] = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
-
-const char *sipagent_allow(void)
-{
-    return allow_methods;
-}
+/* What the core serves. A policy's on_request may answer more. PRACK
+ * (RFC 3262) is not served, and no extension is supported (no Supported
+ * header): session timers (RFC 4028) are not implemented. */
+static const char allow_methods[] = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
 
 /* Standard methods we know of but do not serve out of dialog get 405;
  * anything else gets 501. */
@@ -114,8 +111,7 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
         return 0;
     case sip_method_options:
         nta_msg_treply(a->nta, msg, SIP_200_OK, SIPTAG_ALLOW_STR(allow_methods),
-                       SIPTAG_ACCEPT_STR("application/sdp"), SIPTAG_SUPPORTED_STR("timer"),
-                       TAG_END());
+                       SIPTAG_ACCEPT_STR("application/sdp"), TAG_END());
         return 0;
     case sip_method_ack:
         msg_destroy(msg); /* an ACK out of dialog has nothing to match */

@@ -115,7 +115,4 @@ void sipagent_after_sofia(struct sipagent *a);
 /* Apply a new SIP resend interval (T1, ms), e.g. after a reload. */
 void sipagent_set_t1(struct sipagent *a, unsigned t1_ms);
 
-/* The methods the switch answers, for Allow headers. */
-const char *sipagent_allow(void);
-
 #endif
