@@ -13,7 +13,9 @@
  *
  * The state machine reaches the network only through a struct
  * outreg_transport, which a unit test replaces with a double. Entries and
- * everything they hold belong to the set (outreg.c frees them). */
+ * everything they hold belong to the set (outreg.c frees them). Everything
+ * here is O(1) per REGISTER or answer, with one store write per 100 CSeqs
+ * and one digest hash per credentials built. */
 #ifndef MOON_SIP_OUTREG_INTERNAL_H
 #define MOON_SIP_OUTREG_INTERNAL_H
 
