@@ -319,8 +319,7 @@ static int run(struct app *a)
     if (!(a->replies = replyaddr_create(a->root, sipagent_nta(a->agent))))
         return 1;
     replyaddr_apply(a->replies, engine_config(a->engine));
-    if (outreg_set_create(&a->outregs, sipagent_nta(a->agent), sipagent_client_leg(a->agent),
-                          a->root, a->base, a->store) < 0)
+    if (outreg_set_create(&a->outregs, a->agent, a->base, a->store) < 0)
         return 1;
     engine_attach_outregs(a->engine, a->outregs, a->root);
     engine_attach_sip(a->engine, a->agent);

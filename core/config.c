@@ -177,14 +177,6 @@ const struct kind_schema *config_schema(enum config_kind kind)
     return kind < KIND_COUNT ? &schemas[kind] : NULL;
 }
 
-const struct kind_schema *config_schema_by_keyword(const char *keyword)
-{
-    for (int k = 0; k < KIND_COUNT; k++)
-        if (strcmp(schemas[k].keyword, keyword) == 0)
-            return &schemas[k];
-    return NULL;
-}
-
 /* ---- Definitions ----------------------------------------------------------- */
 
 #define AT(def, off, type) ((type *)((char *)(def) + (off)))
@@ -283,16 +275,6 @@ void config_def_free(struct def_head *def)
     free(def->name);
     free(def->file);
     free(def);
-}
-
-int config_set_string(char **slot, const char *value)
-{
-    char *copy = value ? strdup(value) : NULL;
-    if (value && !copy)
-        return -ENOMEM;
-    free(*slot);
-    *slot = copy;
-    return 0;
 }
 
 static int fields_check_required(const void *def, const struct field *fields, char *err,

@@ -12,6 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Replace a definition's string field with a copy of `value`. */
+static inline void cfg_set_string(char **slot, const char *value)
+{
+    free(*slot);
+    *slot = strdup(value);
+    CHECK(*slot != NULL);
+}
+
 static inline struct def_head *cfg_add(struct config *cfg, enum config_kind kind,
                                        const char *name)
 {
@@ -42,7 +50,7 @@ cfg_rgw(struct config *cfg, const char *name, const char *address, const char *p
 {
     struct routing_gateway_def *g = (void *)cfg_add(cfg, KIND_ROUTING_GATEWAY, name);
     if (address)
-        config_set_string(&g->address, address);
+        cfg_set_string(&g->address, address);
     cfg_list(&g->prefixes, prefixes);
     return g;
 }
@@ -62,9 +70,9 @@ static inline struct registration_def *cfg_registration(struct config *cfg,
                                                         const char *name)
 {
     struct registration_def *r = (void *)cfg_add(cfg, KIND_REGISTRATION, name);
-    config_set_string(&r->server, "127.0.0.1");
-    config_set_string(&r->username, "u");
-    config_set_string(&r->password, "p");
+    cfg_set_string(&r->server, "127.0.0.1");
+    cfg_set_string(&r->username, "u");
+    cfg_set_string(&r->password, "p");
     return r;
 }
 
@@ -74,7 +82,7 @@ cfg_rgw_registered(struct config *cfg, const char *name, const char *reg)
 {
     struct routing_gateway_def *g = cfg_rgw(cfg, name, "127.0.0.1:5060", NULL);
     g->type = RGW_REGISTRATION;
-    config_set_string(&g->registration, reg);
+    cfg_set_string(&g->registration, reg);
     return g;
 }
 

@@ -161,7 +161,7 @@ static void registration_not_active(void)
     cfg_registration(cfg, "r");
     cfg_rgw_registered(cfg, "via-r", "r")->line_limit = 0;
     struct outreg_set *outregs = NULL;
-    CHECK(outreg_set_create(&outregs, NULL, NULL, NULL, base, NULL) == 0);
+    CHECK(outreg_set_create(&outregs, NULL, base, NULL) == 0);
     setup(outregs);
     outreg_set_apply(outregs, cfg);
     struct outreg *r = outreg_find(outregs, "r");
@@ -181,7 +181,7 @@ static void privacy_per_gateway(void)
     struct routing_gateway_def *p = cfg_rgw_registered(cfg, "via-plain", "plain");
     struct routing_gateway_def *s = cfg_rgw(cfg, "static", "10.0.0.1:5060", NULL);
     struct outreg_set *outregs = NULL;
-    CHECK(outreg_set_create(&outregs, NULL, NULL, NULL, base, NULL) == 0);
+    CHECK(outreg_set_create(&outregs, NULL, base, NULL) == 0);
     setup(outregs);
     outreg_set_apply(outregs, cfg);
     CHECK(gw_privacy(gws, h) == PRIVACY_ID);
