@@ -171,6 +171,18 @@ def test_top():
             check(ctl_value(sw, "return type(stats().%s)" % k) == "number", "stats()." + k)
 
 
+def test_register_counters():
+    # top()'s reg/s comes from stats().registers_accepted: one per 200.
+    from test_registrar_auth import UA, accounts_policy
+    with Switch(accounts_policy()) as sw:
+        check_eq(ctl_value(sw, "return stats().registers_accepted"), "0", "before")
+        with UA(sw.port, "1001") as ua:
+            check_eq(ua.register()[0], 200, "first REGISTER")
+            check_eq(ua.register()[0], 200, "refresh")
+        check_eq(ctl_value(sw, "return stats().registers_accepted"), "2", "after two")
+        check_eq(ctl_value(sw, "return stats().bindings"), "1", "bindings")
+
+
 ROUTE_HOOK = """
 function route(call)
   print("routing", call.caller, call.callee)
