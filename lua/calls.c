@@ -1,5 +1,7 @@
 /* Calls and CDRs for policies and the REPL:
  *
+ *   calls                  prints the calls in progress: id, caller, callee,
+ *                          mapping and routing gateway, state, age
  *   calls.count()          calls in progress
  *   calls.list()           an array of call handles, oldest first
  *   calls[id]              one call's handle, or nil
@@ -28,12 +30,15 @@
 #include "store.h"
 #include "task.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CALL_MT "moon.call"
 #define CDRS_MAX 100000
+#define VIEW_MAX 200 /* rows the `calls` table shows */
 
 struct call_handle {
     struct luart *rt;
@@ -84,6 +89,55 @@ static int l_list(lua_State *L)
         struct list_ctx x = {L, rt, 0};
         calls_visit(cs, list_one, &x);
     }
+    return 1;
+}
+
+/* The table printed for `calls`: the oldest VIEW_MAX calls in progress,
+ * one line each. Costs a visit of every call (to count them). */
+struct view_ctx {
+    luaL_Buffer *b;
+    long long now;
+    size_t n;
+};
+
+static const char *or_dash(const char *s)
+{
+    return s && *s ? s : "-";
+}
+
+static int view_one(const struct call_info *i, void *arg)
+{
+    struct view_ctx *x = arg;
+    if (x->n++ >= VIEW_MAX)
+        return 0;
+    char line[512];
+    long long age = x->now - i->start;
+    snprintf(line, sizeof line, "%-6" PRIu64 " %-16s %-16s %-16s %-16s %-10s %6llds\n",
+             i->id, or_dash(i->caller), or_dash(i->callee), or_dash(i->mapping_gateway),
+             or_dash(i->routing_gateway), i->state, age > 0 ? age : 0);
+    luaL_addstring(x->b, line);
+    return 0;
+}
+
+static int l_calls_tostring(lua_State *L)
+{
+    struct calls *cs = calls_of(RT_UPVALUE(L));
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char line[256];
+    snprintf(line, sizeof line, "%-6s %-16s %-16s %-16s %-16s %-10s %7s\n", "id",
+             "caller", "callee", "mapping gateway", "routing gateway", "state", "age");
+    luaL_addstring(&b, line);
+    struct view_ctx x = {.b = &b, .now = (long long)time(NULL)};
+    if (cs)
+        calls_visit(cs, view_one, &x);
+    if (x.n > VIEW_MAX)
+        snprintf(line, sizeof line,
+                 "(%zu calls, the oldest %d shown; calls.list() has all)", x.n, VIEW_MAX);
+    else
+        snprintf(line, sizeof line, "(%zu call%s)", x.n, x.n == 1 ? "" : "s");
+    luaL_addstring(&b, line);
+    luaL_pushresult(&b);
     return 1;
 }
 
@@ -413,6 +467,7 @@ static void open_calls(lua_State *L, struct luart *rt)
     api_setfield(L, rt, "list", l_list);
     lua_newtable(L); /* calls mt */
     api_setfield(L, rt, "__index", l_calls_index);
+    api_setfield(L, rt, "__tostring", l_calls_tostring);
     lua_setmetatable(L, -2);
     lua_setglobal(L, "calls");
 
@@ -423,4 +478,27 @@ static void open_calls(lua_State *L, struct luart *rt)
     lua_setglobal(L, "cdrs");
 }
 
-const struct api_module api_calls = {.name = "calls, cdrs", .open = open_calls};
+static const struct api_help help[] = {
+    {"calls", "calls in progress; prints caller, callee, gateways, state, age",
+     "  calls                        the table: id, caller, callee, mapping gateway,\n"
+     "                               routing gateway, state, age (oldest 200)\n"
+     "  calls.count()                calls in progress\n"
+     "  calls.list()                 an array of call handles, oldest first\n"
+     "  calls[id]                    one call's handle, or nil:\n"
+     "    .id .state .caller .callee .routed_callee .mapping_gateway\n"
+     "    .routing_gateway .call_id .start .answer\n"
+     "    :hangup()                  end it from the switch (BYE, or 503 + CANCEL)\n"
+     "  state: routing, calling, proceeding, answered, ending (\"ended\" once gone)\n",
+     (const char *const[]){CALL_MT, NULL}},
+    {"cdrs", "call detail records: cdrs.last(n), cdrs.csv(n), cdrs.count()",
+     "  cdrs.last(n)                 the newest n records (default 10), newest first:\n"
+     "    .caller .callee .original_callee .routed_callee .mapping_gateway\n"
+     "    .routing_gateway .start .answer .stop .duration .status .reason .hangup\n"
+     "  cdrs.csv(n)                  the same as CSV, oldest first, with a header\n"
+     "  cdrs.count()                 records stored\n",
+     NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_calls = {
+    .name = "calls, cdrs", .help = help, .open = open_calls};

@@ -504,5 +504,26 @@ static void open_endpoints(lua_State *L, struct luart *rt)
     api_open_proxy(L, rt, "suspensions", NULL, susps_tostring, susps_call, susp_fields);
 }
 
-const struct api_module api_endpoints = {.name = "endpoints, accounts, suspensions",
-                                         .open = open_endpoints};
+static const struct api_help help[] = {
+    {"endpoints", "endpoints(\"1001\"): the bindings of a registered account",
+     "  endpoints(\"1001\")            array of { contact, expires, source, nat,\n"
+     "                               transport, user_agent, keepalive_misses }\n"
+     "  endpoints.remove(\"1001\", uri) remove a binding (uri nil: all); the count\n"
+     "  endpoints.count()            bindings in the switch\n",
+     NULL},
+    {"accounts", "endpoint accounts; prints account, bindings, suspended",
+     "  accounts                     the table: account, bindings, suspended\n"
+     "  accounts[\"1001\"]             a handle: .name .bindings .suspended\n"
+     "    .suspended_until .failures .endpoints .mapping_gateway\n"
+     "    :unsuspend()  :unregister()  (removes every binding)\n",
+     (const char *const[]){ACCOUNT_MT, NULL}},
+    {"suspensions", "suspended accounts and source IPs; prints them",
+     "  suspensions                  the table: kind, name, seconds left\n"
+     "  suspensions()                an array of { kind, name, until }\n"
+     "  suspensions.lift(\"1001\")     lift an account's or an IP's suspension\n",
+     NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_endpoints = {
+    .name = "endpoints, accounts, suspensions", .help = help, .open = open_endpoints};

@@ -172,6 +172,16 @@ static void eval_done(lua_State *L, int nres, const char *error, void *arg)
     free(ev);
 }
 
+/* What the chunk printed goes to its client ahead of its values, after
+ * the commit of what it wrote so far, as its answer does. */
+static void eval_output(const char *text, size_t len, void *arg)
+{
+    struct eval *ev = arg;
+    if (ev->engine->host.store)
+        store_commit(ev->engine->host.store);
+    control_output(ev->req, text, len);
+}
+
 /* Lua 5.1 reports an unfinished chunk as an error "near '<eof>'". */
 static int incomplete(const char *msg)
 {
@@ -213,5 +223,5 @@ void engine_eval(struct control_request *req, enum control_mode mode, const char
     }
     ev->engine = e;
     ev->req = req;
-    luart_spawn(rt, 0, eval_done, ev);
+    luart_spawn_output(rt, 0, eval_done, eval_output, ev);
 }

@@ -121,4 +121,14 @@ static void open_gateways(lua_State *L, struct luart *rt)
     api_open_proxy(L, rt, "gateways", gws_index, gws_tostring, NULL, NULL);
 }
 
-const struct api_module api_gateways = {.name = "gateways", .open = open_gateways};
+static const struct api_help help[] = {
+    {"gateways", "routing gateways; prints type, online, calls, registration",
+     "  gateways                     the table: name, type, online, calls, registration\n"
+     "  gateways[\"name\"]             a handle, or nil:\n"
+     "    .name .online .calls .type .registration .address .priority .line_limit\n",
+     (const char *const[]){GW_MT, NULL}},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_gateways = {
+    .name = "gateways", .help = help, .open = open_gateways};

@@ -175,5 +175,15 @@ static void open_kv(lua_State *L, struct luart *rt)
     lua_setglobal(L, "kv");
 }
 
-const struct api_module api_kv = {.name = "kv.get, kv.put, kv.del, kv.keys",
-                                  .open = open_kv};
+static const struct api_help help[] = {
+    {"kv", "kv.get/put/del/keys: a durable key-value store for policies",
+     "  kv.get(key)                  the value (string, number or boolean), or nil\n"
+     "  kv.put(key, value)           store it; committed before the REPL answers\n"
+     "  kv.del(key)                  remove it\n"
+     "  kv.keys([prefix])            the keys, in byte order\n",
+     NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_kv = {
+    .name = "kv.get, kv.put, kv.del, kv.keys", .help = help, .open = open_kv};

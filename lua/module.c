@@ -15,11 +15,19 @@ extern const struct api_module api_sip;           /* sip.c: sip.request, message
 extern const struct api_module api_endpoints;     /* endpoints.c: endpoints, accounts,
                                                      suspensions */
 extern const struct api_module api_calls;         /* calls.c: calls, cdrs */
+extern const struct api_module api_repl;          /* repl.c: print, help, top; last,
+                                                     since top uses sleep and stats */
 
 static const struct api_module *const modules[] = {
-    &api_globals,  &api_timer, &api_kv,        &api_registrations,
-    &api_gateways, &api_sip,   &api_endpoints, &api_calls,
+    &api_globals, &api_timer,     &api_kv,    &api_registrations, &api_gateways,
+    &api_sip,     &api_endpoints, &api_calls, &api_repl,
 };
+
+const struct api_module *const *api_modules(size_t *n)
+{
+    *n = sizeof modules / sizeof modules[0];
+    return modules;
+}
 
 void api_open_all(lua_State *L, struct luart *rt)
 {

@@ -8,6 +8,11 @@
  * reaches the switch through runtime.h (luart_host) and waits through
  * task.h; it needs nothing else of the runtime.
  *
+ * Each module also says what it opens, for help() (repl.c): one entry per
+ * global, with the line `help` shows and what `help(x)` adds. The unit
+ * tests check that every global a module opens has its entry, so a new
+ * module or global cannot go without one.
+ *
  * Opening costs a table or a closure per global, once per runtime (at start
  * and at each reload); all of it lives in the Lua state and goes with it.
  * The helpers below make C closures that carry the runtime as upvalue 1. */
@@ -19,8 +24,21 @@
 
 struct luart;
 
+/* Help for one global. Static text. */
+struct api_help {
+    const char *global; /* its name; NULL ends a module's list */
+    const char *line;   /* what it is, one line without a newline */
+    /* NULL, or what help(x) adds: its fields, methods and calls, one per
+     * line, each line ending with a newline */
+    const char *detail;
+    /* NULL, or the metatables (luaL_newmetatable names, NULL-terminated)
+     * of the objects it hands out, so that help(obj) finds this entry */
+    const char *const *mts;
+};
+
 struct api_module {
     const char *name; /* what it provides, for people reading the table */
+    const struct api_help *help; /* every global it opens; never NULL */
     /* Create its globals and metatables in a fresh state. Raises only when
      * out of memory (loading the runtime then fails). */
     void (*open)(lua_State *L, struct luart *rt);
@@ -33,6 +51,9 @@ struct api_module {
 void api_open_all(lua_State *L, struct luart *rt);
 /* Call every module's retire. */
 void api_retire_all(lua_State *L);
+
+/* The table, in the order modules are opened; *n gets its length. */
+const struct api_module *const *api_modules(size_t *n);
 
 /* The runtime whose C closures carry it as upvalue 1. */
 #define RT_UPVALUE(L) ((struct luart *)lua_touserdata((L), lua_upvalueindex(1)))

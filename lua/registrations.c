@@ -262,5 +262,18 @@ static void open_registrations(lua_State *L, struct luart *rt)
     api_open_proxy(L, rt, "registrations", regs_index, regs_tostring, regs_call, NULL);
 }
 
-const struct api_module api_registrations = {.name = "registrations",
-                                             .open = open_registrations};
+static const struct api_help help[] = {
+    {"registrations", "outbound registrations to carriers; prints their states",
+     "  registrations                the table: name, state, status, expires, next\n"
+     "                               refresh, last error\n"
+     "  registrations()              an array of handles, in name order\n"
+     "  registrations[\"name\"]        a handle, or nil:\n"
+     "    .name .state .status .expires .failures .contact .next_refresh\n"
+     "    .public_address .last_error .call_id .cseq .server .username .tracing\n"
+     "    :refresh()  :disable()  :enable()  :trace(on)  (log the REGISTER exchange)\n",
+     (const char *const[]){REG_MT, NULL}},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_registrations = {
+    .name = "registrations", .help = help, .open = open_registrations};

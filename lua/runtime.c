@@ -6,6 +6,7 @@
 #include "task.h"
 #include "evport.h"
 #include "log.h"
+#include "strbuf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -38,7 +39,9 @@ struct task {
     struct event *ev;  /* resume event, also the sleep timer */
     int pending_args;  /* values waiting on co's stack for the next resume */
     task_done_h *done;
-    void *done_arg;
+    task_output_h *out;    /* NULL: what it prints goes to the log */
+    void *done_arg;        /* for done and out */
+    struct strbuf printed; /* printed in this slice, not yet given to out */
 };
 
 static struct luart *all_runtimes;
@@ -52,6 +55,10 @@ static char task_map_key;
  * resume always comes from a libevent callback, so one global suffices. */
 static double slice_deadline;
 static double slice_budget;
+
+/* The task whose slice runs now, for task_print(); NULL while Lua runs
+ * outside a task (loading, luart_call). */
+static struct task *slice_task;
 
 static double now_seconds(void)
 {
@@ -159,6 +166,7 @@ void luart_close_all(void)
             if (t->done)
                 t->done(t->co, 0, "stopped: the switch is shutting down", t->done_arg);
             event_free(t->ev);
+            strbuf_free(&t->printed);
             free(t);
             rt->tasks--;
         }
@@ -215,22 +223,67 @@ static void task_free(struct task *t)
     luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
     if (t->ev)
         event_free(t->ev);
+    strbuf_free(&t->printed);
     free(t);
     rt->tasks--;
     rt_maybe_close(rt);
 }
 
+/* Hand what `t` printed to its output handler. */
+static void task_flush_printed(struct task *t)
+{
+    if (t->printed.len == 0)
+        return;
+    t->out(t->printed.data, t->printed.len, t->done_arg);
+    t->printed.len = 0;
+}
+
+/* Printed text is handed over at the end of each slice, or once this much
+ * is waiting, so that a chunk printing in a loop holds little of it. */
+#define PRINTED_FLUSH_AT 65536
+
+void task_print(const char *text, size_t len)
+{
+    struct task *t = slice_task;
+    if (t && t->out) {
+        strbuf_add(&t->printed, text, len);
+        if (t->printed.len >= PRINTED_FLUSH_AT)
+            task_flush_printed(t);
+        return;
+    }
+    if (!log_enabled(LOG_INFO))
+        return;
+    /* One log record per line. */
+    while (len > 0) {
+        const char *nl = memchr(text, '\n', len);
+        size_t n = nl ? (size_t)(nl - text) : len;
+        log_info("lua", "%.*s", (int)(n > 65535 ? 65535 : n), text);
+        text += n;
+        len -= n;
+        if (nl) {
+            text++;
+            len--;
+        }
+    }
+}
+
 /* Run one slice of `t`: resume with the values waiting on its stack. On
- * completion or error call `done` and free the task. */
+ * completion or error call `done` and free the task. What it printed goes
+ * to its output handler before either. */
 static void task_run(struct task *t)
 {
     int nargs = t->pending_args;
     t->pending_args = 0;
+    struct task *outer = slice_task;
+    slice_task = t;
     slice_begin(t->rt);
     int status = lua_resume(t->co, nargs);
     slice_end();
+    slice_task = outer;
     if (t->rt->host->sip_root)
         evport_rearm(t->rt->host->sip_root);
+    if (t->out)
+        task_flush_printed(t);
     if (status == LUA_YIELD)
         return; /* an awaitable holds it; it wakes us */
     if (status == 0) {
@@ -275,6 +328,12 @@ int task_sleep(struct task *t, double seconds)
 
 int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
 {
+    return luart_spawn_output(rt, nargs, done, NULL, arg);
+}
+
+int luart_spawn_output(struct luart *rt, int nargs, task_done_h *done, task_output_h *out,
+                       void *arg)
+{
     lua_State *L = rt->L;
     struct task *t = calloc(1, sizeof *t);
     if (t)
@@ -289,6 +348,7 @@ int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
     }
     t->rt = rt;
     t->done = done;
+    t->out = out;
     t->done_arg = arg;
     t->co = lua_newthread(L);                       /* fn args co */
     lua_pushvalue(L, -1);                           /* fn args co co */
@@ -313,9 +373,12 @@ int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
 int luart_call(struct luart *rt, int nargs, int nres, char *err, size_t errlen)
 {
     lua_State *L = rt->L;
+    struct task *outer = slice_task;
+    slice_task = NULL;
     slice_begin(rt);
     int rc = lua_pcall(L, nargs, nres, 0);
     slice_end();
+    slice_task = outer;
     if (rc != 0) {
         const char *msg = lua_tostring(L, -1);
         snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
@@ -372,9 +435,12 @@ static int load_file(struct luart *rt, const char *path, char *err, size_t errle
         lua_pop(L, 1);
         return -1;
     }
+    struct task *outer = slice_task;
+    slice_task = NULL; /* a reload() from a REPL chunk: its files print to the log */
     slice_begin(rt);
     int rc = lua_pcall(L, 0, 0, 0);
     slice_end();
+    slice_task = outer;
     if (rc != 0) {
         const char *msg = lua_tostring(L, -1);
         snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");

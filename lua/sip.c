@@ -896,4 +896,22 @@ static void open_sip(lua_State *L, struct luart *rt)
     lua_setglobal(L, "sip");
 }
 
-const struct api_module api_sip = {.name = "sip.request, SIP messages", .open = open_sip};
+static const struct api_help help[] = {
+    {"sip", "sip.request{...}: send a SIP request; tx:wait() for its answer",
+     "  sip.request{ method =, uri =, headers =, body =, timeout = }\n"
+     "                               a client transaction tx, sent at once\n"
+     "  tx:wait()                    the final response (waits)\n"
+     "  tx.state, tx.status          \"calling\", \"proceeding\", \"completed\",\n"
+     "                               \"terminated\"; the final status or nil\n"
+     "  tx:on_provisional(fn)        fn(res) for each 1xx, in a task of its own\n"
+     "  tx:cancel()                  INVITE: CANCEL while no final answer came\n"
+     "  sip.max_pending              requests in flight allowed from Lua\n"
+     "  messages: .status .reason .method .uri .request_uri .from .to .contact\n"
+     "            .call_id .cseq .body :header(name) :headers(name)\n"
+     "            req:reply(code, reason, headers) in on_request(req)\n",
+     (const char *const[]){TX_MT, MSG_MT, NULL}},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_sip = {
+    .name = "sip.request, SIP messages", .help = help, .open = open_sip};

@@ -34,6 +34,23 @@ typedef void task_done_h(lua_State *L, int nres, const char *error, void *arg);
  * called with the error before returning). */
 int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg);
 
+/* Given what a task printed (print()), `len` > 0 bytes valid during the
+ * call only. */
+typedef void task_output_h(const char *text, size_t len, void *arg);
+
+/* luart_spawn, and what the task prints goes to `out` (with `arg`, as
+ * `done`): at the end of each slice that printed, in order, and always
+ * before `done`; a slice that prints more than 64 KiB hands it over in
+ * pieces as it goes. A REPL chunk's task prints to its client this way. */
+int luart_spawn_output(struct luart *rt, int nargs, task_done_h *done, task_output_h *out,
+                       void *arg);
+
+/* Print `text` for the Lua code running now: into the output of the task
+ * whose slice runs, when it was spawned with one; otherwise (hooks, timer
+ * callbacks, policy files loading, luart_call) to the log at info, module
+ * "lua", one record per line. Copies the text. */
+void task_print(const char *text, size_t len);
+
 /* Call the function below `nargs` arguments on rt's stack, protected and
  * under the time budget, without a task: it may not wait. Leaves `nres`
  * results, or returns -1 with the message in err. For short hooks such as

@@ -208,5 +208,19 @@ static void open_timer(lua_State *L, struct luart *rt)
     lua_setglobal(L, "timer");
 }
 
-const struct api_module api_timer = {
-    .name = "timer.after, timer.every", .open = open_timer, .retire = stop_all};
+static const struct api_help help[] = {
+    {"timer", "timer.after(s, fn), timer.every(s, fn): run fn later",
+     "  timer.after(seconds, fn)     run fn once after seconds; a timer handle\n"
+     "  timer.every(seconds, fn)     run fn every seconds until cancelled\n"
+     "  t:cancel()                   stop it; true if it was armed\n"
+     "  t.active, t.fired, t.interval\n"
+     "                               armed or not, firings so far, seconds\n"
+     "  (a reload stops every timer of the old policy; print() in fn goes to the log)\n",
+     (const char *const[]){TIMER_MT, NULL}},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_timer = {.name = "timer.after, timer.every",
+                                     .help = help,
+                                     .open = open_timer,
+                                     .retire = stop_all};

@@ -492,3 +492,8 @@ int calls_hangup(struct calls *cs, uint64_t id)
     call_kick(cs);
     return 0;
 }
+
+uint64_t calls_started(const struct calls *cs)
+{
+    return cs->next_id - 1;
+}

@@ -155,4 +155,8 @@ int calls_info(struct calls *cs, uint64_t id, struct call_info *out);
  * Returns 0 or -ENOENT. */
 int calls_hangup(struct calls *cs, uint64_t id);
 
+/* Calls taken since the module was created (each INVITE that became a
+ * call), for rates. O(1). */
+uint64_t calls_started(const struct calls *cs);
+
 #endif

@@ -94,6 +94,7 @@ struct registrar {
     registrar_hook_h *hook;
     void *hook_arg;
     struct registrar_event *events;
+    uint64_t accepted; /* REGISTERs answered 200, for rates */
 
     /* The REGISTER the prefilter let through, for the handler that the
      * agent calls right after it with the same sip. */
@@ -338,6 +339,7 @@ static void finish_register(struct registrar *r, nta_incoming_t *irq, const sip_
                                           .tp = tp};
     binding_update(aor, &info->req, &origin, registrar_now_s());
     tport_unref(tp);
+    r->accepted++;
     queue_ok(r, irq, aor);
 }
 
@@ -777,4 +779,9 @@ int registrar_suspensions(struct registrar *r, registrar_suspension_h *fn, void 
 int registrar_unsuspend(struct registrar *r, const char *name)
 {
     return guard_lift(r->guard, name, registrar_now_s());
+}
+
+uint64_t registrar_registers_accepted(const struct registrar *r)
+{
+    return r->accepted;
 }

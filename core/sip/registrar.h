@@ -211,4 +211,8 @@ int registrar_suspensions(struct registrar *r, registrar_suspension_h *fn, void 
  * failures. Returns the number lifted (0 or 1 for each kind). */
 int registrar_unsuspend(struct registrar *r, const char *name_or_ip);
 
+/* REGISTERs accepted (bindings changed and a 200 queued) since the
+ * registrar was created, for rates. O(1). */
+uint64_t registrar_registers_accepted(const struct registrar *r);
+
 #endif
