@@ -3,10 +3,12 @@
  *
  * One evhttp on the switch's event_base, so scrapes run on the loop thread
  * like everything else: GET (or HEAD) /metrics answers 200 with the text
- * exposition format 0.0.4; any other path gets 404, other methods 501. A
- * scrape renders every series in one go, O(series): about a millisecond
- * per 10,000 series, during which the loop waits. Plain HTTP without
- * authentication: listen on a loopback or private address.
+ * exposition format 0.0.4; any other path gets 404, other methods 405
+ * (501 for those libevent refuses itself, such as PATCH). A scrape
+ * renders every series in one go, O(series): about 250 ns a series
+ * (bench/micro.c), so 2.5 ms for 10,000 registrations, during which the
+ * loop waits. Plain HTTP without authentication: listen on a loopback or
+ * private address.
  *
  * While it listens, the server also measures the event loop's lag: a timer
  * due every 250 ms notes how late it fired (an idle switch wakes 4 times a

@@ -1,7 +1,9 @@
 /* Unit tests for core/log.c's buffering: without a loop each line is
  * written at once; with one, lines wait for the flush timer (a few ms),
  * an error line or a full buffer writes everything before it in order,
- * and detaching writes what is left. Lines stay whole and are cut at 2 KB. */
+ * and detaching writes what is left. Lines stay whole and are cut at 2 KB.
+ * And cdr_log()'s line: every field, quoted where needed. */
+#include "cdr.h"
 #include "check.h"
 #include "log.h"
 
@@ -13,11 +15,12 @@
 
 #include <event2/event.h>
 
-static char path[] = "/tmp/moon-test-log-XXXXXX";
+static char path[32];
 static int saved_stderr = -1;
 
 static void capture(void)
 {
+    strcpy(path, "/tmp/moon-test-log-XXXXXX");
     int fd = mkstemp(path);
     saved_stderr = dup(STDERR_FILENO);
     dup2(fd, STDERR_FILENO);
@@ -127,4 +130,35 @@ static void test_buffering(void)
     release();
 }
 
-TEST_MAIN(CASE(test_buffering))
+static void test_cdr_line(void)
+{
+    capture();
+    log_set_level(LOG_INFO);
+    struct cdr c = {.call_id = "abc@host",
+                    .caller = "4420",
+                    .callee = "0044 20",
+                    .mapping_gateway = "cust-a",
+                    .start = 1700000000,
+                    .stop = 1700000005,
+                    .status = 503,
+                    .reason = "Service \"Unavailable\"",
+                    .hangup = "switch"};
+    cdr_log(&c, 42);
+    char *t = written();
+    CHECK_STR_CONTAINS(t,
+                       "info  call     42 ended: status=503 reason=\"Service "
+                       "\\\"Unavailable\\\"\" hangup=switch duration=0 caller=4420 "
+                       "callee=\"0044 20\" routed_callee=\"\" mapping_gateway=cust-a "
+                       "routing_gateway=\"\" start=1700000000 answer=0 stop=1700000005 "
+                       "call_id=abc@host\n");
+    free(t);
+    log_set_level(LOG_WARN);
+    cdr_log(&c, 43);
+    t = written();
+    CHECK(strstr(t, "43 ended") == NULL);
+    free(t);
+    log_set_level(LOG_INFO);
+    release();
+}
+
+TEST_MAIN(CASE(test_buffering), CASE(test_cdr_line))
