@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
@@ -372,7 +373,21 @@ static struct pair *pair_get(struct metrics_gateway *m, struct metrics_gateway *
 
 /* ---- Calls ---------------------------------------------------------------------- */
 
-enum { MC_BEGUN = 1, MC_ATTEMPT = 2, MC_PROGRESS = 4, MC_ENDED = 8 };
+enum { MC_BEGUN = 1, MC_ATTEMPT = 2, MC_PROGRESS = 4, MC_ANSWERED = 8, MC_ENDED = 16 };
+
+/* Milliseconds of the monotonic clock, modulo 2^32: differences up to 49
+ * days come out right. */
+static uint32_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+static double seconds(uint32_t from_ms, uint32_t to_ms)
+{
+    return (double)(uint32_t)(to_ms - from_ms) / 1000.0;
+}
 
 void metrics_call_begin(struct metrics_call *mc, struct metrics_gateway *mapping)
 {
@@ -401,31 +416,45 @@ static void attempt_close(struct metrics_call *mc, int status)
 
 void metrics_call_attempt(struct metrics_call *mc, struct metrics_gateway *routing)
 {
-    if (!(mc->flags & MC_BEGUN) || (mc->flags & MC_ENDED))
+    if ((mc->flags & (MC_BEGUN | MC_ANSWERED | MC_ENDED)) != MC_BEGUN)
         return;
     attempt_close(mc, 0);
     if (!routing)
         routing = metrics_routing_gateway(NULL);
     mc->routing = routing;
     mc->flags |= MC_ATTEMPT;
+    mc->stamp_ms = now_ms();
     if (routing)
         routing->active++;
 }
 
-void metrics_call_progress(struct metrics_call *mc, double setup_seconds)
+void metrics_call_progress(struct metrics_call *mc)
 {
-    if ((mc->flags & (MC_ATTEMPT | MC_PROGRESS)) != MC_ATTEMPT || !mc->routing)
+    if ((mc->flags & (MC_ATTEMPT | MC_PROGRESS | MC_ANSWERED)) != MC_ATTEMPT ||
+        !mc->routing)
         return;
     mc->flags |= MC_PROGRESS;
-    call_hist_observe(&mc->routing->setup, setup_bounds, setup_seconds);
+    call_hist_observe(&mc->routing->setup, setup_bounds, seconds(mc->stamp_ms, now_ms()));
+}
+
+void metrics_call_answered(struct metrics_call *mc)
+{
+    if ((mc->flags & (MC_ATTEMPT | MC_ANSWERED)) != MC_ATTEMPT)
+        return;
+    uint32_t now = now_ms();
+    if (!(mc->flags & MC_PROGRESS) && mc->routing)
+        call_hist_observe(&mc->routing->setup, setup_bounds, seconds(mc->stamp_ms, now));
+    mc->flags |= MC_PROGRESS | MC_ANSWERED;
+    mc->stamp_ms = now; /* from now on: the answer's time */
 }
 
 void metrics_call_attempt_failed(struct metrics_call *mc, int status)
 {
-    attempt_close(mc, status);
+    if (!(mc->flags & MC_ANSWERED))
+        attempt_close(mc, status);
 }
 
-void metrics_call_end(struct metrics_call *mc, int status, double duration_seconds)
+void metrics_call_end(struct metrics_call *mc, int status)
 {
     if (!(mc->flags & MC_BEGUN) || (mc->flags & MC_ENDED))
         return;
@@ -435,8 +464,8 @@ void metrics_call_end(struct metrics_call *mc, int status, double duration_secon
     if (mc->mapping)
         mc->mapping->active--;
     struct metrics_gateway *r = mc->routing ? mc->routing : metrics_routing_gateway(NULL);
-    if (status_code(status) == 200 && r)
-        call_hist_observe(&r->duration, duration_bounds, duration_seconds);
+    if ((mc->flags & MC_ANSWERED) && r)
+        call_hist_observe(&r->duration, duration_bounds, seconds(mc->stamp_ms, now_ms()));
     struct pair *p = mc->mapping && r ? pair_get(mc->mapping, r) : NULL;
     if (p)
         status_count(&p->calls, status);

@@ -45,29 +45,37 @@
  *   moonswitch_call_duration_seconds{routing_gateway}                  histogram
  *       answered calls: answer to end
  *
- * The call code embeds a struct metrics_call in each call (24 bytes,
- * zeroed with the call) and makes these calls, in this order:
+ * The call code embeds a struct metrics_call in each call (24 bytes, zeroed
+ * with the call) and tells it, in this order:
  *
- *   metrics_call_begin(&c->m, mgw)          the INVITE is accepted for
- *                                           processing; mgw may be NULL
+ *   metrics_call_begin(&c->m, mgw)          the INVITE is taken for routing;
+ *                                           mgw may be NULL (none matched)
  *   metrics_call_attempt(&c->m, rgw)        each B-leg INVITE sent to rgw
- *   metrics_call_progress(&c->m, setup_s)   each 18x/200 of the attempt;
- *                                           only the first is observed
- *   metrics_call_attempt_failed(&c->m, st)  an attempt ends with st >= 300
- *                                           (or 408 on timeout) and the call
- *                                           fails over or ends
- *   metrics_call_end(&c->m, status, dur_s)  the call is over (after the
- *                                           answer: status 200 and the
- *                                           answered seconds); closes an
- *                                           attempt still open
+ *                                           (its time is noted)
+ *   metrics_call_progress(&c->m)            each 18x of the attempt (not
+ *                                           100): the first gives the PDD
+ *   metrics_call_answered(&c->m)            the attempt's 200 (the PDD if no
+ *                                           18x came; the duration starts)
+ *   metrics_call_attempt_failed(&c->m, st)  an unanswered attempt ends with
+ *                                           st (a final >= 300; 408 for our
+ *                                           timeouts) and the call fails over
+ *                                           or ends
+ *   metrics_call_end(&c->m, status)         the call is over, with the final
+ *                                           status the caller saw (200 once
+ *                                           answered); closes the attempt
+ *                                           still open with that status
  *
- * Each is O(1) and allocates nothing, except metrics_call_end() the first
+ * Each is O(1), reads the monotonic clock at most once (attempt, progress,
+ * answered, end) and allocates nothing, except metrics_call_end() the first
  * time a pair of gateways or a status code is seen (one small allocation,
- * then never again for that pair or code). metrics_call_end() on a call
- * that never began, and a second metrics_call_end(), do nothing, so a call
- * destroyed on any path may call it. The gateway handles are looked up by
- * name (O(length of the name)); resolve them once per call at setup, or
- * keep them in the gateway's own struct at config load.
+ * then never again for that pair or code); bench/micro.c measures the whole
+ * sequence. Calls out of order are ignored: metrics_call_end() on a call
+ * that never began, a second metrics_call_end(), attempt_failed() after
+ * the answer; so a call freed on any path may call metrics_call_end(). The
+ * gateway handles are looked up by name (O(length of the name)): resolve
+ * them once per call, or keep them in the gateway's own struct at config
+ * load. A call refused before it has a struct (unknown source, loop) can
+ * count on a struct metrics_call on the stack: begin, then end.
  */
 #ifndef MOON_METRICS_H
 #define MOON_METRICS_H
@@ -93,14 +101,16 @@ struct metrics_gateway *metrics_mapping_gateway(const char *name);
 struct metrics_call {
     struct metrics_gateway *mapping;
     struct metrics_gateway *routing; /* the current or last attempt's */
-    uint8_t flags;                   /* private to metrics.c */
+    uint32_t stamp_ms;               /* private: the attempt's or answer's time */
+    uint8_t flags;                   /* private */
 };
 
 void metrics_call_begin(struct metrics_call *mc, struct metrics_gateway *mapping);
 void metrics_call_attempt(struct metrics_call *mc, struct metrics_gateway *routing);
-void metrics_call_progress(struct metrics_call *mc, double setup_seconds);
+void metrics_call_progress(struct metrics_call *mc);
+void metrics_call_answered(struct metrics_call *mc);
 void metrics_call_attempt_failed(struct metrics_call *mc, int status);
-void metrics_call_end(struct metrics_call *mc, int status, double duration_seconds);
+void metrics_call_end(struct metrics_call *mc, int status);
 
 /* Calls begun and not ended. */
 long metrics_calls_active(void);
