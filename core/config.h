@@ -134,6 +134,7 @@ struct switch_def {
     struct def_head head;
     struct strlist listen; /* "udp:IP:PORT", "tcp:IP:PORT", "tls:IP:PORT" */
     struct sip_settings sip;
+    char *metrics; /* "IP:PORT" of the Prometheus listener; NULL: none */
 };
 
 struct registration_def {
