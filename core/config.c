@@ -57,7 +57,7 @@ static const struct field sip_fields[] = {
      .offset = SIP(endpoint_register_replace), .def = 1,
      .vos_name = "SS_ENDPOINT_REGISTER_REPLACE"},
     {.name = "endpoint_digest", .type = FT_ENUM, .offset = SIP(endpoint_digest),
-     .choices = endpoint_digest_choices, .def = ENDPOINT_DIGEST_SHA256_MD5,
+     .choices = endpoint_digest_choices, .def = ENDPOINT_DIGEST_MD5,
      .vos_name = "(none: digest algorithms offered to endpoints)"},
     /* NAT keepalive of endpoint bindings: moonswitch's own settings */
     {.name = "endpoint_keepalive", .type = FT_ENUM, .offset = SIP(endpoint_keepalive),
@@ -154,6 +154,8 @@ static const struct field mapping_gateway_fields[] = {
      .choices = caller_choices, .def = CALLER_FROM_FROM},
     {.name = "line_limit", .type = FT_INT, .offset = MGW(line_limit), .min = 0,
      .max = 1000000, .def = CONFIG_UNLIMITED},
+    {.name = "digest", .type = FT_ENUM, .offset = MGW(digest),
+     .choices = endpoint_digest_choices, .def = CONFIG_INHERIT},
     {0},
 };
 
@@ -162,6 +164,8 @@ static const struct field account_fields[] = {
      .required = true},
     {.name = "mapping_gateway", .type = FT_STRING,
      .offset = offsetof(struct account_def, mapping_gateway), .required = true},
+    {.name = "digest", .type = FT_ENUM, .offset = offsetof(struct account_def, digest),
+     .choices = endpoint_digest_choices, .def = CONFIG_INHERIT},
     {0},
 };
 

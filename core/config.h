@@ -85,7 +85,9 @@ enum request_address { REQUEST_SOCKET, REQUEST_CONTACT, REQUEST_CONTACT_PORT };
 enum callee_from { CALLEE_FROM_TO, CALLEE_FROM_REQUEST_LINE };
 enum caller_from { CALLER_FROM_FROM, CALLER_FROM_RPID, CALLER_FROM_DISPLAY, CALLER_FROM_PAI };
 enum tristate { TRI_INHERIT = -1, TRI_OFF = 0, TRI_ON = 1 };
-/* Digest algorithms the registrar offers endpoints, most preferred first. */
+/* Digest algorithms the registrar offers endpoints, most preferred first.
+ * "md5" is the default: common clients (SIPp, baresip 1.0) fail on a
+ * SHA-256 challenge; accounts and mapping gateways may choose another. */
 enum endpoint_digest {
     ENDPOINT_DIGEST_SHA256_MD5, /* "sha256,md5": RFC 8760 */
     ENDPOINT_DIGEST_MD5_SHA256, /* "md5,sha256": for UAs that answer the first challenge */
@@ -179,12 +181,14 @@ struct mapping_gateway_def {
     int callee_from;     /* enum callee_from */
     int caller_from;     /* enum caller_from */
     int line_limit;      /* CONFIG_UNLIMITED or 0..1000000 */
+    int digest;          /* CONFIG_INHERIT or enum endpoint_digest, for its accounts */
 };
 
 struct account_def {
     struct def_head head;
     char *password;
     char *mapping_gateway;
+    int digest;          /* CONFIG_INHERIT (its gateway's) or enum endpoint_digest */
 };
 
 /* ---- Schemas ----------------------------------------------------------- */

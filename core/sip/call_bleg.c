@@ -76,15 +76,18 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
     int use_contact = g->invite_use_contact == TRI_INHERIT
                           ? config_switch(cs->cfg)->sip.routing_gateway_invite_use_contact
                           : g->invite_use_contact == TRI_ON;
-    char to[320], from[480], rnd[33], call_id[64], tag[20], ids[1024];
+    char to[512], from[480], rnd[33], call_id[64], tag[20], ids[1024];
     bool pass_privacy;
     call_identity_headers(c, g, a, ids, sizeof ids, &pass_privacy);
-    char ruri[400];
-    snprintf(ruri, sizeof ruri, "sip:%s@%s", routed, g->address);
+    char ruri[512], user[3 * CALL_NUM];
+    call_identity_uri_user(routed, user, sizeof user);
+    snprintf(ruri, sizeof ruri, "sip:%s@%s", user, g->address);
     call_set_text(&c->b_ruri, ruri);
     call_set_text(&c->b_addr, g->address);
     c->b_request_address = g->request_address;
-    snprintf(to, sizeof to, "<sip:%s@%s>", use_contact ? callee : routed, g->address);
+    if (use_contact)
+        call_identity_uri_user(callee, user, sizeof user);
+    snprintf(to, sizeof to, "<sip:%s@%s>", user, g->address);
     if (!c->b_leg) {
         random_hex(tag, 8);
         random_hex(rnd, 16);

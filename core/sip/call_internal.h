@@ -177,6 +177,11 @@ void call_identity_numbers(const struct mapping_gateway_def *m, const sip_t *sip
                            char *caller, size_t callerlen, char *callee,
                            size_t calleelen);
 
+/* `number` as a SIP URI's user part into out[outlen]: characters a user
+ * part may not hold unescaped ('#', '@', ...) as %XX, escapes already in
+ * it (%20) as they are. Stops at a character that does not fit whole. */
+void call_identity_uri_user(const char *number, char *out, size_t outlen);
+
 /* Our B-leg From, `"Display" <sip:CALLER@HOST>;tag=TAG`: the number
  * caller_from chose (or "anonymous") under the caller's From display name. */
 void call_identity_from(const sip_from_t *caller_from, const char *caller,
