@@ -249,14 +249,17 @@ static void confirm_b(struct call *c, sip_t const *sip, bool hold)
     call_send_ack(c->b_leg, c->b_orq, NULL);
 }
 
-/* Answer a 401/407 from a registration gateway once, with its registration's
- * credentials. Returns true when a new INVITE went out. */
+/* Answer a 401/407 from a registration gateway with its registration's
+ * credentials, up to sip.authentication_retry times per attempt. Returns
+ * true when a new INVITE went out. */
 static bool answer_challenge(struct call *c, int status, sip_t const *sip)
 {
     struct calls *cs = c->cs;
     const struct routing_gateway_def *g = gw_find(cs->gws, c->rec.routing_gateway);
-    if (!g || !g->registration || c->auth_tries++ > 0)
+    unsigned retry = (unsigned)config_switch(cs->cfg)->sip.authentication_retry;
+    if (!g || !g->registration || c->auth_tries >= retry)
         return false;
+    c->auth_tries++;
     const struct registration_def *reg =
         (const void *)config_find(cs->cfg, KIND_REGISTRATION, g->registration);
     msg_auth_t const *au =
