@@ -92,7 +92,9 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
         random_hex(rnd, 16);
         /* Marked ours: see own_call_id() in call.c. */
         snprintf(call_id, sizeof call_id, "%s-%s", rnd, cs->instance);
-        call_identity_from(a->sip_from, c->rec.caller, cs->host, tag, from, sizeof from);
+        call_identity_from(a->sip_from, c->rec.caller,
+                           config_switch(cs->cfg)->sip.e164_display_from, cs->host, tag,
+                           from, sizeof from);
         c->b_leg =
             nta_leg_tcreate(cs->nta, call_b_leg_request, c, SIPTAG_FROM_STR(from),
                             SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id), TAG_END());

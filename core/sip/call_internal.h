@@ -186,9 +186,12 @@ void call_identity_numbers(const struct mapping_gateway_def *m, const sip_t *sip
                            size_t calleelen);
 
 /* Our B-leg From, `"Display" <sip:CALLER@HOST>;tag=TAG`: the number
- * caller_from chose (or "anonymous") under the caller's From display name. */
+ * caller_from chose (or "anonymous") under a display name chosen by
+ * `display_from` (enum display_from): the caller's From display name, the
+ * number itself, or none. */
 void call_identity_from(const sip_from_t *caller_from, const char *caller,
-                        const char *host, const char *tag, char *out, size_t outlen);
+                        int display_from, const char *host, const char *tag, char *out,
+                        size_t outlen);
 
 /* Identity header lines towards gateway g (Privacy, P-Asserted-Identity) for
  * SIPTAG_HEADER_STR in `out`; *pass_privacy says whether the caller's Privacy
