@@ -346,9 +346,9 @@ static int dialog_request(struct call *c, nta_incoming_t *irq, sip_t const *sip,
         int st = call_timer_request(c, irq, sip, from_a);
         if (st < 0)
             return relay_request(c, irq, sip, from_a);
-        if (st == 0)
+        if (st > 0)
             refresh_target(c, from_a ? c->a_leg : c->b_leg, sip->sip_contact);
-        return st;
+        return 0;
     }
     case sip_method_info:
         return relay_request(c, irq, sip, from_a);

@@ -267,8 +267,8 @@ void call_timer_start(struct call *c, sip_t const *ack);
 void call_timer_fire(struct call *c);
 
 /* A re-INVITE or UPDATE from the caller (from_a) or the callee: when it
- * only refreshes that leg's session it is answered here and 0 (taken) or a
- * status for nta is returned; -1: relay it. */
+ * only refreshes that leg's session it is answered here: 1 when with a 2xx,
+ * 0 otherwise (422); -1: relay it. */
 int call_timer_request(struct call *c, nta_incoming_t *irq, sip_t const *sip,
                        bool from_a);
 

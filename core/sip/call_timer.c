@@ -11,7 +11,7 @@
  * no timer on that leg.
  *
  * When the switch refreshes a leg it sends, every interval/segment seconds
- * less a random tenth (so calls answered together do not refresh together),
+ * less a random fifth (so calls answered together do not refresh together),
  * an UPDATE without a body when the peer allows UPDATE, else a re-INVITE
  * with the SDP it last sent that peer (same version: nothing changes). A
  * 2xx renews the session; 408, 481 or no answer at all ends the call at
@@ -178,7 +178,7 @@ static void renewed(const struct call *c, struct st_leg *l, uint32_t now)
     l->next = 0;
     if (l->flags & F_WE_REFRESH) {
         uint32_t every = l->interval / (uint32_t)settings(c)->session_update_segment;
-        l->next = now + every - jitter(every / 10);
+        l->next = now + every - jitter(every / 5);
     }
 }
 
@@ -300,6 +300,11 @@ static bool negotiate_uas(const struct call *c, struct st_leg *l, sip_t const *r
     l->interval = (uint32_t)(want < ttl ? want : ttl);
     if (l->interval < (uint32_t)s->session_min_se)
         l->interval = (uint32_t)s->session_min_se;
+    /* Never below the peer's own Min-SE (RFC 4028 9). */
+    if (req->sip_min_se && req->sip_min_se->min_delta > l->interval)
+        l->interval =
+            (uint32_t)(req->sip_min_se->min_delta > 86400 ? 86400
+                                                          : req->sip_min_se->min_delta);
     l->flags &= (uint8_t) ~(F_WE_REFRESH | F_SUPPORTED);
     if (supported)
         l->flags |= F_SUPPORTED;
@@ -338,7 +343,8 @@ void call_timer_answer(struct call *c, sip_t const *ok, char *out, size_t outlen
     *out = '\0';
     sip_t const *inv = c->a_msg ? sip_object(c->a_msg) : NULL;
     struct st_leg a = {0}, b = {0};
-    bool ta = inv && negotiate_uas(c, &a, inv), tb = negotiate_uac(&b, ok);
+    bool ta = inv && negotiate_uas(c, &a, inv);
+    bool tb = settings(c)->session_ttl && negotiate_uac(&b, ok);
     int probe = settings(c)->no_timer_options_interval;
     if (!ta && !tb && !probe)
         return;
@@ -508,8 +514,11 @@ static bool refresh_answered(struct call *c, int i, int status, sip_t const *sip
              * (RFC 4028 7.2); the no-timer limit takes over. */
             log_info("call", "%" PRIu64 ": the %s dropped its session timer", c->id,
                      who(i));
+            uint32_t probe = (uint32_t)settings(c)->no_timer_options_interval;
             l->interval = 0;
-            l->next = 0;
+            l->next = probe ? now + probe : 0;
+            if (probe)
+                l->flags |= F_PROBE;
             st->limit = limit_at(c, now);
             return true;
         }
@@ -656,7 +665,7 @@ int call_timer_request(struct call *c, nta_incoming_t *irq, sip_t const *sip, bo
     log_debug("call", "%" PRIu64 ": the %s refreshed its session (%s, %" PRIu32 " s)",
               c->id, who(i), invite ? "re-INVITE" : "UPDATE", l->interval);
     rearm(c);
-    return 0;
+    return 1;
 }
 
 void call_timer_relay_headers(const struct call *c, bool to_b, char *out, size_t outlen)
