@@ -1,7 +1,9 @@
 /* In-dialog requests of an answered call, and the ACKs of 2xx.
  *
  * re-INVITE, UPDATE and INFO from either leg are relayed to the other leg
- * and their answers back; BYE ends the call. An offerless INVITE or
+ * and their answers back, with each leg's own session timer headers
+ * (call_timer.c), except a re-INVITE or UPDATE that only refreshes its
+ * leg's session, which call_timer.c answers itself; BYE ends the call. An offerless INVITE or
  * re-INVITE (late offer: the offer in the 2xx, the answer in the ACK)
  * holds our ACK to the side that made the offer until the other side's ACK
  * brings the answer. A Contact in a target refresh request, or in the 2xx
