@@ -21,6 +21,7 @@ static const char *const caller_choices[] = {"from", "rpid", "display", "pai", N
 static const char *const endpoint_digest_choices[] = {"sha256,md5", "md5,sha256", "md5",
                                                       "sha256", NULL};
 static const char *const endpoint_keepalive_choices[] = {"options", "crlf", "off", NULL};
+static const char *const display_from_choices[] = {"ignore", "caller", "none", NULL};
 
 /* What the B-leg fails over on unless the policy says otherwise. */
 static const short failover_default[] = {408, 480, 500, 502, 503, 504, 0};
@@ -70,17 +71,47 @@ static const struct field sip_fields[] = {
      .offset = SIP(endpoint_keepalive_misses), .min = 1, .max = 20, .def = 3,
      .vos_name = "(none: unanswered keepalives that remove a binding)"},
     {.name = "invite_timeout", .type = FT_INT, .offset = SIP(invite_timeout), .min = 1,
-     .max = 300, .def = 10, .vos_name = "SIP INVITE timeout"},
+     .max = 300, .def = 10, .vos_name = "SS_SIP_TIMEOUT_INVITE"},
+    {.name = "timeout_invite", .type = FT_INT, .offset = SIP(invite_timeout), .min = 1,
+     .max = 300, .def = 10, .vos_name = "SS_SIP_TIMEOUT_INVITE",
+     .alias_of = "invite_timeout"},
     {.name = "call_progress_timeout", .type = FT_INT, .offset = SIP(call_progress_timeout),
      .min = 1, .max = 3600, .def = 120, .vos_name = "SIP call progress timeout"},
-    /* An end for answered calls whose endpoints never refresh the session */
-    {.name = "max_call_duration", .type = FT_INT, .offset = SIP(max_call_duration), .min = 0,
-     .max = 86400, .def = 7200, .vos_name = "(none: maximum call duration, 0: no limit)"},
+    /* An end for answered calls with a leg that refreshes no session */
+    {.name = "no_timer_reinvite_interval", .type = FT_INT,
+     .offset = SIP(no_timer_reinvite_interval), .min = 0, .max = 86400, .def = 7200,
+     .vos_name = "SS_SIP_NO_TIMER_REINVITE_INTERVAL"},
+    {.name = "max_call_duration", .type = FT_INT, .offset = SIP(no_timer_reinvite_interval),
+     .min = 0, .max = 86400, .def = 7200, .vos_name = "SS_SIP_NO_TIMER_REINVITE_INTERVAL",
+     .alias_of = "no_timer_reinvite_interval"},
     {.name = "resend_interval", .type = FT_INT, .offset = SIP(resend_interval), .min = 100,
-     .max = 4000, .def = 500, .vos_name = "SIP resend interval (T1, ms)"},
+     .max = 4000, .def = 500, .vos_name = "SS_SIP_RESEND_INTERVAL (T1, ms)"},
     {.name = "failover_codes", .type = FT_STATUS_SET, .offset = SIP(failover_codes),
      .min = 300, .max = 699, .codes = failover_default,
      .vos_name = "(none: final statuses that try the next gateway)"},
+    /* RFC 4028 session timers on both legs of a call */
+    {.name = "session_ttl", .type = FT_INT_OR_FALSE, .offset = SIP(session_ttl), .min = 90,
+     .max = 86400, .def = 600, .vos_name = "SS_SIP_SESSION_TTL"},
+    {.name = "session_update_segment", .type = FT_INT, .offset = SIP(session_update_segment),
+     .min = 2, .max = 10, .def = 2, .vos_name = "SS_SIP_SESSION_UPDATE_SEGMENT"},
+    {.name = "session_timeout_early_hangup", .type = FT_INT,
+     .offset = SIP(session_timeout_early_hangup), .min = 0, .max = 3600, .def = 0,
+     .vos_name = "SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP"},
+    {.name = "session_min_se", .type = FT_INT, .offset = SIP(session_min_se), .min = 90,
+     .max = 86400, .def = 90, .vos_name = "(none: Min-SE, RFC 4028)"},
+    {.name = "no_timer_options_interval", .type = FT_INT_OR_FALSE,
+     .offset = SIP(no_timer_options_interval), .min = 5, .max = 3600, .def = 0,
+     .vos_name = "(none: in-dialog OPTIONS to legs without a session timer)"},
+    {.name = "authentication_retry", .type = FT_INT, .offset = SIP(authentication_retry),
+     .min = 0, .max = 10, .def = 1, .vos_name = "SS_SIP_AUTHENTICATION_RETRY"},
+    {.name = "publish_expire", .type = FT_INT, .offset = SIP(publish_expire), .min = 30,
+     .max = 7200, .def = 300, .vos_name = "SS_SIP_PUBLISH_EXPIRE"},
+    {.name = "e164_display_from", .type = FT_ENUM, .offset = SIP(e164_display_from),
+     .choices = display_from_choices, .def = DISPLAY_FROM_IGNORE,
+     .vos_name = "SS_SIP_E164_DISPLAY_FROM"},
+    {.name = "nat_keep_alive_period", .type = FT_INT,
+     .offset = SIP(endpoint_keepalive_interval), .min = 5, .max = 3600, .def = 30,
+     .vos_name = "SS_SIP_NAT_KEEP_ALIVE_PERIOD", .alias_of = "endpoint_keepalive_interval"},
     {0},
 };
 
@@ -332,6 +363,11 @@ int config_def_check(const struct def_head *def, char *err, size_t errlen)
             metrics_parse_address(sw->metrics, mhost, sizeof mhost, &mport) < 0) {
             snprintf(err, errlen, "metrics: '%s' is not IP:PORT (say \"127.0.0.1:9464\")",
                      sw->metrics);
+            return -1;
+        }
+        if (sw->sip.session_ttl && sw->sip.session_min_se > sw->sip.session_ttl) {
+            snprintf(err, errlen, "sip.session_min_se %d is above sip.session_ttl %d",
+                     sw->sip.session_min_se, sw->sip.session_ttl);
             return -1;
         }
         break;

@@ -85,6 +85,12 @@ enum request_address { REQUEST_SOCKET, REQUEST_CONTACT, REQUEST_CONTACT_PORT };
 enum callee_from { CALLEE_FROM_TO, CALLEE_FROM_REQUEST_LINE };
 enum caller_from { CALLER_FROM_FROM, CALLER_FROM_RPID, CALLER_FROM_DISPLAY, CALLER_FROM_PAI };
 enum tristate { TRI_INHERIT = -1, TRI_OFF = 0, TRI_ON = 1 };
+/* The display name in the B-leg From (SS_SIP_E164_DISPLAY_FROM). */
+enum display_from {
+    DISPLAY_FROM_IGNORE, /* "ignore": the caller's display name, as it came */
+    DISPLAY_FROM_CALLER, /* "caller": the caller number */
+    DISPLAY_FROM_NONE,   /* "none": no display name */
+};
 /* Digest algorithms the registrar offers endpoints, most preferred first.
  * "md5" is the default: common clients (SIPp, baresip 1.0) fail on a
  * SHA-256 challenge; accounts and mapping gateways may choose another. */
@@ -119,9 +125,24 @@ struct sip_settings {
     int endpoint_keepalive_misses; /* unanswered keepalives that remove: 1..20 */
     int invite_timeout;           /* SIP INVITE timeout: 1..300 s */
     int call_progress_timeout;    /* SIP call progress timeout: 1..3600 s */
-    int max_call_duration;        /* answered calls end after this: 0 (off), 1..86400 s */
+    int no_timer_reinvite_interval; /* SS_SIP_NO_TIMER_REINVITE_INTERVAL: the longest a call
+                                       with a leg that runs no session timer stays up: 0 (no
+                                       limit), 1..86400 s (alias max_call_duration) */
     int resend_interval;          /* SIP resend interval (RFC 3261 T1): 100..4000 ms */
     struct status_set failover_codes; /* final statuses that try the next gateway */
+    int session_ttl;              /* SS_SIP_SESSION_TTL: Session-Expires offered, 0 (off) or
+                                     90..86400 s */
+    int session_update_segment;   /* SS_SIP_SESSION_UPDATE_SEGMENT: refresh every ttl/segment
+                                     when the switch refreshes: 2..10 */
+    int session_timeout_early_hangup; /* SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP: hang up this long
+                                         before the session expires: 0..3600 s */
+    int session_min_se;           /* Min-SE the switch accepts and sends: 90..86400 s */
+    int no_timer_options_interval; /* in-dialog OPTIONS to legs without a session timer:
+                                      0 (off), 5..3600 s */
+    int authentication_retry;     /* SS_SIP_AUTHENTICATION_RETRY: carrier challenges answered
+                                     per call attempt or REGISTER: 0..10 */
+    int publish_expire;           /* SS_SIP_PUBLISH_EXPIRE: 30..7200 s (PUBLISH is not served) */
+    int e164_display_from;        /* SS_SIP_E164_DISPLAY_FROM: enum display_from */
 };
 
 /* Every definition starts with this header. */
@@ -220,6 +241,7 @@ struct field {
     size_t hook_offset;          /* FT_INT_OR_HOOK: struct config_hook */
     const short *codes;          /* FT_STATUS_SET default, 0-terminated; NULL: not given */
     const char *vos_name;        /* the VOS3000 parameter, for documentation */
+    const char *alias_of;        /* another name of that field: both may not be given */
 };
 
 struct kind_schema {

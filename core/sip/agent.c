@@ -55,13 +55,12 @@ struct sipagent {
 #define SIPAGENT_MAX_MESSAGE (64 * 1024)
 
 /* What the core serves. A policy's on_request may answer more. PRACK
- * (RFC 3262) is not served, and no extension is supported (no Supported
- * header): session timers (RFC 4028) are not implemented. */
+ * (RFC 3262) is not served. */
 static const char allow_methods[] = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
 
-/* Option tags the core supports (RFC 3261 8.2.2.3): none yet, so a request
- * that Requires any is refused. */
-static const char *const supported_tags[] = {NULL};
+/* Option tags the core supports (RFC 3261 8.2.2.3): session timers (RFC
+ * 4028, call_timer.c); a request that Requires any other gets 420. */
+static const char *const supported_tags[] = {"timer", NULL};
 
 /* The Required option tags not in supported_tags, comma-separated into
  * out[outlen] (as many as fit); false when there are none. */

@@ -4,9 +4,10 @@
  * gateway's callee_from), the caller number from From, Remote-Party-ID,
  * From's display name or P-Asserted-Identity (caller_from).
  * Out: the B-leg From carries that caller number under the caller's display
- * name; Privacy and P-Asserted-Identity pass between trusted operators as
- * they came, and a registration gateway's privacy (gw_privacy()) adds the
- * switch's own (RFC 3323, RFC 3325). See call_internal.h. */
+ * name (or the number, or none: sip.e164_display_from); Privacy and
+ * P-Asserted-Identity pass between trusted operators as they came, and a
+ * registration gateway's privacy (gw_privacy()) adds the switch's own
+ * (RFC 3323, RFC 3325). See call_internal.h. */
 #include "sip/call_internal.h"
 #include "config.h"
 #include "sip/gateway.h"
@@ -166,10 +167,14 @@ static void quoted_display(const sip_from_t *from, char *out, size_t outlen)
 }
 
 void call_identity_from(const sip_from_t *caller_from, const char *caller,
-                        const char *host, const char *tag, char *out, size_t outlen)
+                        int display_from, const char *host, const char *tag, char *out,
+                        size_t outlen)
 {
-    char display[160], user[3 * CALL_NUM];
-    quoted_display(caller_from, display, sizeof display);
+    char display[160] = "", user[3 * CALL_NUM];
+    if (display_from == DISPLAY_FROM_IGNORE)
+        quoted_display(caller_from, display, sizeof display);
+    else if (display_from == DISPLAY_FROM_CALLER && caller[0])
+        snprintf(display, sizeof display, "\"%.100s\" ", caller);
     call_identity_uri_user(caller[0] ? caller : "anonymous", user, sizeof user);
     snprintf(out, outlen, "%s<sip:%s@%s>;tag=%s", display, user, host, tag);
 }

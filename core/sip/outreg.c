@@ -206,7 +206,7 @@ static bool transmit_fresh(struct outreg *r, enum state next, int expires)
 {
     char cred[OUTREG_CRED_MAX];
     int st = outreg_auth_cached(r, cred, sizeof cred);
-    r->answering = false;
+    r->answering = 0;
     return transmit(r, next, expires, st, st ? cred : NULL);
 }
 
@@ -292,7 +292,7 @@ static bool learn_address(struct outreg *r, const char *seen_at)
 static void registered(struct outreg *r, const struct outreg_response *res)
 {
     if (learn_address(r, res->seen_at)) {
-        r->answering = false;
+        r->answering = 0;
         if (!transmit(r, (enum state)r->state, requested_expires(r), 0, NULL))
             fail(r, ST_TIMEOUT, 503, "%s", r->last_error);
         return;
@@ -321,9 +321,10 @@ static void challenged(struct outreg *r, const struct outreg_response *res)
         fail(r, ST_FAILED, status, "%d without a Digest challenge we support", status);
         return;
     }
-    if (r->answering && !res->challenge.stale) {
-        /* We answered a challenge and were challenged again: the
-         * credentials are wrong. Retrying now would be a storm. */
+    if (r->answering >= r->set->auth_retry && !res->challenge.stale) {
+        /* We answered sip.authentication_retry challenges and were
+         * challenged again: the credentials are wrong. Retrying now would
+         * be a storm. */
         fail(r, ST_FAILED, status, "authentication failed (%d after credentials)",
              status);
         return;
@@ -334,7 +335,7 @@ static void challenged(struct outreg *r, const struct outreg_response *res)
              digest_alg_name(res->challenge.alg));
         return;
     }
-    r->answering = true;
+    r->answering++;
     if (!transmit(r, (enum state)r->state, r->requested, status, cred))
         fail(r, ST_TIMEOUT, 503, "%s", r->last_error);
 }
@@ -392,11 +393,11 @@ static void unregister_answered(struct outreg *r, const struct outreg_response *
 {
     int status = res->status;
     if ((status == 401 || status == 407) && !res->internal && res->challenged &&
-        !r->answering) {
-        /* Answer the challenge once, still unregistering. */
+        r->answering < r->set->auth_retry) {
+        /* Answer the challenge (up to the retry count), still unregistering. */
         char cred[OUTREG_CRED_MAX];
         if (outreg_auth_answer(r, status, &res->challenge, cred, sizeof cred)) {
-            r->answering = true;
+            r->answering++;
             if (transmit(r, ST_UNREGISTERING, 0, status, cred))
                 return;
         }
@@ -641,6 +642,7 @@ int outreg_set_create(struct outreg_set **sp, struct sipagent *agent,
     s->default_retry_delay = 60;
     s->send_unregister = true;
     s->t1_ms = 500;
+    s->auth_retry = 1;
     *sp = s;
     return 0;
 }
@@ -748,6 +750,7 @@ void outreg_set_apply(struct outreg_set *s, const struct config *cfg)
     s->default_privacy = sw->sip.user_agent_privacy;
     s->send_unregister = sw->sip.user_agent_send_unregister;
     s->t1_ms = (unsigned)sw->sip.resend_interval;
+    s->auth_retry = (unsigned)sw->sip.authentication_retry;
     bool defaults_changed =
         privacy_before != s->default_privacy || expires_before != s->default_expires;
 

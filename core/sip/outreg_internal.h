@@ -80,6 +80,7 @@ struct outreg_set {
     int default_privacy;
     bool send_unregister;
     unsigned t1_ms;
+    unsigned auth_retry; /* challenges answered in a row (sip.authentication_retry) */
     /* entries that were removed and are unregistering */
     struct outreg **leaving;
     size_t nleaving;
@@ -100,7 +101,8 @@ struct outreg {
     bool enabled_cfg;
 
     int state;      /* outreg.c's file-local enum state */
-    bool answering; /* the REGISTER in flight answers a fresh challenge */
+    unsigned answering; /* fresh challenges answered in a row, the REGISTER in
+                           flight answering the last one (0: none) */
     bool leaving;   /* removed from the policy: freed once unregistered */
     bool trace;
     int status;
