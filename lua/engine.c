@@ -21,6 +21,7 @@ struct engine {
     engine_reload_h *on_reload;
     void *on_reload_arg;
     unsigned generation;
+    struct outreg_hooks *outreg_hooks;
 };
 
 static int host_reload(void *arg, char *msg, size_t msglen)
@@ -56,6 +57,7 @@ void engine_destroy(struct engine *e)
 {
     if (!e)
         return;
+    hooks_detach_outregs(e->outreg_hooks);
     luart_retire(e->current);
     luart_close_all();
     free(e->dir);
@@ -85,7 +87,7 @@ void engine_attach_outregs(struct engine *e, struct outreg_set *set, void *sip_r
 {
     e->host.outregs = set;
     e->host.sip_root = sip_root;
-    hooks_attach_outregs(set, &e->current);
+    e->outreg_hooks = hooks_attach_outregs(set, e->host.base, &e->current);
 }
 
 void engine_attach_sip(struct engine *e, struct sipagent *agent)
