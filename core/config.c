@@ -2,11 +2,13 @@
 #include "config.h"
 #include "metrics_server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- Schemas ----------------------------------------------------------- */
 
@@ -447,6 +449,74 @@ int config_parse_listen(const char *uri, char *proto, size_t protolen, char *hos
     return 0;
 }
 
+const struct strlist *config_listen(const struct config *cfg, const struct strlist *given)
+{
+    static char *defaults[] = {"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"};
+    static const struct strlist default_listen = {2, defaults};
+    if (given && given->n)
+        return given;
+    const struct switch_def *sw = cfg ? config_switch(cfg) : NULL;
+    return sw && sw->listen.n ? &sw->listen : &default_listen;
+}
+
+/* The address family of an IP literal (brackets allowed), its bytes in
+ * `bin`; 0 when `host` is no IP literal. */
+static int ip_parse(const char *host, unsigned char bin[16])
+{
+    char buf[64];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    if (n >= sizeof buf)
+        return 0;
+    memcpy(buf, host, n);
+    buf[n] = '\0';
+    if (inet_pton(AF_INET, buf, bin) == 1)
+        return AF_INET;
+    if (inet_pton(AF_INET6, buf, bin) == 1)
+        return AF_INET6;
+    return 0;
+}
+
+bool config_ip_equal(const char *a, const char *b)
+{
+    unsigned char x[16], y[16];
+    int fa = ip_parse(a, x), fb = ip_parse(b, y);
+    if (!fa || !fb)
+        return !fa && !fb && strcasecmp(a, b) == 0;
+    return fa == fb && memcmp(x, y, fa == AF_INET ? 4 : 16) == 0;
+}
+
+bool config_ip_any(const char *host)
+{
+    static const unsigned char zero[16];
+    unsigned char bin[16];
+    int f = ip_parse(host, bin);
+    return strcmp(host, "*") == 0 ||
+           (f && memcmp(bin, zero, f == AF_INET ? 4 : 16) == 0);
+}
+
+/* Does some `proto` listener of `listen` take `ip`: one on that IP, or one
+ * on every address of its family? */
+static bool listens_on(const struct strlist *listen, const char *proto, const char *ip)
+{
+    unsigned char bin[16];
+    int family = ip_parse(ip, bin);
+    for (size_t i = 0; i < listen->n; i++) {
+        char p[8], host[64];
+        int port;
+        if (config_parse_listen(listen->v[i], p, sizeof p, host, sizeof host, &port) < 0 ||
+            strcmp(p, proto) != 0)
+            continue;
+        if (config_ip_equal(host, ip) ||
+            (family && config_ip_any(host) && ip_parse(host, bin) == family))
+            return true;
+    }
+    return false;
+}
+
 /* ---- Policy sets -------------------------------------------------------- */
 
 /* Definitions of one kind, in policy order, with an open-addressing hash of
@@ -604,6 +674,33 @@ int config_finish(struct config *cfg, char *err, size_t errlen)
                      acc->head.file, acc->head.line, acc->head.name, acc->mapping_gateway);
             return -1;
         }
+    }
+    return 0;
+}
+
+int config_check_local_ips(const struct config *cfg, const struct strlist *listen, char *err,
+                           size_t errlen)
+{
+    const struct def_array *regs = &cfg->kinds[KIND_REGISTRATION];
+    for (size_t i = 0; i < regs->n; i++) {
+        const struct registration_def *d = (const void *)regs->v[i];
+        if (!d->local_ip || listens_on(listen, "udp", d->local_ip))
+            continue;
+        /* "...: local_ip X is not one of the listen addresses (UDP: a, b)" */
+        int n = snprintf(err, errlen,
+                         "%s:%d: registration \"%s\": local_ip %s is not one of the listen "
+                         "addresses (UDP: ",
+                         d->head.file, d->head.line, d->head.name, d->local_ip);
+        const char *sep = "";
+        for (size_t k = 0; k < listen->n && n > 0 && (size_t)n < errlen; k++) {
+            if (strncmp(listen->v[k], "udp:", 4) != 0)
+                continue;
+            n += snprintf(err + n, errlen - (size_t)n, "%s%s", sep, listen->v[k] + 4);
+            sep = ", ";
+        }
+        if (n > 0 && (size_t)n < errlen)
+            snprintf(err + n, errlen - (size_t)n, "%s)", *sep ? "" : "none");
+        return -1;
     }
     return 0;
 }

@@ -316,4 +316,23 @@ void config_diff_summary(const struct config_diff *d, char *out, size_t outlen);
 int config_parse_listen(const char *uri, char *proto, size_t protolen, char *host,
                         size_t hostlen, int *port);
 
+/* The listen addresses in force: `given` (--listen) when it has any, else
+ * the switch's `listen`, else udp and tcp on 127.0.0.1:5060. Points into
+ * `given`, `cfg` or static storage. */
+const struct strlist *config_listen(const struct config *cfg, const struct strlist *given);
+
+/* Do two hosts name the same IP ("::1" and "[0::1]" do)? Hosts that are no
+ * IP literal compare as text, without case. */
+bool config_ip_equal(const char *a, const char *b);
+/* "0.0.0.0", "::" or "*": a listener on every local address. */
+bool config_ip_any(const char *host);
+
+/* Each registration's local_ip must be an address the switch listens on
+ * over UDP, what its REGISTERs travel over: a listener on that IP, or on
+ * every address of its family (then the kernel chooses the source
+ * address). Returns 0, or -1 with "file:line: message". O(registrations
+ * with local_ip x listen addresses). */
+int config_check_local_ips(const struct config *cfg, const struct strlist *listen, char *err,
+                           size_t errlen);
+
 #endif

@@ -117,11 +117,14 @@ static void enter(struct outreg *r, enum state st)
         return;
     r->state = st;
     enum outreg_state was = public_state(before), now = public_state(st);
-    if (was != now)
-        log_info("outreg", "%s: %s -> %s", r->name, outreg_state_name(was),
-                 outreg_state_name(now));
-    else
+    if (was == now) {
         log_debug("outreg", "%s: %s -> %s", r->name, state_name(before), state_name(st));
+        return;
+    }
+    log_info("outreg", "%s: %s -> %s", r->name, outreg_state_name(was),
+             outreg_state_name(now));
+    if (r->set->observer)
+        r->set->observer(r, was, now, r->set->observer_arg);
 }
 
 /* ---- Helpers ------------------------------------------------------------ */
@@ -162,13 +165,29 @@ static void arm(struct event *ev, double seconds)
     evtimer_add(ev, &tv);
 }
 
+/* The policy function's delay, held to the range a number in the policy
+ * must be in: a function returning 1 s must not hammer the carrier. */
+static int hook_retry_delay(struct outreg *r, double d)
+{
+    int clamped = d < OUTREG_RETRY_MIN   ? OUTREG_RETRY_MIN
+                  : d > OUTREG_RETRY_MAX ? OUTREG_RETRY_MAX
+                                         : (int)d + ((double)(int)d < d); /* rounded up */
+    if ((d < OUTREG_RETRY_MIN || d > OUTREG_RETRY_MAX) && !r->retry_clamped) {
+        r->retry_clamped = true;
+        log_warn("outreg",
+                 "%s: retry_delay returned %g s, outside %d..%d: %d s used (said once)",
+                 r->name, d, OUTREG_RETRY_MIN, OUTREG_RETRY_MAX, clamped);
+    }
+    return clamped;
+}
+
 static int effective_retry_delay(struct outreg *r)
 {
     struct outreg_set *s = r->set;
     if (r->hook_ref && s->retry_h) {
-        int d = s->retry_h(r, r->hook_ref, s->retry_arg);
-        if (d > 0)
-            return d;
+        double d = s->retry_h(r, r->hook_ref, s->retry_arg);
+        if (d >= 0)
+            return hook_retry_delay(r, d);
     }
     return r->retry_delay_cfg > 0 ? r->retry_delay_cfg : s->default_retry_delay;
 }
@@ -551,6 +570,8 @@ static void copy_def(struct outreg *r, const struct registration_def *d)
     r->port = d->port;
     r->expires_cfg = d->expires;
     r->retry_delay_cfg = d->retry_delay;
+    if (r->hook_ref != d->retry_delay_hook.ref)
+        r->retry_clamped = false; /* a new function (each reload makes one) */
     r->hook_ref = d->retry_delay_hook.ref;
     r->mode = d->mode;
     r->privacy = d->privacy;
@@ -669,6 +690,12 @@ void outreg_set_retry_hook(struct outreg_set *s, outreg_retry_h *h, void *arg)
 {
     s->retry_h = h;
     s->retry_arg = arg;
+}
+
+void outreg_set_observer(struct outreg_set *s, outreg_observer_h *h, void *arg)
+{
+    s->observer = h;
+    s->observer_arg = arg;
 }
 
 static int def_by_name(const void *a, const void *b)

@@ -74,6 +74,8 @@ struct outreg_set {
     size_t n;
     outreg_retry_h *retry_h;
     void *retry_arg;
+    outreg_observer_h *observer;
+    void *observer_arg;
     /* switch settings */
     int default_expires;     /* CONFIG_AUTO or seconds */
     int default_retry_delay; /* seconds */
@@ -105,6 +107,7 @@ struct outreg {
                            flight answering the last one (0: none) */
     bool leaving;   /* removed from the policy: freed once unregistered */
     bool trace;
+    bool retry_clamped; /* said once that retry_delay's value was clamped */
     int status;
     int granted;
     unsigned failures;
