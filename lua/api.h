@@ -33,6 +33,14 @@ void task_wake(struct task *t, lua_State *from, int nvals);
 /* Raise "NAME: cannot wait here" unless L is a task that may yield. */
 struct task *task_check_yieldable(lua_State *L, const char *what);
 
+/* lua_pcall under the time budget (that of the last slice) for Lua code run
+ * outside a task's slice, such as __tostring metamethods while a REPL answer
+ * is formatted: one that loops is stopped with an error instead of freezing
+ * the switch. Calls sharing `deadline` (0 at first: set by the first call)
+ * share one budget; once it is spent they fail without running. Inside a
+ * slice, a plain lua_pcall. */
+int api_pcall_budget(lua_State *L, int nargs, int nres, double *deadline);
+
 /* A libevent timer that wakes task `t` with no values after `seconds`. */
 int task_sleep(struct task *t, double seconds);
 

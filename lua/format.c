@@ -55,6 +55,10 @@ void strbuf_free(struct strbuf *b)
     b->len = b->cap = 0;
 }
 
+/* The time budget of the __tostring metamethods run for one
+ * api_format_value(), shared by all of them. */
+static double tostring_deadline;
+
 static void add_number(struct strbuf *b, double d)
 {
     char tmp[64];
@@ -266,7 +270,7 @@ static void format_value(lua_State *L, int idx, struct strbuf *b, int depth, int
     }
     if (luaL_getmetafield(L, idx, "__tostring")) {
         lua_pushvalue(L, idx);
-        if (lua_pcall(L, 1, 1, 0) == 0 && lua_isstring(L, -1)) {
+        if (api_pcall_budget(L, 1, 1, &tostring_deadline) == 0 && lua_isstring(L, -1)) {
             size_t n;
             const char *s = lua_tolstring(L, -1, &n);
             strbuf_add(b, s, n);
@@ -290,6 +294,9 @@ void api_format_value(lua_State *L, int idx, struct strbuf *b)
     luaL_checkstack(L, 40, "formatting a value");
     lua_newtable(L);
     int seen = lua_gettop(L);
+    double outer = tostring_deadline;
+    tostring_deadline = 0;
     format_value(L, idx, b, 0, seen, 1);
+    tostring_deadline = outer;
     lua_pop(L, 1);
 }
