@@ -12,11 +12,14 @@
  *   phone    127.0.0.2, an endpoint: accounts 1001 and 1002 (password
  *            "secret") of the register-type mapping gateway "phones"
  *   carrier  127.0.0.1, where routing gateways "carrier-a" and "carrier-b"
- *            (prefix 1, priorities 1 and 2: failover) send their INVITEs
+ *            (prefix 1, priorities 1 and 2: failover; a's callee rewrite
+ *            rules, b's request_address "contact") send their INVITEs
+ *   pbx2     127.0.0.3, the static mapping gateway "pbx2": the callee from
+ *            the Request-Line, the caller from P-Asserted-Identity
  *
  * Input: datagrams separated by a line "%%" (that is "\n%%\n"). A datagram
- * whose first byte is 'p', 'e' or 'c' is sent, without that byte, from the
- * pbx, the phone or the carrier; any other is sent whole from the pbx (so
+ * whose first byte is 'p', 'e', 'c' or 'q' is sent, without that byte, from
+ * the pbx, the phone, the carrier or pbx2; any other is sent whole from the pbx (so
  * the messages of test/corpus are seeds as they are). Before sending, placeholders are
  * replaced:
  *   $PORT        the switch's port          $LPORT   the sender's port
@@ -66,7 +69,7 @@
 #define SEPARATOR "\n%%\n"
 #define MAX_DATAGRAM 65536
 
-enum { PBX, PHONE, CARRIER, NPEERS };
+enum { PBX, PHONE, CARRIER, PBX2, NPEERS };
 
 struct peer {
     const char *ip;
@@ -89,7 +92,7 @@ struct sw {
 
 static struct event_base *base;
 static struct peer peers[NPEERS] = {
-    {.ip = "127.0.0.1"}, {.ip = "127.0.0.2"}, {.ip = "127.0.0.1"}};
+    {.ip = "127.0.0.1"}, {.ip = "127.0.0.2"}, {.ip = "127.0.0.1"}, {.ip = "127.0.0.3"}};
 static unsigned datagrams_read; /* by the switch, from the evport observer */
 static unsigned nc;
 /* Inputs run so far. The switch is built anew every rebuild_every inputs
@@ -100,7 +103,7 @@ static unsigned nc;
 static unsigned runs;
 static unsigned rebuild_every = 256;
 static bool trace; /* MOON_FUZZ_TRACE set: print each datagram's first line */
-static const char *const peer_names[] = {"pbx", "phone", "carrier"};
+static const char *const peer_names[] = {"pbx", "phone", "carrier", "pbx2"};
 
 /* ---- The switch ------------------------------------------------------------ */
 
@@ -146,6 +149,14 @@ static struct config *make_config(int switch_port, int carrier_port)
         (void *)config_def_new(KIND_MAPPING_GATEWAY, "phones", "fuzz", 3);
     phones->type = MGW_REGISTER;
     add_def(cfg, &phones->head);
+    struct mapping_gateway_def *pbx2 =
+        (void *)config_def_new(KIND_MAPPING_GATEWAY, "pbx2", "fuzz", 4);
+    pbx2->type = MGW_STATIC;
+    pbx2->addresses = (struct strlist){1, strv("127.0.0.3:5060", NULL)};
+    pbx2->callee_from = CALLEE_FROM_REQUEST_LINE;
+    pbx2->caller_from = CALLER_FROM_PAI;
+    pbx2->line_limit = 2;
+    add_def(cfg, &pbx2->head);
 
     snprintf(addr, sizeof addr, "127.0.0.1:%d", carrier_port);
     for (int i = 0; i < 2; i++) {
@@ -156,6 +167,13 @@ static struct config *make_config(int switch_port, int carrier_port)
         g->prefixes = (struct strlist){1, strv("1", NULL)};
         g->priority = i + 1;
         g->request_address = i ? REQUEST_CONTACT : REQUEST_SOCKET;
+        if (i == 0) {
+            struct rewrite_rule *r = calloc(2, sizeof *r);
+            r[0] = (struct rewrite_rule){strdup("^1555"), strdup("001555")};
+            r[1] = (struct rewrite_rule){strdup("^%+"), strdup("00")};
+            g->callee_rewrite = (struct rewrite_list){2, r};
+            g->invite_use_contact = TRI_ON;
+        }
         add_def(cfg, &g->head);
     }
     const char *accounts[] = {"1001", "1002"};
@@ -538,8 +556,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t len = sep ? (size_t)(sep - (in + at)) : size - at;
         const char *d = in + at;
         int from = PBX;
-        if (len > 0 && (d[0] == 'p' || d[0] == 'e' || d[0] == 'c')) {
-            from = d[0] == 'e' ? PHONE : d[0] == 'c' ? CARRIER : PBX;
+        if (len > 0 && (d[0] == 'p' || d[0] == 'e' || d[0] == 'c' || d[0] == 'q')) {
+            from = d[0] == 'e' ? PHONE : d[0] == 'c' ? CARRIER : d[0] == 'q' ? PBX2 : PBX;
             d++;
             len--;
         }
