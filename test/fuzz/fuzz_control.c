@@ -126,6 +126,14 @@ static void turn(void)
     event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
+/* At exit: the socket and its directory go. */
+static void cleanup(void)
+{
+    control_close(ctl);
+    *strrchr(path, '/') = '\0';
+    rmdir(path);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -140,6 +148,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     base = event_base_new();
     if (control_open(&ctl, base, path, on_eval, NULL) < 0)
         abort();
+    atexit(cleanup);
     return 0;
 }
 

@@ -60,6 +60,14 @@ static void count(enum diff_verdict verdict, const struct def_head *before,
     (*(unsigned *)arg)++;
 }
 
+/* At exit: the policy files and their directory go. */
+static void cleanup(void)
+{
+    unlink(file);
+    unlink(prelude_file);
+    rmdir(dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -74,6 +82,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(prelude_file, sizeof prelude_file, "%s/00-prelude.lua", dir);
     if (write_file(prelude_file, prelude, sizeof prelude - 1) < 0)
         abort();
+    atexit(cleanup);
     host.base = event_base_new();
     host.budget = 0.02;
     static const char base_policy[] =
