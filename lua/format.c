@@ -1,11 +1,16 @@
 /* How values print in the REPL and in `moonctl -e`. See format.h. */
 #include "format.h"
+#include "task.h"
 
 #include <lauxlib.h>
 
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+
+/* The time budget of the __tostring metamethods run for one
+ * format_value(), shared by all of them. */
+static double tostring_deadline;
 
 static void add_number(struct strbuf *b, double d)
 {
@@ -218,7 +223,7 @@ static void format_at(lua_State *L, int idx, struct strbuf *b, int depth, int se
     }
     if (luaL_getmetafield(L, idx, "__tostring")) {
         lua_pushvalue(L, idx);
-        if (lua_pcall(L, 1, 1, 0) == 0 && lua_isstring(L, -1)) {
+        if (api_pcall_budget(L, 1, 1, &tostring_deadline) == 0 && lua_isstring(L, -1)) {
             size_t n;
             const char *s = lua_tolstring(L, -1, &n);
             strbuf_add(b, s, n);
@@ -242,6 +247,9 @@ void format_value(lua_State *L, int idx, struct strbuf *b)
     luaL_checkstack(L, 40, "formatting a value");
     lua_newtable(L);
     int seen = lua_gettop(L);
+    double outer = tostring_deadline;
+    tostring_deadline = 0;
     format_at(L, idx, b, 0, seen, 1);
+    tostring_deadline = outer;
     lua_pop(L, 1);
 }

@@ -100,6 +100,23 @@ static void slice_end(void)
     slice_deadline = 0;
 }
 
+int api_pcall_budget(lua_State *L, int nargs, int nres, double *deadline)
+{
+    if (slice_deadline > 0)
+        return lua_pcall(L, nargs, nres, 0);
+    if (*deadline == 0)
+        *deadline = now_seconds() + (slice_budget > 0 ? slice_budget : 2.0);
+    if (now_seconds() > *deadline) {
+        lua_pop(L, nargs + 1);
+        lua_pushliteral(L, "exceeded its time budget");
+        return LUA_ERRRUN;
+    }
+    slice_deadline = *deadline;
+    int rc = lua_pcall(L, nargs, nres, 0);
+    slice_deadline = 0;
+    return rc;
+}
+
 const struct luahost *luart_host(const struct luart *rt)
 {
     return rt->host;

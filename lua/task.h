@@ -73,4 +73,12 @@ void task_wake(struct task *t, lua_State *from, int nvals);
  * Returns 0, or -1 when the timer cannot be armed. */
 int task_sleep(struct task *t, double seconds);
 
+/* lua_pcall under the time budget (that of the last slice) for Lua code run
+ * outside a task's slice, such as __tostring metamethods while a REPL answer
+ * is formatted: one that loops is stopped with an error instead of freezing
+ * the switch. Calls sharing `deadline` (0 at first: set by the first call)
+ * share one budget; once it is spent they fail without running. Inside a
+ * slice, a plain lua_pcall. */
+int api_pcall_budget(lua_State *L, int nargs, int nres, double *deadline);
+
 #endif
