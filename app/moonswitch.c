@@ -12,6 +12,7 @@
 #include "log.h"
 #include "sip/agent.h"
 #include "sip/call.h"
+#include "sip/flood.h"
 #include "sip/outreg.h"
 #include "sip/registrar.h"
 #include "sip/replyaddr.h"
@@ -55,7 +56,9 @@ struct app {
     struct registrar *registrar; /* registrar wiring (issue 4) */
     struct calls *calls; /* calls wiring (issue 5) */
     int shutdown_steps;  /* calls wiring (issue 5): sessions still ending */
+    struct flood *flood; /* source rates, bans, connection caps, max_calls */
     struct control *control;
+    struct event *log_flush; /* counts of rate-limited log lines */
     struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *housekeeping;
     int exit_code;
     int stopping;
@@ -221,8 +224,51 @@ static void on_reload(const struct config *before, const struct config *now, voi
     outreg_set_apply(a->outregs, now);
     registrar_apply(a->registrar, now); /* registrar wiring (issue 4) */
     calls_apply(a->calls, now);         /* calls wiring (issue 5) */
+    flood_apply(a->flood, now);
     evport_rearm(a->root);
 }
+
+/* ---- flood wiring ---- */
+/* Sources of endpoint bindings are trusted (not rate-limited). Asked only
+ * when a source runs out of tokens, and cached FLOOD_TRUST_CACHE_S: a walk
+ * over the bindings, O(bindings), until the registrar has an index by
+ * source. */
+struct trust_ctx {
+    const char *ip;
+    size_t len;
+};
+
+static int binding_from(const struct registrar_binding *b, void *arg)
+{
+    const struct trust_ctx *c = arg;
+    const char *s = b->source;
+    if (*s == '[')
+        s++;
+    return strncmp(s, c->ip, c->len) == 0 &&
+           (s[c->len] == ':' || s[c->len] == ']' || s[c->len] == '\0');
+}
+
+static bool binding_source(const char *ip, void *arg)
+{
+    struct app *a = arg;
+    struct trust_ctx c = {ip, strlen(ip)};
+    return a->registrar && registrar_bindings(a->registrar, NULL, binding_from, &c) != 0;
+}
+
+static size_t calls_in_progress(void *arg)
+{
+    struct app *a = arg;
+    return a->calls ? calls_count(a->calls) : 0;
+}
+
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    log_limits_flush();
+}
+/* ---- end of flood wiring ---- */
 
 /* Every HOUSEKEEPING_S: hand freed heap back to the system. A burst (10,000
  * registrations starting, a call peak) leaves transactions' memory free
@@ -295,6 +341,8 @@ static int run(struct app *a)
         log_error("policy", "%s", err);
         return 1;
     }
+    if (flood_create(&a->flood, a->base, a->store) < 0)
+        return 1;
 
     su_init();
     log_attach_libraries();
@@ -338,6 +386,16 @@ static int run(struct app *a)
     calls_set_registrar(a->calls, a->registrar);
     sipagent_set_method_handler(a->agent, sip_method_invite, calls_on_invite, a->calls);
     /* ---- end of calls wiring ---- */
+    /* ---- flood wiring ---- */
+    flood_attach(a->flood, a->root, sipagent_nta(a->agent));
+    flood_apply(a->flood, engine_config(a->engine));
+    flood_set_trusted_fn(a->flood, binding_source, a);
+    flood_set_call_counter(a->flood, calls_in_progress, a);
+    sipagent_set_stream_filter(a->agent, flood_admit, a->flood);
+    sipagent_set_method_prefilter(a->agent, sip_method_invite, flood_prefilter_invite,
+                                  a->flood);
+    engine_attach_flood(a->engine, a->flood);
+    /* ---- end of flood wiring ---- */
     engine_set_reload_handler(a->engine, on_reload, a);
     outreg_set_apply(a->outregs, engine_config(a->engine));
     evport_rearm(a->root);
@@ -357,6 +415,9 @@ static int run(struct app *a)
     a->housekeeping = event_new(a->base, -1, EV_PERSIST, on_housekeeping, a);
     struct timeval every = {HOUSEKEEPING_S, 0};
     event_add(a->housekeeping, &every);
+    a->log_flush = event_new(a->base, -1, EV_PERSIST, on_log_flush, a);
+    struct timeval flush_every = {(time_t)LOG_LIMIT_INTERVAL, 0};
+    event_add(a->log_flush, &flush_every);
     evsignal_add(a->sig_term, NULL);
     evsignal_add(a->sig_int, NULL);
     evsignal_add(a->sig_hup, NULL);
@@ -375,11 +436,14 @@ static void cleanup(struct app *a)
     calls_destroy(a->calls); /* calls wiring (issue 5): before nta goes */
     /* Lua before nta: closing the states collects transaction objects that
      * still own nta transactions and legs. */
+    if (a->flood)
+        flood_set_hook(a->flood, NULL, NULL); /* on_flood lives in the engine */
     engine_destroy(a->engine);
     registrar_destroy(a->registrar); /* registrar wiring (issue 4): before nta goes */
     outreg_set_destroy(a->outregs);
     replyaddr_destroy(a->replies);
     sipagent_destroy(a->agent);
+    flood_destroy(a->flood); /* after nta: closing connections reports to it */
     if (a->root)
         su_root_destroy(a->root);
     store_close(a->store);
@@ -393,6 +457,8 @@ static void cleanup(struct app *a)
         event_free(a->shutdown_timer);
     if (a->housekeeping)
         event_free(a->housekeeping);
+    if (a->log_flush)
+        event_free(a->log_flush);
     if (a->base)
         event_base_free(a->base);
     if (a->root)

@@ -122,6 +122,13 @@ struct sip_settings {
     struct status_set failover_codes; /* final statuses that try the next gateway */
 };
 
+/* Hostile traffic (moonswitch's own; the policy's `switch { security = {...} }`). */
+struct security_settings {
+    int source_rate; /* requests/s one non-gateway source may send: 0 (no limit)..1000000 */
+    int source_ban;  /* seconds a source over source_rate is dropped: 1..2592000 */
+    int max_calls;   /* calls in progress accepted, above it 503: 0 (no limit)..1000000 */
+};
+
 /* Every definition starts with this header. */
 struct def_head {
     enum config_kind kind;
@@ -134,6 +141,7 @@ struct switch_def {
     struct def_head head;
     struct strlist listen; /* "udp:IP:PORT", "tcp:IP:PORT", "tls:IP:PORT" */
     struct sip_settings sip;
+    struct security_settings security;
 };
 
 struct registration_def {

@@ -8,7 +8,9 @@
 #include "evport.h"
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <pthread.h>
@@ -138,6 +140,13 @@ struct wait_slot {
     int dispatching;    /* the callback is on the stack */
     int datagram;       /* a datagram socket: the observer may peek */
     int unregistered;   /* freed once the callback returns */
+    int listener;       /* a listening stream socket */
+    int accepted;       /* a connection accepted while connection hooks were set */
+    int watched;        /* accepted, silent so far, deadline armed */
+    int refused;        /* shut down by the port: drained, then a hang-up for sofia */
+    struct sockaddr_storage *peer; /* accepted connections only */
+    socklen_t peerlen;
+    struct event *silent_ev; /* the watched connection's deadline */
 };
 
 struct su_port_s {
@@ -157,6 +166,11 @@ struct su_port_s {
     unsigned in_callback; /* > 0 while sofia code runs from this port */
     evport_datagram_f *observer; /* sees each datagram's source before sofia */
     void *observer_arg;
+    evport_datagram_filter_f *filter; /* may drop a datagram before sofia */
+    void *filter_arg;
+    struct evport_conn_hooks conn; /* valid while conn_set */
+    int conn_set;
+    unsigned accepting; /* > 0 while a listening socket's callback runs */
 };
 
 static void port_dispatch_timers(su_port_t *self);
@@ -252,19 +266,140 @@ static short ev_flags(int events)
     return what;
 }
 
-/* Show the observer where the next datagram on `fd` comes from. sofia's UDP
- * transport reads exactly one datagram per wakeup, so the source peeked here
- * is the one sofia is about to process. Costs one recvfrom(MSG_PEEK) of zero
- * bytes; only done while an observer is set. */
-static void observe_datagram(su_port_t *self, int fd)
+/* Show the filter and the observer where the next datagram on `fd` comes
+ * from. sofia's UDP transport reads exactly one datagram per wakeup, so the
+ * source peeked here is the one sofia is about to process. Each costs one
+ * recvfrom(MSG_PEEK) of zero bytes; only done while a filter or an observer
+ * is set. Datagrams the filter drops are read and discarded here, up to
+ * EVPORT_DROP_BATCH. Returns false when sofia has nothing to read: every
+ * datagram waiting was dropped (or a full batch was: libevent calls again). */
+static bool screen_datagrams(su_port_t *self, int fd)
 {
-    struct sockaddr_storage from;
-    socklen_t fromlen = sizeof from;
-    char byte;
-    if (recvfrom(fd, &byte, 0, MSG_PEEK | MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen) < 0)
+    for (unsigned dropped = 0; dropped < EVPORT_DROP_BATCH; dropped++) {
+        struct sockaddr_storage from;
+        socklen_t fromlen = sizeof from;
+        char byte;
+        if (recvfrom(fd, &byte, 0, MSG_PEEK | MSG_DONTWAIT, (struct sockaddr *)&from,
+                     &fromlen) < 0)
+            /* Nothing left after drops: sofia need not look. A pending
+             * error (ICMP) or a race before any drop: sofia handles it. */
+            return dropped == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+        if (fromlen == 0)
+            return true;
+        const struct sockaddr *sa = (const struct sockaddr *)&from;
+        if (self->filter && self->filter(sa, fromlen, self->filter_arg)) {
+            (void)recv(fd, &byte, 1, MSG_DONTWAIT); /* takes the whole datagram */
+            continue;
+        }
+        if (self->observer)
+            self->observer(sa, fromlen, self->observer_arg);
+        return true;
+    }
+    return false;
+}
+
+/* ---- Accepted connections ------------------------------------------------- */
+
+static struct log_limit silent_limit;
+
+static void slot_free(struct wait_slot *slot)
+{
+    if (slot->silent_ev)
+        event_free(slot->silent_ev);
+    free(slot->peer);
+    free(slot);
+}
+
+static void conn_unwatch(struct wait_slot *slot)
+{
+    slot->watched = 0;
+    if (slot->silent_ev) {
+        event_free(slot->silent_ev);
+        slot->silent_ev = NULL;
+    }
+}
+
+/* Shut the connection down; its next wakeup drains it and tells sofia of a
+ * hang-up (see on_wait_ready). The deadline, if any, is no longer needed. */
+static void conn_refuse(struct wait_slot *slot)
+{
+    if (slot->silent_ev) {
+        event_free(slot->silent_ev);
+        slot->silent_ev = NULL;
+    }
+    slot->refused = 1;
+    shutdown(slot->wait.fd, SHUT_RDWR);
+}
+
+static void on_silent(evutil_socket_t fd, short what, void *arg)
+{
+    struct wait_slot *slot = arg;
+    (void)fd;
+    (void)what;
+    char host[64] = "?";
+    const struct sockaddr *sa = (const struct sockaddr *)slot->peer;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
+    log_limited(&silent_limit, LOG_INFO, "evport",
+                "connection from %s closed: nothing received within %u ms", host,
+                slot->port->conn.silent_ms);
+    conn_refuse(slot);
+}
+
+/* A stream socket registered while a listener's callback runs is a
+ * connection it accepted: ask the hooks. */
+static void conn_accepted(su_port_t *self, struct wait_slot *slot)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(slot->wait.fd, (struct sockaddr *)&ss, &len) < 0 || len == 0)
         return;
-    if (fromlen > 0)
-        self->observer((const struct sockaddr *)&from, fromlen, self->observer_arg);
+    if (!(slot->peer = malloc(sizeof ss)))
+        return;
+    memcpy(slot->peer, &ss, sizeof ss);
+    slot->peerlen = len;
+    slot->accepted = 1;
+    enum evport_conn_verdict v = self->conn.accepted
+                                     ? self->conn.accepted((struct sockaddr *)slot->peer,
+                                                           len, self->conn.arg)
+                                     : EVPORT_CONN_ACCEPT;
+    if (v == EVPORT_CONN_REFUSE) {
+        conn_refuse(slot);
+        return;
+    }
+    if (v != EVPORT_CONN_WATCH)
+        return;
+    slot->watched = 1;
+    unsigned ms = self->conn.silent_ms ? self->conn.silent_ms : 10000;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    slot->silent_ev = evtimer_new(self->evbase, on_silent, slot);
+    if (slot->silent_ev)
+        evtimer_add(slot->silent_ev, &tv);
+}
+
+/* Before sofia reads an accepted connection: a refused one is drained and
+ * reported as hung up; a watched one that has spoken is watched no more. */
+static void conn_screen(su_port_t *self, struct wait_slot *slot, struct pollfd *pfd)
+{
+    const struct sockaddr *peer = (const struct sockaddr *)slot->peer;
+    if (!slot->refused && (pfd->revents & POLLIN) && self->conn.readable &&
+        self->conn.readable(peer, slot->peerlen, self->conn.arg))
+        conn_refuse(slot);
+    if (slot->refused) {
+        char sink[2048];
+        for (int i = 0; i < 64; i++)
+            if (recv(slot->wait.fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+                break;
+        pfd->revents = POLLHUP;
+        return;
+    }
+    if (slot->watched && (pfd->revents & POLLIN)) {
+        conn_unwatch(slot);
+        if (self->conn.spoke)
+            self->conn.spoke(peer, slot->peerlen, self->conn.arg);
+    }
 }
 
 static void on_wait_ready(evutil_socket_t fd, short what, void *arg)
@@ -286,19 +421,26 @@ static void on_wait_ready(evutil_socket_t fd, short what, void *arg)
         if (!pfd.revents)
             return;
     }
+    if ((self->observer || self->filter) && slot->datagram && (pfd.revents & POLLIN) &&
+        !screen_datagrams(self, fd)) {
+        pfd.revents &= (short)~POLLIN;
+        if (!pfd.revents)
+            return;
+    }
+    if (slot->accepted && self->conn_set)
+        conn_screen(self, slot, &pfd);
     slot->wait.revents = pfd.revents;
-
-    if (self->observer && slot->datagram && (pfd.revents & POLLIN))
-        observe_datagram(self, fd);
 
     slot->dispatching = 1;
     su_root_magic_t *magic = slot->root ? su_root_magic(slot->root) : NULL;
     self->in_callback++;
+    self->accepting += slot->listener;
     slot->callback(magic, &slot->wait, slot->arg);
+    self->accepting -= slot->listener;
     self->in_callback--;
     slot->dispatching = 0;
     if (slot->unregistered)
-        free(slot);
+        slot_free(slot);
     else
         slot->wait.revents = 0;
 
@@ -312,10 +454,15 @@ static void slot_release(su_port_t *self, struct wait_slot *slot)
     self->nwaits--;
     event_free(slot->ev);
     slot->ev = NULL;
+    if (slot->accepted && self->conn_set && self->conn.closed)
+        self->conn.closed((const struct sockaddr *)slot->peer, slot->peerlen,
+                          slot->watched != 0, self->conn.arg);
+    conn_unwatch(slot);
+    slot->accepted = 0;
     if (slot->dispatching)
         slot->unregistered = 1; /* freed by on_wait_ready() after the callback */
     else
-        free(slot);
+        slot_free(slot);
 }
 
 /* Register a wait object; returns its 1-based index or -1. O(number of
@@ -350,8 +497,14 @@ static int port_register(su_port_t *self, su_root_t *root, su_wait_t *wait,
     slot->index = (int)i + 1;
     int type = 0;
     socklen_t typelen = sizeof type;
-    slot->datagram = getsockopt(wait->fd, SOL_SOCKET, SO_TYPE, &type, &typelen) == 0 &&
-                     type == SOCK_DGRAM;
+    int typed = getsockopt(wait->fd, SOL_SOCKET, SO_TYPE, &type, &typelen) == 0;
+    slot->datagram = typed && type == SOCK_DGRAM;
+    if (typed && type == SOCK_STREAM) {
+        int on = 0;
+        socklen_t onlen = sizeof on;
+        slot->listener =
+            getsockopt(wait->fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &onlen) == 0 && on;
+    }
     slot->ev = event_new(self->evbase, wait->fd, ev_flags(wait->events), on_wait_ready,
                          slot);
     if (!slot->ev || event_add(slot->ev, NULL) < 0) {
@@ -362,6 +515,8 @@ static int port_register(su_port_t *self, su_root_t *root, su_wait_t *wait,
     }
     self->slots[i] = slot;
     self->nwaits++;
+    if (!slot->listener && !slot->datagram && self->accepting && self->conn_set)
+        conn_accepted(self, slot);
     return slot->index;
 }
 
@@ -730,4 +885,33 @@ void evport_set_datagram_observer(su_root_t *root, evport_datagram_f *fn, void *
         return;
     self->observer = fn;
     self->observer_arg = fn ? arg : NULL;
+}
+
+void evport_set_datagram_filter(su_root_t *root, evport_datagram_filter_f *fn, void *arg)
+{
+    su_port_t *self = port_of_root(root);
+    if (!self)
+        return;
+    self->filter = fn;
+    self->filter_arg = fn ? arg : NULL;
+}
+
+void evport_set_connection_hooks(su_root_t *root, const struct evport_conn_hooks *hooks)
+{
+    su_port_t *self = port_of_root(root);
+    if (!self)
+        return;
+    if (!hooks) {
+        /* Connections watched now stay open; nobody counts them any more. */
+        for (unsigned i = 0; i < self->nslots; i++)
+            if (self->slots[i]) {
+                conn_unwatch(self->slots[i]);
+                self->slots[i]->accepted = 0;
+            }
+        memset(&self->conn, 0, sizeof self->conn);
+        self->conn_set = 0;
+        return;
+    }
+    self->conn = *hooks;
+    self->conn_set = 1;
 }

@@ -15,6 +15,7 @@
  *   suspensions                     prints what is suspended (accounts and
  *                                   source IPs); suspensions() is an array
  *   suspensions.lift("1001")        lift an account's or an IP's suspension
+ *                                   (an IP's flood ban too: security.c)
  *
  *   function on_register(reg)       called for every successful REGISTER
  *     -- reg.account, reg.contact, reg.expires, reg.source, reg.nat,
@@ -28,6 +29,7 @@
  * an error; "no such account" returns nil and a message. */
 #include "api.h"
 #include "log.h"
+#include "security.h"
 #include "sip/registrar.h"
 
 #include <errno.h>
@@ -352,6 +354,7 @@ static int susps_call(lua_State *L)
     struct susp_ctx c = {.L = L};
     if (r)
         registrar_suspensions(r, susp_push, &c);
+    security_push_suspensions(L, RT_UPVALUE(L), c.n); /* flood bans */
     return 1;
 }
 
@@ -378,6 +381,7 @@ static int susps_tostring(lua_State *L)
     struct susp_ctx c = {.L = L, .b = &b, .now = (long long)time(NULL)};
     if (r)
         registrar_suspensions(r, susp_line, &c);
+    c.n += security_add_suspension_lines(RT_UPVALUE(L), &b, c.now); /* flood bans */
     snprintf(line, sizeof line, "(%d suspended)", c.n);
     luaL_addstring(&b, line);
     luaL_pushresult(&b);
@@ -389,7 +393,9 @@ static int susps_lift(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     struct registrar *r = registrar_of(L);
-    lua_pushboolean(L, r && registrar_unsuspend(r, name) > 0);
+    bool lifted = r && registrar_unsuspend(r, name) > 0;
+    lifted |= security_lift(RT_UPVALUE(L), name); /* a flood ban */
+    lua_pushboolean(L, lifted);
     return 1;
 }
 

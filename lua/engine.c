@@ -1,6 +1,7 @@
 /* The policy engine. See engine.h. */
 #include "engine.h"
 #include "api.h"
+#include "security.h"
 #include "log.h"
 #include "sip/agent.h"
 #include "sip/call.h" /* issue 5 */
@@ -130,6 +131,13 @@ void engine_attach_registrar(struct engine *e, struct registrar *r)
 {
     e->host.registrar = r;
     endpoints_attach(r, &e->current);
+}
+
+/* The flood bans and the on_flood hook, run in the current policy. */
+void engine_attach_flood(struct engine *e, struct flood *fl)
+{
+    e->host.flood = fl;
+    security_attach(fl, &e->current);
 }
 
 static int same_listen(const struct config *a, const struct config *b)

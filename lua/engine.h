@@ -50,6 +50,11 @@ struct calls;
  * policy's route(call) hook and callee_rewrite through string.gsub. */
 void engine_attach_calls(struct engine *e, struct calls *cs);
 
+struct flood;
+/* Hostile traffic: `security` and the flood bans in `suspensions` for
+ * policies, and the policy's on_flood hook before each ban. */
+void engine_attach_flood(struct engine *e, struct flood *fl);
+
 /* Reload atomically: load and validate a fresh runtime, and only then swap.
  * Returns 0 with the diff summary in msg, or -1 with the error (the running
  * policy stays). */

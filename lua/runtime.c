@@ -3,6 +3,7 @@
 #include "config.h"
 #include "evport.h"
 #include "log.h"
+#include "security.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -467,6 +468,7 @@ struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
     api_open_sip(L, rt);
     api_open_endpoints(L, rt);
     api_open_calls(L, rt); /* issue 5 */
+    api_open_security(L, rt);
 
     char **files = NULL;
     int n = list_policy_files(dir, &files, err, errlen);

@@ -43,6 +43,7 @@ struct luahost {
     struct sipagent *agent;     /* for sip.request; NULL until the SIP side is up */
     struct registrar *registrar; /* endpoints(), accounts; NULL until it is up */
     struct calls *calls;         /* calls, cdrs, gateways[].calls (issue 5); NULL until up */
+    struct flood *flood;         /* security, flood bans in suspensions; NULL until up */
 };
 
 /* `host` must outlive the runtime. Load every *.lua of `dir`, in name order, into a fresh state and validate
