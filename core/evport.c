@@ -339,9 +339,11 @@ static void on_silent(evutil_socket_t fd, short what, void *arg)
     char host[64] = "?";
     const struct sockaddr *sa = (const struct sockaddr *)slot->peer;
     if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host,
+                  sizeof host);
     else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host,
+                  sizeof host);
     log_limited(&silent_limit, LOG_INFO, "evport",
                 "connection from %s closed: nothing received within %u ms", host,
                 slot->port->conn.silent_ms);

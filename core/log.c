@@ -83,7 +83,7 @@ static double limit_interval(const struct log_limit *lim)
 
 static void limit_write_count(struct log_limit *lim)
 {
-    log_write(lim->level, lim->module, "%lu more like this in the last %.0f s: %s",
+    log_write(lim->level, lim->module, "%lu more like this in the last %g s: %s",
               lim->suppressed, limit_interval(lim), lim->last);
     lim->suppressed = 0;
 }

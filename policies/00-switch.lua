@@ -30,6 +30,16 @@ switch {
     resend_interval = 500,               -- SIP resend interval (RFC 3261 T1), ms
     failover_codes = { 408, 480, 500, 502, 503, 504 }, -- final statuses that try the next gateway
   },
+
+  -- Hostile traffic. A source address that is no gateway (mapping and
+  -- routing gateways, registration servers, sources of registered phones)
+  -- sending over source_rate requests a second is ignored for source_ban
+  -- seconds: see suspensions(), suspensions.lift(ip), function on_flood().
+  security = {
+    source_rate = 100,                   -- requests/s per source; 0: no limit
+    source_ban = 600,                    -- seconds a flooding source is dropped
+    max_calls = 0,                       -- calls in progress; over it 503; 0: no limit
+  },
 }
 
 -- Carriers, customers and accounts go in further files, for example
