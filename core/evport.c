@@ -269,7 +269,7 @@ static short ev_flags(int events)
 /* Show the filter and the observer where the next datagram on `fd` comes
  * from. sofia's UDP transport reads exactly one datagram per wakeup, so the
  * source peeked here is the one sofia is about to process. Each costs one
- * recvfrom(MSG_PEEK) of zero bytes; only done while a filter or an observer
+ * recvfrom(MSG_PEEK) of a few bytes; only done while a filter or an observer
  * is set. Datagrams the filter drops are read and discarded here, up to
  * EVPORT_DROP_BATCH. Returns false when sofia has nothing to read: every
  * datagram waiting was dropped (or a full batch was: libevent calls again). */
@@ -278,17 +278,18 @@ static bool screen_datagrams(su_port_t *self, int fd)
     for (unsigned dropped = 0; dropped < EVPORT_DROP_BATCH; dropped++) {
         struct sockaddr_storage from;
         socklen_t fromlen = sizeof from;
-        char byte;
-        if (recvfrom(fd, &byte, 0, MSG_PEEK | MSG_DONTWAIT, (struct sockaddr *)&from,
-                     &fromlen) < 0)
+        char head[EVPORT_PEEK_HEAD];
+        ssize_t n = recvfrom(fd, head, self->filter ? sizeof head : 0, MSG_PEEK | MSG_DONTWAIT,
+                             (struct sockaddr *)&from, &fromlen);
+        if (n < 0)
             /* Nothing left after drops: sofia need not look. A pending
              * error (ICMP) or a race before any drop: sofia handles it. */
             return dropped == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
         if (fromlen == 0)
             return true;
         const struct sockaddr *sa = (const struct sockaddr *)&from;
-        if (self->filter && self->filter(sa, fromlen, self->filter_arg)) {
-            (void)recv(fd, &byte, 1, MSG_DONTWAIT); /* takes the whole datagram */
+        if (self->filter && self->filter(sa, fromlen, head, (size_t)n, self->filter_arg)) {
+            (void)recv(fd, head, 1, MSG_DONTWAIT); /* takes the whole datagram */
             continue;
         }
         if (self->observer)
@@ -310,23 +311,21 @@ static void slot_free(struct wait_slot *slot)
     free(slot);
 }
 
+/* The deadline's event is only deleted here (this may run from its own
+ * callback); slot_free() frees it. */
 static void conn_unwatch(struct wait_slot *slot)
 {
     slot->watched = 0;
-    if (slot->silent_ev) {
-        event_free(slot->silent_ev);
-        slot->silent_ev = NULL;
-    }
+    if (slot->silent_ev)
+        event_del(slot->silent_ev);
 }
 
 /* Shut the connection down; its next wakeup drains it and tells sofia of a
  * hang-up (see on_wait_ready). The deadline, if any, is no longer needed. */
 static void conn_refuse(struct wait_slot *slot)
 {
-    if (slot->silent_ev) {
-        event_free(slot->silent_ev);
-        slot->silent_ev = NULL;
-    }
+    if (slot->silent_ev)
+        event_del(slot->silent_ev);
     slot->refused = 1;
     shutdown(slot->wait.fd, SHUT_RDWR);
 }

@@ -47,17 +47,20 @@ typedef void evport_datagram_f(const struct sockaddr *from, socklen_t fromlen, v
 void evport_set_datagram_observer(su_root_t *root, evport_datagram_f *fn, void *arg);
 
 /* Called with the source of each datagram waiting on a datagram socket
- * registered by sofia, before the observer and before sofia reads it.
+ * registered by sofia, and its first EVPORT_PEEK_HEAD bytes (fewer for a
+ * shorter datagram), before the observer and before sofia reads it.
  * Returning true drops the datagram: the port reads it into a one-byte
  * buffer and discards it, sofia never sees it (no parsing, no allocation).
  * Up to EVPORT_DROP_BATCH datagrams are dropped per wakeup. */
+#define EVPORT_PEEK_HEAD 8
 typedef bool evport_datagram_filter_f(const struct sockaddr *from, socklen_t fromlen,
-                                      void *arg);
+                                      const char *head, size_t headlen, void *arg);
 #define EVPORT_DROP_BATCH 64
 
 /* Set (or with fn NULL, clear) the datagram filter of root's port. While a
  * filter or an observer is set, each datagram costs one recvfrom(MSG_PEEK)
- * (shared by both); a dropped one costs that and one recv(). */
+ * of at most EVPORT_PEEK_HEAD bytes (shared by both); a dropped one costs
+ * that and one recv(). */
 void evport_set_datagram_filter(su_root_t *root, evport_datagram_filter_f *fn, void *arg);
 
 /* Connections accepted by sofia's listening stream sockets (TCP, and TLS

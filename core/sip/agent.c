@@ -92,7 +92,7 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
 {
     struct sipagent *a = (struct sipagent *)magic;
     (void)nta;
-    if (a->stream_filter) {
+    if (a->stream_filter && sip && sip->sip_request) {
         su_addrinfo_t const *ai = msg_addrinfo(msg);
         if (ai && ai->ai_socktype != SOCK_DGRAM && ai->ai_addr &&
             !a->stream_filter(ai->ai_addr, (socklen_t)ai->ai_addrlen, a->stream_arg)) {

@@ -63,8 +63,8 @@ void sipagent_set_request_handler(struct sipagent *a, sipagent_request_h *h, voi
 
 /* A source check for requests that arrive over stream transports (TCP,
  * TLS), which the event port's datagram filter does not see: called for
- * each request outside a dialog before anything else; false drops it
- * silently. NULL removes it. */
+ * each request outside a dialog before anything else (not for responses);
+ * false drops it silently. NULL removes it. */
 typedef bool sipagent_source_filter_h(const struct sockaddr *from, socklen_t fromlen,
                                       void *arg);
 void sipagent_set_stream_filter(struct sipagent *a, sipagent_source_filter_h *fn, void *arg);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -555,10 +556,23 @@ bool flood_admit(const struct sockaddr *from, socklen_t fromlen, void *arg)
     return flood_check(arg, from, mono_us());
 }
 
-static bool on_datagram(const struct sockaddr *from, socklen_t fromlen, void *arg)
+/* A response answers something we sent: only a banned source's is dropped.
+ * Requests and anything else (garbage, keepalives) take a token. */
+static bool on_datagram(const struct sockaddr *from, socklen_t fromlen, const char *head,
+                        size_t headlen, void *arg)
 {
+    struct flood *fl = arg;
     (void)fromlen;
-    return !flood_check(arg, from, mono_us());
+    if (headlen >= 8 && strncasecmp(head, "SIP/2.0 ", 8) == 0) {
+        struct src k;
+        struct aent *e;
+        if (!fl->bans.n || !src_from_sa(from, &k) || !(e = ban_of(fl, &k)))
+            return false;
+        e->b++;
+        fl->st.dropped++;
+        return true;
+    }
+    return !flood_check(fl, from, mono_us());
 }
 
 /* The filter costs a peek per datagram: installed only while it can drop. */

@@ -8,9 +8,10 @@
  * bucket holding FLOOD_BURST(source_rate) tokens. Over it, the source is
  * banned for `source_ban` seconds: its datagrams are dropped by the event
  * port before sofia reads them, its connections are refused, and nothing is
- * answered or kept. Every UDP datagram counts (requests, responses,
- * garbage); over TCP every request outside a dialog counts, as sofia hands
- * it over. A ban is logged once when it starts and once when it ends (both
+ * answered or kept. Every UDP datagram but a response counts (requests,
+ * keepalives, garbage: a response answers something the switch sent, and
+ * only a banned source's is dropped); over TCP every request outside a
+ * dialog counts, as sofia hands it over. A ban is logged once when it starts and once when it ends (both
  * through a rate-limited log line), and lives in the store (STORE_SUSPEND,
  * key 'f' + IP), so it survives a restart.
  *

@@ -199,6 +199,23 @@ def test_ban_ends():
         check_eq(sw.log().count("%s: ban over" % FLOODER), 1, "ban end log lines")
 
 
+def test_responses_do_not_count():
+    # A peer answering many requests of ours (sip.request from a policy,
+    # keepalives) is no flooder: responses take no token.
+    with Switch(policy(rate=20, ban=60), log_level="info") as sw:
+        s = udp_from("127.0.0.11")
+        for i in range(500):
+            t = uuid.uuid4().hex[:12]
+            s.sendto(("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-%s\r\n"
+                      "From: <sip:a@x>;tag=%s\r\nTo: <sip:b@x>;tag=1\r\nCall-ID: %s\r\n"
+                      "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                      % (sw.port, t, t, t)).encode(), ("127.0.0.1", sw.port))
+        s.close()
+        time.sleep(0.3)
+        check_eq(flood_suspensions(sw), {}, "bans after 500 responses")
+        check(answered(sw.port, "127.0.0.11"), "the answering peer after its responses")
+
+
 def test_gateways_and_on_flood_spared():
     extra = ('mapping_gateway "cust" { addresses = { "127.0.0.5" } }\n'
              'flood_seen = {}\n'
