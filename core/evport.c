@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -168,11 +169,14 @@ struct su_port_s {
     void *observer_arg;
     evport_datagram_filter_f *filter; /* may drop a datagram before sofia */
     void *filter_arg;
+    struct sock_filter *block; /* the blocklist program, NULL: none */
+    unsigned short nblock;     /* its instructions */
     struct evport_conn_hooks conn; /* valid while conn_set */
     int conn_set;
     unsigned accepting; /* > 0 while a listening socket's callback runs */
 };
 
+static su_port_t *port_of_root(su_root_t *root);
 static void port_dispatch_timers(su_port_t *self);
 static void port_expire_deferrable(su_port_t *self);
 static void port_arm_timer(su_port_t *self);
@@ -297,6 +301,112 @@ static bool screen_datagrams(su_port_t *self, int fd)
         return true;
     }
     return false;
+}
+
+/* ---- The kernel's blocklist ----------------------------------------------- */
+
+#define BLOCK_ACCEPT 0xffffffffu /* keep the whole datagram */
+
+struct block_build {
+    struct sock_filter *prog;
+    unsigned n;
+    const uint32_t *v; /* sorted, host order */
+};
+
+static void block_emit(struct block_build *b, uint16_t code, uint8_t jt, uint8_t jf,
+                       uint32_t k)
+{
+    b->prog[b->n++] = (struct sock_filter){code, jt, jf, k};
+}
+
+/* A search over v[lo, hi): equal drops, greater goes right, else left. */
+static void block_tree(struct block_build *b, size_t lo, size_t hi)
+{
+    if (lo == hi) {
+        block_emit(b, BPF_RET | BPF_K, 0, 0, BLOCK_ACCEPT);
+        return;
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    block_emit(b, BPF_JMP | BPF_JEQ | BPF_K, 0, 1, b->v[mid]);
+    block_emit(b, BPF_RET | BPF_K, 0, 0, 0);
+    block_emit(b, BPF_JMP | BPF_JGT | BPF_K, 0, 1, b->v[mid]);
+    unsigned ja = b->n;
+    block_emit(b, BPF_JMP | BPF_JA, 0, 0, 0); /* to the right subtree */
+    block_tree(b, lo, mid);
+    b->prog[ja].k = b->n - ja - 1;
+    block_tree(b, mid + 1, hi);
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool socket_is_v4(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET;
+}
+
+/* Attach the port's blocklist to one socket (or detach it). */
+static int block_attach(su_port_t *self, int fd)
+{
+    if (!socket_is_v4(fd))
+        return 0;
+    if (!self->block) {
+        int dummy = 0;
+        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof dummy) < 0 &&
+            errno != ENOENT)
+            return -1;
+        return 0;
+    }
+    struct sock_fprog prog = {.len = self->nblock, .filter = self->block};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+}
+
+int evport_set_datagram_blocklist(su_root_t *root, const uint32_t *v4, size_t n)
+{
+    su_port_t *self = port_of_root(root);
+    if (!self)
+        return -1;
+    if (n > EVPORT_BLOCK_MAX)
+        n = EVPORT_BLOCK_MAX;
+    free(self->block);
+    self->block = NULL;
+    self->nblock = 0;
+    uint32_t *v = n ? malloc(n * sizeof *v) : NULL;
+    /* Per address 4 instructions and a leaf, one more leaf, the load. */
+    struct sock_filter *prog = n ? malloc((5 * n + 2) * sizeof *prog) : NULL;
+    if (n && (!v || !prog)) {
+        free(v);
+        free(prog);
+        log_error("evport", "out of memory: no kernel blocklist");
+        n = 0;
+    }
+    if (n) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = ntohl(v4[i]);
+        qsort(v, n, sizeof *v, u32_cmp);
+        struct block_build b = {.prog = prog, .v = v};
+        /* The IPv4 source address, from the network header. */
+        block_emit(&b, BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_NET_OFF + 12));
+        block_tree(&b, 0, n);
+        free(v);
+        self->block = prog;
+        self->nblock = (unsigned short)b.n;
+    }
+    int rc = (int)n;
+    for (unsigned i = 0; i < self->nslots; i++) {
+        struct wait_slot *slot = self->slots[i];
+        if (slot && slot->datagram && block_attach(self, slot->wait.fd) < 0) {
+            log_error("evport", "socket %d refuses the blocklist filter: %s", slot->wait.fd,
+                      strerror(errno));
+            rc = -1;
+        }
+    }
+    return rc;
 }
 
 /* ---- Accepted connections ------------------------------------------------- */
@@ -518,6 +628,9 @@ static int port_register(su_port_t *self, su_root_t *root, su_wait_t *wait,
     self->nwaits++;
     if (!slot->listener && !slot->datagram && self->accepting && self->conn_set)
         conn_accepted(self, slot);
+    if (slot->datagram && self->block && block_attach(self, wait->fd) < 0)
+        log_error("evport", "socket %d refuses the blocklist filter: %s", wait->fd,
+                  strerror(errno));
     return slot->index;
 }
 
@@ -769,6 +882,8 @@ static void port_deinit(void *arg)
             slot_release(self, self->slots[i]);
     free(self->slots);
     self->slots = NULL;
+    free(self->block);
+    self->block = NULL;
     if (self->timer_ev)
         event_free(self->timer_ev);
     if (self->step_ev)

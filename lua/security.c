@@ -7,7 +7,7 @@
  *   security.lift("198.51.100.7")       true when a ban was lifted
  *   security.bans()                     array of { ip=, until=, dropped= }
  *   security.stats()                    { dropped=, bans=, spared=, refused=,
- *                                       banned=, connections=, silent= }
+ *                                       banned=, connections=, silent=, kernel= }
  *   suspensions()                       also holds { kind = "flood",
  *                                       name = IP, until = unix seconds }
  *
@@ -102,17 +102,14 @@ static int sec_stats(lua_State *L)
     struct flood_stats st = {0};
     if (fl)
         flood_get_stats(fl, &st);
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 8);
     const struct {
         const char *name;
         double v;
-    } f[] = {{"dropped", (double)st.dropped},
-             {"bans", (double)st.bans},
-             {"spared", (double)st.spared},
-             {"refused", (double)st.refused},
-             {"banned", st.banned},
-             {"connections", st.connections},
-             {"silent", st.silent}};
+    } f[] = {{"dropped", (double)st.dropped}, {"bans", (double)st.bans},
+             {"spared", (double)st.spared},   {"refused", (double)st.refused},
+             {"banned", st.banned},           {"connections", st.connections},
+             {"silent", st.silent},           {"kernel", st.kernel}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         lua_pushnumber(L, f[i].v);
         lua_setfield(L, -2, f[i].name);

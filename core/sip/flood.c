@@ -64,6 +64,7 @@ struct flood {
     su_root_t *root;
     nta_agent_t *nta;
     struct event *sweep;
+    struct event *kernel_ev; /* rebuilds the kernel's blocklist once a loop turn */
     uint64_t seed;
     int rate, ban_s, max_calls;
     struct bucket *buckets; /* FLOOD_BUCKETS */
@@ -249,6 +250,37 @@ static uint64_t mono_us(void)
 
 static void on_datagram_filter_update(struct flood *fl);
 
+/* The IPv4 bans (the first EVPORT_BLOCK_MAX of the table) go to the
+ * kernel's socket filter: their datagrams never reach the switch. */
+static void kernel_update(struct flood *fl)
+{
+    uint32_t v[EVPORT_BLOCK_MAX];
+    size_t n = 0;
+    for (uint32_t i = 0; i < fl->bans.cap && n < EVPORT_BLOCK_MAX; i++)
+        if (fl->bans.v[i].used && src_is_v4(&fl->bans.v[i].src))
+            memcpy(&v[n++], fl->bans.v[i].src.a + 12, 4);
+    int rc = evport_set_datagram_blocklist(fl->root, v, n);
+    fl->st.kernel = rc > 0 ? (unsigned)rc : 0;
+}
+
+static void on_kernel_update(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kernel_update(arg);
+}
+
+/* After a ban starts or ends: rebuild once this loop turn is over. */
+static void kernel_schedule(struct flood *fl)
+{
+    if (!fl->root)
+        return;
+    if (!fl->kernel_ev)
+        kernel_update(fl);
+    else if (!event_pending(fl->kernel_ev, EV_TIMEOUT, NULL))
+        event_active(fl->kernel_ev, EV_TIMEOUT, 0);
+}
+
 static void ban_persist(struct flood *fl, const struct src *k, long long until)
 {
     if (!fl->store)
@@ -287,6 +319,7 @@ static void ban_end(struct flood *fl, struct aent *e, const char *how)
     if (!fl->bans.n && fl->sweep)
         event_del(fl->sweep);
     on_datagram_filter_update(fl);
+    kernel_schedule(fl);
 }
 
 static int ban_src(struct flood *fl, const struct src *k, long seconds, const char *why)
@@ -312,6 +345,8 @@ static int ban_src(struct flood *fl, const struct src *k, long seconds, const ch
                 fresh ? "banned" : "ban extended", seconds, why ? why : "");
     sweep_arm(fl);
     on_datagram_filter_update(fl);
+    if (fresh)
+        kernel_schedule(fl);
     return 0;
 }
 
@@ -758,8 +793,10 @@ int flood_create(struct flood **fp, struct event_base *base, struct store *store
     fl->ban_s = 600;
     if (getrandom(&fl->seed, sizeof fl->seed, 0) != (ssize_t)sizeof fl->seed)
         fl->seed = (uint64_t)mono_us() * 0x9E3779B97F4A7C15ULL;
-    if (base)
+    if (base) {
         fl->sweep = evtimer_new(base, on_sweep, fl);
+        fl->kernel_ev = event_new(base, -1, 0, on_kernel_update, fl);
+    }
     if (store) {
         struct load_ctx lc = {.fl = fl, .now = (int64_t)time(NULL)};
         store_foreach(store, STORE_SUSPEND, load_ban, &lc);
@@ -781,9 +818,12 @@ void flood_destroy(struct flood *fl)
     if (fl->root) {
         evport_set_datagram_filter(fl->root, NULL, NULL);
         evport_set_connection_hooks(fl->root, NULL);
+        evport_set_datagram_blocklist(fl->root, NULL, 0);
     }
     if (fl->sweep)
         event_free(fl->sweep);
+    if (fl->kernel_ev)
+        event_free(fl->kernel_ev);
     free(fl->buckets);
     free(fl->bans.v);
     free(fl->conns.v);
@@ -806,6 +846,8 @@ void flood_attach(struct flood *fl, su_root_t *root, nta_agent_t *nta)
     evport_set_connection_hooks(root, &hooks);
     fl->filtering = -1;
     on_datagram_filter_update(fl);
+    if (fl->bans.n)
+        kernel_schedule(fl); /* bans from the store */
 }
 
 /* Room for one more address in a growing array of strings. */

@@ -7,13 +7,15 @@
  * endpoint bindings) may send `source_rate` requests a second, from a token
  * bucket holding FLOOD_BURST(source_rate) tokens. Over it, the source is
  * banned for `source_ban` seconds: its datagrams are dropped by the event
- * port before sofia reads them, its connections are refused, and nothing is
- * answered or kept. Every UDP datagram but a response counts (requests,
- * keepalives, garbage: a response answers something the switch sent, and
- * only a banned source's is dropped); over TCP every request outside a
- * dialog counts, as sofia hands it over. A ban is logged once when it starts and once when it ends (both
- * through a rate-limited log line), and lives in the store (STORE_SUSPEND,
- * key 'f' + IP), so it survives a restart.
+ * port before sofia reads them (and, for IPv4, from the next loop turn on,
+ * by the kernel's socket filter: evport_set_datagram_blocklist(), so they
+ * cost the switch nothing and leave the receive buffer to others), its
+ * connections are refused, and nothing is answered or kept. Every UDP datagram but a
+ * response counts (requests, keepalives, garbage: a response answers something the switch
+ * sent, and only a banned source's is dropped); over TCP every request outside a dialog
+ * counts, as sofia hands it over. A ban is logged once when it starts and once when it
+ * ends (both through a rate-limited log line), and lives in the store (STORE_SUSPEND, key
+ * 'f' + IP), so it survives a restart.
  *
  * Before banning, the decision hook (the policy's on_flood) may spare the
  * source: it is then not counted for `source_ban` seconds. Trusted sources
@@ -127,11 +129,13 @@ typedef int flood_ban_h(const char *ip, long long until, uint64_t dropped, void 
 int flood_bans(struct flood *fl, flood_ban_h *fn, void *arg);
 
 struct flood_stats {
-    uint64_t dropped;     /* datagrams and requests dropped from banned sources */
+    uint64_t dropped;     /* dropped in the switch from banned sources (not those
+                           * the kernel's filter dropped: it counts none) */
     uint64_t bans;        /* bans started (rate, policy and operator) */
     uint64_t spared;      /* sources the hook spared */
     uint64_t refused;     /* connections refused or closed unread */
     unsigned banned;      /* bans in force */
+    unsigned kernel;      /* of them, in the kernel's socket filter */
     unsigned connections; /* accepted connections tracked */
     unsigned silent;      /* of them, silent so far */
 };
