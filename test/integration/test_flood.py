@@ -201,6 +201,41 @@ def test_ban_ends():
         check_eq(sw.log().count("%s: ban over" % FLOODER), 1, "ban end log lines")
 
 
+def socket_drops(port):
+    """The kernel's drop count of the switch's UDP socket on 127.0.0.1:port
+    (its filter's drops among them)."""
+    with open("/proc/net/udp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if cols[1] == "0100007F:%04X" % port:
+                return int(cols[-1])
+    return None
+
+
+def test_many_bans_in_the_kernel():
+    # 300 bans: the kernel's filter searches them (a tree over the sorted
+    # addresses); banned ones at its edges and inside are dropped, the
+    # addresses between and around them are not.
+    with Switch(policy(rate=20, ban=600), log_level="info") as sw:
+        rc, out, err = sw.ctl('for i = 1, 300 do assert(security.ban('
+                              '"127.1." .. (math.floor(i / 2) + 1) .. "." .. (i % 2 * 2 + 1), 600)) end '
+                              'return security.stats().banned')
+        check_eq((rc, out.strip()), (0, "300"), "300 bans")
+        wait_until(lambda: ctl_num(sw, "return security.stats().kernel") == 300, 3,
+                   what="the kernel filter to hold 300 bans")
+        # Banned: 127.1.1.3, 127.1.2-150.1 and .3, 127.1.151.1.
+        drops = socket_drops(sw.port)
+        for ip in ("127.1.1.3", "127.1.2.1", "127.1.76.1", "127.1.76.3", "127.1.151.1"):
+            check(not answered(sw.port, ip, 0.5), "%s is banned, but answered" % ip)
+        check_eq(socket_drops(sw.port) - drops, 5, "datagrams the kernel's filter dropped")
+        for ip in ("127.1.1.1", "127.1.1.2", "127.1.76.2", "127.1.151.3", "127.1.152.1",
+                   "127.0.0.12"):
+            check(answered(sw.port, ip), "%s is not banned, but unanswered" % ip)
+        rc, out, err = sw.ctl('return security.lift("127.1.76.1")')
+        check_eq(out.strip(), "true", "lift")
+        wait_until(lambda: answered(sw.port, "127.1.76.1", 0.5), 3, what="the lifted source")
+
+
 def test_responses_do_not_count():
     # A peer answering many requests of ours (sip.request from a policy,
     # keepalives) is no flooder: responses take no token.
