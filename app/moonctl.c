@@ -4,6 +4,8 @@
  *
  * With -e, evaluate one Lua chunk and exit: 0 if it ran (its values on
  * stdout), 1 if it failed (the error on stderr), 2 if no switch answered.
+ * What the chunk prints comes on stdout as it is printed, before its
+ * values or its error.
  * Without -e, a read-eval-print loop: lines are sent in interactive mode, and
  * while the switch says a chunk is incomplete, more lines are read with a
  * continuation prompt. History persists in $HOME/.moonctl_history.
@@ -154,6 +156,23 @@ static int read_reply(int fd, struct reply *rp)
     return -1;
 }
 
+/* Read the answer to a request: print the output frames that come first
+ * (what the chunk printed) on stdout as they arrive, and return the answer
+ * frame as read_reply does. */
+static int read_answer(int fd, struct reply *rp)
+{
+    for (;;) {
+        if (read_reply(fd, rp) < 0)
+            return -1;
+        if (rp->status != CONTROL_OUTPUT)
+            return 0;
+        fwrite(rp->text, 1, rp->len, stdout);
+        fflush(stdout);
+        free(rp->text);
+        rp->text = NULL;
+    }
+}
+
 /* Print text, ending it with a newline if it lacks one. Empty text prints
  * nothing. */
 static void print_text(FILE *f, const char *text, size_t len)
@@ -177,7 +196,7 @@ static int run_eval(const char *chunk)
         return EXIT_NO_SWITCH;
     }
     struct reply rp;
-    if (read_reply(fd, &rp) < 0) {
+    if (read_answer(fd, &rp) < 0) {
         close(fd);
         return EXIT_NO_SWITCH;
     }
@@ -289,7 +308,7 @@ static int run_repl(void)
                 code = EXIT_NO_SWITCH;
                 break;
             }
-            if (read_reply(fd, &rp) < 0) {
+            if (read_answer(fd, &rp) < 0) {
                 code = EXIT_NO_SWITCH;
                 break;
             }

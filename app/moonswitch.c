@@ -13,6 +13,7 @@
 #include "sip/agent.h"
 #include "sip/call.h"
 #include "sip/flood.h"
+#include "sip/gateway.h"
 #include "sip/outreg.h"
 #include "sip/registrar.h"
 #include "sip/replyaddr.h"
@@ -53,10 +54,11 @@ struct app {
     struct sipagent *agent;
     struct replyaddr *replies; /* where responses go, per gateway */
     struct outreg_set *outregs;
-    struct registrar *registrar; /* registrar wiring (issue 4) */
-    struct calls *calls; /* calls wiring (issue 5) */
-    int shutdown_steps;  /* calls wiring (issue 5): sessions still ending */
-    struct flood *flood; /* source rates, bans, connection caps, max_calls */
+    struct gw_set *gateways;     /* usability, line counts, OPTIONS checks */
+    struct registrar *registrar; /* endpoints registering to us */
+    struct calls *calls;         /* the B2BUA: calls and CDRs */
+    int shutdown_steps;          /* at shutdown: calls, registrations still ending */
+    struct flood *flood;         /* source rates, bans, connection caps, max_calls */
     struct control *control;
     struct event *log_flush; /* counts of rate-limited log lines */
     struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *housekeeping;
@@ -158,7 +160,7 @@ static void finish(struct app *a)
 static void shutdown_step_done(void *arg)
 {
     struct app *a = arg;
-    if (--a->shutdown_steps > 0) /* calls wiring (issue 5): calls and registrations */
+    if (--a->shutdown_steps > 0) /* calls and registrations report once each */
         return;
     log_info("main", "sessions ended");
     finish(a);
@@ -189,11 +191,13 @@ static void begin_shutdown(struct app *a, const char *why)
      * timer bounds how long that may take. */
     struct timeval tv = {SHUTDOWN_GRACE_MS / 1000, (SHUTDOWN_GRACE_MS % 1000) * 1000};
     evtimer_add(a->shutdown_timer, &tv);
-    /* ---- calls wiring (issue 5): BYE every call, then unregister ---- */
+    /* BYE every call and unregister every registration, together; each
+     * reports through shutdown_step_done when it is over. */
+    if (a->gateways)
+        gw_stop_checks(a->gateways); /* no more OPTIONS */
     a->shutdown_steps = a->calls ? 2 : 1;
     if (a->calls)
         calls_shutdown(a->calls, shutdown_step_done, a);
-    /* ---- end of calls wiring ---- */
     if (a->outregs)
         outreg_set_shutdown(a->outregs, shutdown_step_done, a);
     else
@@ -222,13 +226,13 @@ static void on_reload(const struct config *before, const struct config *now, voi
     sipagent_set_t1(a->agent, (unsigned)config_switch(now)->sip.resend_interval);
     replyaddr_apply(a->replies, now);
     outreg_set_apply(a->outregs, now);
-    registrar_apply(a->registrar, now); /* registrar wiring (issue 4) */
-    calls_apply(a->calls, now);         /* calls wiring (issue 5) */
+    registrar_apply(a->registrar, now);
+    gw_apply(a->gateways, now);
+    calls_apply(a->calls, now);
     flood_apply(a->flood, now);
     evport_rearm(a->root);
 }
 
-/* ---- flood wiring ---- */
 /* Sources of endpoint bindings are trusted (not rate-limited). Asked only
  * when a source runs out of tokens, and cached FLOOD_TRUST_CACHE_S: a walk
  * over the bindings, O(bindings), until the registrar has an index by
@@ -248,7 +252,7 @@ static int binding_from(const struct registrar_binding *b, void *arg)
            (s[c->len] == ':' || s[c->len] == ']' || s[c->len] == '\0');
 }
 
-static bool binding_source(const char *ip, void *arg)
+static bool trusted_binding_source(const char *ip, void *arg)
 {
     struct app *a = arg;
     struct trust_ctx c = {ip, strlen(ip)};
@@ -268,7 +272,6 @@ static void on_log_flush(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     log_limits_flush();
 }
-/* ---- end of flood wiring ---- */
 
 /* Every HOUSEKEEPING_S: hand freed heap back to the system. A burst (10,000
  * registrations starting, a call peak) leaves transactions' memory free
@@ -362,12 +365,12 @@ static int run(struct app *a)
     if (!(a->replies = replyaddr_create(a->root, sipagent_nta(a->agent))))
         return 1;
     replyaddr_apply(a->replies, engine_config(a->engine));
-    if (outreg_set_create(&a->outregs, sipagent_nta(a->agent), sipagent_client_leg(a->agent),
-                          a->root, a->base, a->store) < 0)
+    if (outreg_set_create(&a->outregs, a->agent, a->base, a->store) < 0)
         return 1;
     engine_attach_outregs(a->engine, a->outregs, a->root);
     engine_attach_sip(a->engine, a->agent);
-    /* ---- registrar wiring (issue 4) ---- */
+    /* The registrar takes REGISTER: its stateless prefilter answers those
+     * that change nothing (challenges, refusals), its handler the rest. */
     if (registrar_create(&a->registrar, sipagent_nta(a->agent), sipagent_client_leg(a->agent),
                          a->root, a->base, a->store) < 0)
         return 1;
@@ -377,25 +380,32 @@ static int run(struct app *a)
                                 a->registrar);
     sipagent_set_method_prefilter(a->agent, sip_method_register,
                                   registrar_prefilter_register, a->registrar);
-    /* ---- end of registrar wiring ---- */
-    /* ---- calls wiring (issue 5) ---- */
-    if (calls_create(&a->calls, a->agent, a->root, a->base, a->store, a->outregs) < 0)
+    /* Gateways: usability, line counts and OPTIONS checks, asked by calls
+     * and shown to policies. */
+    if (gw_create(&a->gateways, sipagent_nta(a->agent), sipagent_client_leg(a->agent), a->root,
+                  a->base, a->outregs) < 0)
+        return 1;
+    gw_apply(a->gateways, engine_config(a->engine));
+    engine_attach_gateways(a->engine, a->gateways);
+    /* Calls take INVITE; the registrar authenticates callers from accounts
+     * and knows where called accounts are bound. */
+    if (calls_create(&a->calls, a->agent, a->root, a->base, a->store, a->gateways) < 0)
         return 1;
     calls_apply(a->calls, engine_config(a->engine));
     engine_attach_calls(a->engine, a->calls);
     calls_set_registrar(a->calls, a->registrar);
     sipagent_set_method_handler(a->agent, sip_method_invite, calls_on_invite, a->calls);
-    /* ---- end of calls wiring ---- */
-    /* ---- flood wiring ---- */
+    /* Hostile traffic: per-source rates and bans (the port's datagram filter
+     * and connection hooks, requests over TCP through the agent), gateways
+     * and binding sources trusted, max_calls before any call state. */
     flood_attach(a->flood, a->root, sipagent_nta(a->agent));
     flood_apply(a->flood, engine_config(a->engine));
-    flood_set_trusted_fn(a->flood, binding_source, a);
+    flood_set_trusted_fn(a->flood, trusted_binding_source, a);
     flood_set_call_counter(a->flood, calls_in_progress, a);
     sipagent_set_stream_filter(a->agent, flood_admit, a->flood);
     sipagent_set_method_prefilter(a->agent, sip_method_invite, flood_prefilter_invite,
                                   a->flood);
     engine_attach_flood(a->engine, a->flood);
-    /* ---- end of flood wiring ---- */
     engine_set_reload_handler(a->engine, on_reload, a);
     outreg_set_apply(a->outregs, engine_config(a->engine));
     evport_rearm(a->root);
@@ -433,13 +443,14 @@ static int run(struct app *a)
 static void cleanup(struct app *a)
 {
     control_close(a->control);
-    calls_destroy(a->calls); /* calls wiring (issue 5): before nta goes */
+    calls_destroy(a->calls); /* before nta goes */
     /* Lua before nta: closing the states collects transaction objects that
      * still own nta transactions and legs. */
     if (a->flood)
         flood_set_hook(a->flood, NULL, NULL); /* on_flood lives in the engine */
     engine_destroy(a->engine);
-    registrar_destroy(a->registrar); /* registrar wiring (issue 4): before nta goes */
+    registrar_destroy(a->registrar); /* before nta goes */
+    gw_destroy(a->gateways);         /* after calls, before outregs and nta */
     outreg_set_destroy(a->outregs);
     replyaddr_destroy(a->replies);
     sipagent_destroy(a->agent);

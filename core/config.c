@@ -58,7 +58,7 @@ static const struct field sip_fields[] = {
     {.name = "endpoint_digest", .type = FT_ENUM, .offset = SIP(endpoint_digest),
      .choices = endpoint_digest_choices, .def = ENDPOINT_DIGEST_SHA256_MD5,
      .vos_name = "(none: digest algorithms offered to endpoints)"},
-    /* issue 4: NAT keepalive, policy-configurable */
+    /* NAT keepalive of endpoint bindings: moonswitch's own settings */
     {.name = "endpoint_keepalive", .type = FT_ENUM, .offset = SIP(endpoint_keepalive),
      .choices = endpoint_keepalive_choices, .def = ENDPOINT_KEEPALIVE_OPTIONS,
      .vos_name = "(none: NAT keepalive, OPTIONS or CRLF)"},
@@ -72,7 +72,7 @@ static const struct field sip_fields[] = {
      .max = 300, .def = 10, .vos_name = "SIP INVITE timeout"},
     {.name = "call_progress_timeout", .type = FT_INT, .offset = SIP(call_progress_timeout),
      .min = 1, .max = 3600, .def = 120, .vos_name = "SIP call progress timeout"},
-    /* issue 5: non-timer endpoint safety */
+    /* An end for answered calls whose endpoints never refresh the session */
     {.name = "max_call_duration", .type = FT_INT, .offset = SIP(max_call_duration), .min = 0,
      .max = 86400, .def = 7200, .vos_name = "(none: maximum call duration, 0: no limit)"},
     {.name = "resend_interval", .type = FT_INT, .offset = SIP(resend_interval), .min = 100,
@@ -194,14 +194,6 @@ const struct kind_schema *config_schema(enum config_kind kind)
     return kind < KIND_COUNT ? &schemas[kind] : NULL;
 }
 
-const struct kind_schema *config_schema_by_keyword(const char *keyword)
-{
-    for (int k = 0; k < KIND_COUNT; k++)
-        if (strcmp(schemas[k].keyword, keyword) == 0)
-            return &schemas[k];
-    return NULL;
-}
-
 /* ---- Definitions ----------------------------------------------------------- */
 
 #define AT(def, off, type) ((type *)((char *)(def) + (off)))
@@ -300,16 +292,6 @@ void config_def_free(struct def_head *def)
     free(def->name);
     free(def->file);
     free(def);
-}
-
-int config_set_string(char **slot, const char *value)
-{
-    char *copy = value ? strdup(value) : NULL;
-    if (value && !copy)
-        return -ENOMEM;
-    free(*slot);
-    *slot = copy;
-    return 0;
 }
 
 static int fields_check_required(const void *def, const struct field *fields, char *err,

@@ -234,7 +234,6 @@ struct kind_schema {
 };
 
 const struct kind_schema *config_schema(enum config_kind kind);
-const struct kind_schema *config_schema_by_keyword(const char *keyword);
 
 /* ---- Definitions -------------------------------------------------------- */
 
@@ -243,9 +242,6 @@ const struct kind_schema *config_schema_by_keyword(const char *keyword);
 struct def_head *config_def_new(enum config_kind kind, const char *name,
                                 const char *file, int line);
 void config_def_free(struct def_head *def);
-
-/* Set a string field (copied). Returns 0 or -ENOMEM. */
-int config_set_string(char **slot, const char *value);
 
 /* Checks that need the whole definition (required fields, combinations such
  * as type = "registration" needing `registration`). Returns 0, or -1 with a

@@ -8,15 +8,17 @@
  * One request per connection is outstanding at a time: while one waits for
  * its answer, the client's read event is off and further input stays in the
  * input buffer or the kernel, so memory per client is bounded by one frame
- * plus one read. A client that half-closes (shutdown(SHUT_WR)) still gets the
- * answers to the complete requests it sent; the connection closes once those
- * are written. */
+ * plus one read, plus what the chunk printed that the client has not read
+ * yet (at most CONTROL_MAX_PENDING_OUTPUT) and the answer. A client that half-closes
+ * (shutdown(SHUT_WR)) still gets the answers to the complete requests it sent; the
+ * connection closes once those are written. */
 #include "control.h"
 #include "log.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -71,6 +73,7 @@ struct client {
  * NULL once the client is gone, and the answer is then dropped. */
 struct control_request {
     struct client *cl;
+    size_t dropped; /* output bytes dropped since the last output frame */
 };
 
 /* Close the client's socket and free everything but, if client_process() is
@@ -488,10 +491,39 @@ void control_close(struct control *c)
     free(c);
 }
 
+/* Tell the client how much of its output was dropped, if any. */
+static void client_note_dropped(struct client *cl, struct control_request *req)
+{
+    if (!req->dropped)
+        return;
+    char note[96];
+    int n = snprintf(note, sizeof note,
+                     "[%zu bytes of output dropped: the client did not read them]\n",
+                     req->dropped);
+    client_answer(cl, CONTROL_OUTPUT, note, (size_t)n);
+    req->dropped = 0;
+}
+
+void control_output(struct control_request *req, const char *text, size_t len)
+{
+    struct client *cl = req->cl;
+    if (!cl || len == 0)
+        return;
+    if (evbuffer_get_length(cl->out) + len > CONTROL_MAX_PENDING_OUTPUT) {
+        req->dropped += len;
+        return;
+    }
+    client_note_dropped(cl, req);
+    client_answer(cl, CONTROL_OUTPUT, text, len);
+    event_add(cl->ev_write, NULL);
+}
+
 void control_reply(struct control_request *req, enum control_status status,
                    const char *text, size_t len)
 {
     struct client *cl = req->cl;
+    if (cl)
+        client_note_dropped(cl, req);
     free(req);
     if (!cl)
         return;

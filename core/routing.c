@@ -1,8 +1,12 @@
-/* Gateway selection and callee rewriting. See routing.h. */
+/* Gateway selection, the walk over a call's candidates, and callee rewriting. See
+ * routing.h. */
 #include "routing.h"
 #include "config.h"
+#include "log.h"
+#include "sip/gateway.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +65,39 @@ size_t routing_select(const struct config *cfg, const char *callee, const char *
         out[i] = c[i].g->head.name;
     free(c);
     return k;
+}
+
+const struct routing_gateway_def *routing_next(const struct gw_set *gws,
+                                               const char *const *names, size_t n,
+                                               size_t *next, uint64_t id)
+{
+    while (*next < n) {
+        const char *name = names[(*next)++];
+        const struct routing_gateway_def *g = gw_find(gws, name);
+        switch (gw_usable(gws, name)) {
+        case GW_USABLE:
+            return g;
+        case GW_UNKNOWN:
+            log_warn("call", "%" PRIu64 ": route names unknown gateway \"%s\"", id, name);
+            break;
+        case GW_NOT_REGISTERED:
+            log_debug("call", "%" PRIu64 ": %s skipped: registration not active", id,
+                      name);
+            break;
+        case GW_OFFLINE:
+            log_debug("call", "%" PRIu64 ": %s skipped: offline (OPTIONS checks)", id,
+                      name);
+            break;
+        case GW_AT_LIMIT:
+            log_debug("call", "%" PRIu64 ": %s skipped: at its line limit %d", id, name,
+                      g->line_limit);
+            break;
+        case GW_NO_ADDRESS:
+            log_debug("call", "%" PRIu64 ": %s skipped: no address", id, name);
+            break;
+        }
+    }
+    return NULL;
 }
 
 /* Does the literal/%d pattern `p` match `s` at its start? Returns the

@@ -3,8 +3,9 @@
  *
  * Selection is pure: it reads the policy set and nothing else. Whether a
  * gateway can take a call right now (online, under its line limit, its
- * registration active) is the call module's business at the moment it tries
- * the gateway, because that changes while a call fails over.
+ * registration active) changes while a call fails over, so it is asked of
+ * the gateway module (gateway.h) at the moment the call tries the gateway:
+ * routing_next().
  *
  * Prefix match: a gateway serves a callee when one of its prefixes starts
  * the number; a gateway without prefixes serves every number, as the
@@ -21,9 +22,12 @@
 #define MOON_ROUTING_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
+struct gw_set;
 struct rewrite_list;
+struct routing_gateway_def;
 
 /* Longest number or gateway name routing handles. */
 #define ROUTING_NUMBER_MAX 128
@@ -34,6 +38,14 @@ struct rewrite_list;
  * gateways, O(total prefixes) to match. */
 size_t routing_select(const struct config *cfg, const char *callee, const char **out,
                       size_t max);
+
+/* The next gateway of names[*next .. n) that can take a call now
+ * (gw_usable()), with *next moved past it: its running definition, or NULL
+ * when none is left (*next == n). Each gateway passed over is logged with
+ * why, for call `id`. O(gateways) per name. */
+const struct routing_gateway_def *routing_next(const struct gw_set *gws,
+                                               const char *const *names, size_t n,
+                                               size_t *next, uint64_t id);
 
 /* Apply one rule to `in`, writing the result to `out`. Returns 0, or -1 when
  * the rule cannot be applied (then `out` is undefined and the caller keeps

@@ -1,5 +1,7 @@
 /* Calls and CDRs for policies and the REPL:
  *
+ *   calls                  prints the calls in progress: id, caller, callee,
+ *                          mapping and routing gateway, state, age
  *   calls.count()          calls in progress
  *   calls.list()           an array of call handles, oldest first
  *   calls[id]              one call's handle, or nil
@@ -10,21 +12,33 @@
  *   cdrs.csv(n)            the same as CSV text, oldest first, with a header
  *   cdrs.count()           records stored
  *
+ *   function route(call)   the policy's routing (hooks.h): call.caller,
+ *                          .callee, .mapping_gateway in; gateway names to
+ *                          try out, or nothing for prefix and priority
+ *   callee_rewrite rules   applied with Lua's own string.gsub
+ *
  * A call handle names its call by id and looks it up on each access, so a
  * handle kept after the call ended reads state "ended" and nil fields
  * instead of freed memory. O(calls) per lookup: the REPL's pace, not the
  * call path's. */
-#include "api.h"
 #include "cdr.h"
+#include "hooks.h"
+#include "log.h"
+#include "module.h"
+#include "runtime.h"
 #include "sip/call.h"
 #include "store.h"
+#include "task.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CALL_MT "moon.call"
 #define CDRS_MAX 100000
+#define VIEW_MAX 200 /* rows the `calls` table shows */
 
 struct call_handle {
     struct luart *rt;
@@ -75,6 +89,55 @@ static int l_list(lua_State *L)
         struct list_ctx x = {L, rt, 0};
         calls_visit(cs, list_one, &x);
     }
+    return 1;
+}
+
+/* The table printed for `calls`: the oldest VIEW_MAX calls in progress,
+ * one line each. Costs a visit of every call (to count them). */
+struct view_ctx {
+    luaL_Buffer *b;
+    long long now;
+    size_t n;
+};
+
+static const char *or_dash(const char *s)
+{
+    return s && *s ? s : "-";
+}
+
+static int view_one(const struct call_info *i, void *arg)
+{
+    struct view_ctx *x = arg;
+    if (x->n++ >= VIEW_MAX)
+        return 0;
+    char line[512];
+    long long age = x->now - i->start;
+    snprintf(line, sizeof line, "%-6" PRIu64 " %-16s %-16s %-16s %-16s %-10s %6llds\n",
+             i->id, or_dash(i->caller), or_dash(i->callee), or_dash(i->mapping_gateway),
+             or_dash(i->routing_gateway), i->state, age > 0 ? age : 0);
+    luaL_addstring(x->b, line);
+    return 0;
+}
+
+static int l_calls_tostring(lua_State *L)
+{
+    struct calls *cs = calls_of(RT_UPVALUE(L));
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char line[256];
+    snprintf(line, sizeof line, "%-6s %-16s %-16s %-16s %-16s %-10s %7s\n", "id",
+             "caller", "callee", "mapping gateway", "routing gateway", "state", "age");
+    luaL_addstring(&b, line);
+    struct view_ctx x = {.b = &b, .now = (long long)time(NULL)};
+    if (cs)
+        calls_visit(cs, view_one, &x);
+    if (x.n > VIEW_MAX)
+        snprintf(line, sizeof line,
+                 "(%zu calls, the oldest %d shown; calls.list() has all)", x.n, VIEW_MAX);
+    else
+        snprintf(line, sizeof line, "(%zu call%s)", x.n, x.n == 1 ? "" : "s");
+    luaL_addstring(&b, line);
+    luaL_pushresult(&b);
     return 1;
 }
 
@@ -294,7 +357,103 @@ static int l_cdrs_count(lua_State *L)
     return 1;
 }
 
-void api_open_calls(lua_State *L, struct luart *rt)
+/* ---- The route and callee_rewrite hooks ------------------------------------ */
+
+/* The policy's route(call) hook, when the current policy defines one: it
+ * runs in a task of its own and may wait; the call waits for its answer.
+ * It returns an array of routing gateway names (or several names), or
+ * nothing for prefix and priority routing. An error falls back to prefix
+ * and priority routing, logged. */
+static void route_done(lua_State *L, int nres, const char *error, void *arg)
+{
+    struct call_route *rq = arg;
+    if (error) {
+        log_error("policy", "route(): %s", error);
+        call_route_done(rq, NULL, 0);
+        return;
+    }
+    const char *names[32];
+    size_t n = 0;
+    int base = lua_gettop(L) - nres;
+    if (nres >= 1 && lua_istable(L, base + 1)) {
+        for (int i = 1; n < 32; i++) {
+            lua_rawgeti(L, base + 1, i);
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                lua_pop(L, 1);
+                break;
+            }
+            names[n++] = lua_tostring(L, -1); /* anchored by the table */
+            lua_pop(L, 1);
+        }
+    } else {
+        for (int i = 1; i <= nres && n < 32; i++)
+            if (lua_type(L, base + i) == LUA_TSTRING)
+                names[n++] = lua_tostring(L, base + i);
+    }
+    call_route_done(rq, names, n);
+}
+
+static bool route_hook(struct call_route *rq, void *arg)
+{
+    struct luart *const *current = arg;
+    struct luart *rt = *current;
+    lua_State *L = luart_state(rt);
+    lua_getglobal(L, "route");
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, call_route_caller(rq));
+    lua_setfield(L, -2, "caller");
+    lua_pushstring(L, call_route_callee(rq));
+    lua_setfield(L, -2, "callee");
+    lua_pushstring(L, call_route_mapping_gateway(rq));
+    lua_setfield(L, -2, "mapping_gateway");
+    luart_spawn(rt, 1, route_done, rq); /* done follows, even on failure */
+    return true;
+}
+
+/* A gateway's callee_rewrite rule, with Lua's own string.gsub so that the
+ * rules mean what they mean in Lua. Runs under the time budget. */
+static int rewrite_hook(const char *pattern, const char *replacement, const char *in,
+                        char *out, size_t outlen, void *arg)
+{
+    struct luart *const *current = arg;
+    struct luart *rt = *current;
+    lua_State *L = luart_state(rt);
+    char err[256];
+    lua_getglobal(L, "string");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_getfield(L, -1, "gsub");
+    lua_remove(L, -2);
+    lua_pushstring(L, in);
+    lua_pushstring(L, pattern);
+    lua_pushstring(L, replacement);
+    if (luart_call(rt, 3, 1, err, sizeof err) < 0) {
+        log_error("policy", "callee_rewrite { \"%s\", \"%s\" }: %s", pattern, replacement, err);
+        return -1;
+    }
+    const char *s = lua_tostring(L, -1);
+    int rc = s && strlen(s) < outlen ? 0 : -1;
+    if (rc == 0)
+        memcpy(out, s, strlen(s) + 1);
+    lua_pop(L, 1);
+    return rc;
+}
+
+void hooks_attach_calls(struct calls *cs, struct luart *const *current)
+{
+    calls_set_route_hook(cs, route_hook, (void *)current);
+    calls_set_rewrite_hook(cs, rewrite_hook, (void *)current);
+}
+
+/* ---- Opening ------------------------------------------------------------------ */
+
+static void open_calls(lua_State *L, struct luart *rt)
 {
     luaL_newmetatable(L, CALL_MT);
     lua_pushcfunction(L, call_index);
@@ -308,6 +467,7 @@ void api_open_calls(lua_State *L, struct luart *rt)
     api_setfield(L, rt, "list", l_list);
     lua_newtable(L); /* calls mt */
     api_setfield(L, rt, "__index", l_calls_index);
+    api_setfield(L, rt, "__tostring", l_calls_tostring);
     lua_setmetatable(L, -2);
     lua_setglobal(L, "calls");
 
@@ -317,3 +477,28 @@ void api_open_calls(lua_State *L, struct luart *rt)
     api_setfield(L, rt, "count", l_cdrs_count);
     lua_setglobal(L, "cdrs");
 }
+
+static const struct api_help help[] = {
+    {"calls", "calls in progress; prints caller, callee, gateways, state, age",
+     "  calls                        the table: id, caller, callee, mapping gateway,\n"
+     "                               routing gateway, state, age (oldest 200)\n"
+     "  calls.count()                calls in progress\n"
+     "  calls.list()                 an array of call handles, oldest first\n"
+     "  calls[id]                    one call's handle, or nil:\n"
+     "    .id .state .caller .callee .routed_callee .mapping_gateway\n"
+     "    .routing_gateway .call_id .start .answer\n"
+     "    :hangup()                  end it from the switch (BYE, or 503 + CANCEL)\n"
+     "  state: routing, calling, proceeding, answered, ending (\"ended\" once gone)\n",
+     (const char *const[]){CALL_MT, NULL}},
+    {"cdrs", "call detail records: cdrs.last(n), cdrs.csv(n), cdrs.count()",
+     "  cdrs.last(n)                 the newest n records (default 10), newest first:\n"
+     "    .caller .callee .original_callee .routed_callee .mapping_gateway\n"
+     "    .routing_gateway .start .answer .stop .duration .status .reason .hangup\n"
+     "  cdrs.csv(n)                  the same as CSV, oldest first, with a header\n"
+     "  cdrs.count()                 records stored\n",
+     NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_calls = {
+    .name = "calls, cdrs", .help = help, .open = open_calls};

@@ -1,9 +1,9 @@
 /* The policy DSL: `switch { ... }`, `registration "name" { ... }` and the
- * other constructors. Each definition is checked against core's schema
- * (config.c) and converted to its C struct at once, so an error names the
- * file and line of the definition that caused it. */
-#include "api.h"
+ * other constructors. See dsl.h. */
+#include "dsl.h"
 #include "config.h"
+
+#include <lauxlib.h>
 
 #include <errno.h>
 #include <math.h>
@@ -430,9 +430,8 @@ static int l_define(lua_State *L)
     return 1;
 }
 
-void api_open_dsl(lua_State *L, struct luart *rt, struct config *cfg)
+void dsl_open(lua_State *L, struct config *cfg)
 {
-    (void)rt;
     struct dsl *d = lua_newuserdata(L, sizeof *d);
     d->cfg = cfg;
     d->file[0] = '\0';

@@ -24,13 +24,17 @@
  *     return 488                    -- refuse with that status
  *   end                             -- nothing or true: accept
  *
- * Handles name their account and look it up on each access, so a handle
- * kept across a reload that removed the account reads as gone. Misuse raises
+ * Account handles (handle.h) look their account up on each access, so a
+ * handle kept across a reload that removed the account reads as gone. Misuse raises
  * an error; "no such account" returns nil and a message. */
-#include "api.h"
+#include "handle.h"
+#include "hooks.h"
 #include "log.h"
+#include "module.h"
+#include "runtime.h"
 #include "security.h"
 #include "sip/registrar.h"
+#include "task.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -169,19 +173,9 @@ static int eps_tostring(lua_State *L)
 
 /* ---- accounts ------------------------------------------------------------------ */
 
-struct handle {
-    struct luart *rt;
-    char name[1]; /* allocated to fit */
-};
-
 static void push_account(lua_State *L, struct luart *rt, const char *name)
 {
-    size_t n = strlen(name);
-    struct handle *h = lua_newuserdata(L, sizeof *h + n);
-    h->rt = rt;
-    memcpy(h->name, name, n + 1);
-    luaL_getmetatable(L, ACCOUNT_MT);
-    lua_setmetatable(L, -2);
+    handle_push(L, rt, name, ACCOUNT_MT);
 }
 
 static struct registrar *handle_registrar(struct handle *h)
@@ -191,7 +185,7 @@ static struct registrar *handle_registrar(struct handle *h)
 
 static int acc_unsuspend(lua_State *L)
 {
-    struct handle *h = luaL_checkudata(L, 1, ACCOUNT_MT);
+    struct handle *h = handle_check(L, 1, ACCOUNT_MT);
     struct registrar *r = handle_registrar(h);
     lua_pushboolean(L, r && registrar_unsuspend(r, h->name) > 0);
     return 1;
@@ -199,7 +193,7 @@ static int acc_unsuspend(lua_State *L)
 
 static int acc_unregister(lua_State *L)
 {
-    struct handle *h = luaL_checkudata(L, 1, ACCOUNT_MT);
+    struct handle *h = handle_check(L, 1, ACCOUNT_MT);
     struct registrar *r = handle_registrar(h);
     int n = r ? registrar_remove(r, h->name, NULL) : -ENOENT;
     if (n < 0) {
@@ -213,7 +207,7 @@ static int acc_unregister(lua_State *L)
 
 static int acc_index(lua_State *L)
 {
-    struct handle *h = luaL_checkudata(L, 1, ACCOUNT_MT);
+    struct handle *h = handle_check(L, 1, ACCOUNT_MT);
     const char *k = luaL_checkstring(L, 2);
     if (strcmp(k, "unsuspend") == 0) {
         lua_pushcfunction(L, acc_unsuspend);
@@ -252,7 +246,7 @@ static int acc_index(lua_State *L)
 
 static int acc_tostring(lua_State *L)
 {
-    struct handle *h = luaL_checkudata(L, 1, ACCOUNT_MT);
+    struct handle *h = handle_check(L, 1, ACCOUNT_MT);
     struct registrar *r = handle_registrar(h);
     struct registrar_account a;
     if (!r || registrar_account_find(r, h->name, &a) < 0) {
@@ -493,14 +487,14 @@ static bool on_register_hook(struct registrar_event *ev, void *arg)
     return true;
 }
 
-void endpoints_attach(struct registrar *r, struct luart *const *current)
+void hooks_attach_registrar(struct registrar *r, struct luart *const *current)
 {
     registrar_set_hook(r, on_register_hook, (void *)current);
 }
 
 /* ---- Opening ------------------------------------------------------------------ */
 
-void api_open_endpoints(lua_State *L, struct luart *rt)
+static void open_endpoints(lua_State *L, struct luart *rt)
 {
     luaL_newmetatable(L, ACCOUNT_MT);
     lua_pushcfunction(L, acc_index);
@@ -515,3 +509,29 @@ void api_open_endpoints(lua_State *L, struct luart *rt)
     api_open_proxy(L, rt, "accounts", accs_index, accs_tostring, accs_call, NULL);
     api_open_proxy(L, rt, "suspensions", NULL, susps_tostring, susps_call, susp_fields);
 }
+
+static const struct api_help help[] = {
+    {"endpoints", "endpoints(\"1001\"): the bindings of a registered account",
+     "  endpoints(\"1001\")            array of { contact, expires, source, nat,\n"
+     "                               transport, user_agent, keepalive_misses }\n"
+     "  endpoints.remove(\"1001\", uri) remove a binding (uri nil: all); the count\n"
+     "  endpoints.count()            bindings in the switch\n",
+     NULL},
+    {"accounts", "endpoint accounts; prints account, bindings, suspended",
+     "  accounts                     the table: account, bindings, suspended\n"
+     "  accounts[\"1001\"]             a handle: .name .bindings .suspended\n"
+     "    .suspended_until .failures .endpoints .mapping_gateway\n"
+     "    :unsuspend()  :unregister()  (removes every binding)\n",
+     (const char *const[]){ACCOUNT_MT, NULL}},
+    {"suspensions", "suspended accounts and source IPs, flood bans; prints them",
+     "  suspensions                  the table: kind, name, seconds left\n"
+     "  suspensions()                an array of { kind, name, until }; kind is\n"
+     "                               \"account\", \"source\" or \"flood\"\n"
+     "  suspensions.lift(\"1001\")     lift an account's or an IP's suspension\n"
+     "                               (or an IP's flood ban)\n",
+     NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_endpoints = {
+    .name = "endpoints, accounts, suspensions", .help = help, .open = open_endpoints};

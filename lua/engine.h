@@ -46,9 +46,14 @@ struct registrar;
 void engine_attach_registrar(struct engine *e, struct registrar *r);
 
 struct calls;
-/* Calls (issue 5): `calls`, `cdrs`, gateways[].calls for policies, the
- * policy's route(call) hook and callee_rewrite through string.gsub. */
+/* Make calls visible to policies (`calls`, `cdrs`, gateways[].calls), and
+ * route calls through the policy's route(call) hook and callee_rewrite
+ * rules through Lua's string.gsub. */
 void engine_attach_calls(struct engine *e, struct calls *cs);
+
+struct gw_set;
+/* Gateways' run-time state (online, calls) for `gateways[...]`. */
+void engine_attach_gateways(struct engine *e, struct gw_set *gws);
 
 struct flood;
 /* Hostile traffic: `security` and the flood bans in `suspensions` for

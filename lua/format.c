@@ -1,59 +1,11 @@
-/* How values print in the REPL and in `moonctl -e`: strings raw, numbers in
- * Lua's %.14g, booleans, nil, and tables as readable Lua literals. */
-#include "api.h"
+/* How values print in the REPL and in `moonctl -e`. See format.h. */
+#include "format.h"
+
+#include <lauxlib.h>
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-void strbuf_add(struct strbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(b->data, cap);
-        if (!grown)
-            return; /* output is truncated rather than lost entirely */
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void strbuf_addf(struct strbuf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof tmp) {
-        strbuf_add(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    strbuf_add(b, big, (size_t)n);
-    free(big);
-}
-
-void strbuf_free(struct strbuf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
 
 static void add_number(struct strbuf *b, double d)
 {
@@ -113,8 +65,8 @@ static int key_less(lua_State *L, int a, int b)
     return lua_topointer(L, a) < lua_topointer(L, b);
 }
 
-static void format_value(lua_State *L, int idx, struct strbuf *b, int depth, int seen,
-                         int top);
+static void format_at(lua_State *L, int idx, struct strbuf *b, int depth, int seen,
+                      int top);
 
 static void add_indent(struct strbuf *b, int depth)
 {
@@ -210,13 +162,13 @@ static void format_table(lua_State *L, int idx, struct strbuf *b, int depth, int
                 strbuf_add(out, kstr, klen);
             } else {
                 strbuf_add(out, "[", 1);
-                format_value(L, k, out, depth + 1, seen, 0);
+                format_at(L, k, out, depth + 1, seen, 0);
                 strbuf_add(out, "]", 1);
             }
             strbuf_add(out, " = ", 3);
             lua_rawget(L, idx);
         }
-        format_value(L, lua_gettop(L), out, depth + 1, seen, 0);
+        format_at(L, lua_gettop(L), out, depth + 1, seen, 0);
         lua_pop(L, 1);
     }
     if (multiline) {
@@ -236,8 +188,8 @@ static void format_table(lua_State *L, int idx, struct strbuf *b, int depth, int
     lua_rawset(L, seen);
 }
 
-static void format_value(lua_State *L, int idx, struct strbuf *b, int depth, int seen,
-                         int top)
+static void format_at(lua_State *L, int idx, struct strbuf *b, int depth, int seen,
+                      int top)
 {
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
@@ -283,13 +235,13 @@ static void format_value(lua_State *L, int idx, struct strbuf *b, int depth, int
     strbuf_addf(b, "<%s: %p>", luaL_typename(L, idx), lua_topointer(L, idx));
 }
 
-void api_format_value(lua_State *L, int idx, struct strbuf *b)
+void format_value(lua_State *L, int idx, struct strbuf *b)
 {
     if (idx < 0)
         idx = lua_gettop(L) + idx + 1;
     luaL_checkstack(L, 40, "formatting a value");
     lua_newtable(L);
     int seen = lua_gettop(L);
-    format_value(L, idx, b, 0, seen, 1);
+    format_at(L, idx, b, 0, seen, 1);
     lua_pop(L, 1);
 }

@@ -5,7 +5,8 @@
  * turn's write transaction and committed with it (group commit); anything a
  * policy or the REPL acknowledges is committed before the acknowledgement
  * leaves. Misuse raises an error; a storage failure returns nil, reason. */
-#include "api.h"
+#include "module.h"
+#include "runtime.h"
 #include "store.h"
 
 #include <errno.h>
@@ -164,7 +165,7 @@ static int l_keys(lua_State *L)
     return 1;
 }
 
-void api_open_kv(lua_State *L, struct luart *rt)
+static void open_kv(lua_State *L, struct luart *rt)
 {
     lua_newtable(L);
     api_setfield(L, rt, "get", l_get);
@@ -173,3 +174,16 @@ void api_open_kv(lua_State *L, struct luart *rt)
     api_setfield(L, rt, "keys", l_keys);
     lua_setglobal(L, "kv");
 }
+
+static const struct api_help help[] = {
+    {"kv", "kv.get/put/del/keys: a durable key-value store for policies",
+     "  kv.get(key)                  the value (string, number or boolean), or nil\n"
+     "  kv.put(key, value)           store it; committed before the REPL answers\n"
+     "  kv.del(key)                  remove it\n"
+     "  kv.keys([prefix])            the keys, in byte order\n",
+     NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_kv = {
+    .name = "kv.get, kv.put, kv.del, kv.keys", .help = help, .open = open_kv};

@@ -1,9 +1,12 @@
-/* Policy runtimes and their tasks. See runtime.h. */
-#include "api.h"
+/* Policy runtimes and their tasks. See runtime.h and task.h. */
+#include "runtime.h"
 #include "config.h"
+#include "dsl.h"
+#include "module.h"
+#include "task.h"
 #include "evport.h"
 #include "log.h"
-#include "security.h"
+#include "strbuf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <lauxlib.h>
 #include <luajit.h>
 #include <lualib.h>
 
@@ -35,7 +39,9 @@ struct task {
     struct event *ev;  /* resume event, also the sleep timer */
     int pending_args;  /* values waiting on co's stack for the next resume */
     task_done_h *done;
-    void *done_arg;
+    task_output_h *out;    /* NULL: what it prints goes to the log */
+    void *done_arg;        /* for done and out */
+    struct strbuf printed; /* printed in this slice, not yet given to out */
 };
 
 static struct luart *all_runtimes;
@@ -49,6 +55,10 @@ static char task_map_key;
  * resume always comes from a libevent callback, so one global suffices. */
 static double slice_deadline;
 static double slice_budget;
+
+/* The task whose slice runs now, for task_print(); NULL while Lua runs
+ * outside a task (loading, luart_call). */
+static struct task *slice_task;
 
 static double now_seconds(void)
 {
@@ -110,20 +120,6 @@ unsigned luart_tasks(const struct luart *rt)
     return rt->tasks;
 }
 
-void api_register(lua_State *L, struct luart *rt, const char *name, lua_CFunction fn)
-{
-    lua_pushlightuserdata(L, rt);
-    lua_pushcclosure(L, fn, 1);
-    lua_setglobal(L, name);
-}
-
-void api_setfield(lua_State *L, struct luart *rt, const char *name, lua_CFunction fn)
-{
-    lua_pushlightuserdata(L, rt);
-    lua_pushcclosure(L, fn, 1);
-    lua_setfield(L, -2, name);
-}
-
 /* ---- Closing ------------------------------------------------------------ */
 
 static void rt_close(struct luart *rt)
@@ -136,7 +132,7 @@ static void rt_close(struct luart *rt)
             *p = rt->next_rt;
             break;
         }
-    timer_stop_all(rt->L);
+    api_retire_all(rt->L);
     lua_close(rt->L);
     config_free(rt->cfg);
     free(rt);
@@ -153,7 +149,7 @@ void luart_retire(struct luart *rt)
     if (!rt)
         return;
     rt->retired = 1;
-    timer_stop_all(rt->L);
+    api_retire_all(rt->L);
     rt_maybe_close(rt);
 }
 
@@ -170,6 +166,7 @@ void luart_close_all(void)
             if (t->done)
                 t->done(t->co, 0, "stopped: the switch is shutting down", t->done_arg);
             event_free(t->ev);
+            strbuf_free(&t->printed);
             free(t);
             rt->tasks--;
         }
@@ -226,22 +223,67 @@ static void task_free(struct task *t)
     luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
     if (t->ev)
         event_free(t->ev);
+    strbuf_free(&t->printed);
     free(t);
     rt->tasks--;
     rt_maybe_close(rt);
 }
 
+/* Hand what `t` printed to its output handler. */
+static void task_flush_printed(struct task *t)
+{
+    if (t->printed.len == 0)
+        return;
+    t->out(t->printed.data, t->printed.len, t->done_arg);
+    t->printed.len = 0;
+}
+
+/* Printed text is handed over at the end of each slice, or once this much
+ * is waiting, so that a chunk printing in a loop holds little of it. */
+#define PRINTED_FLUSH_AT 65536
+
+void task_print(const char *text, size_t len)
+{
+    struct task *t = slice_task;
+    if (t && t->out) {
+        strbuf_add(&t->printed, text, len);
+        if (t->printed.len >= PRINTED_FLUSH_AT)
+            task_flush_printed(t);
+        return;
+    }
+    if (!log_enabled(LOG_INFO))
+        return;
+    /* One log record per line. */
+    while (len > 0) {
+        const char *nl = memchr(text, '\n', len);
+        size_t n = nl ? (size_t)(nl - text) : len;
+        log_info("lua", "%.*s", (int)(n > 65535 ? 65535 : n), text);
+        text += n;
+        len -= n;
+        if (nl) {
+            text++;
+            len--;
+        }
+    }
+}
+
 /* Run one slice of `t`: resume with the values waiting on its stack. On
- * completion or error call `done` and free the task. */
+ * completion or error call `done` and free the task. What it printed goes
+ * to its output handler before either. */
 static void task_run(struct task *t)
 {
     int nargs = t->pending_args;
     t->pending_args = 0;
+    struct task *outer = slice_task;
+    slice_task = t;
     slice_begin(t->rt);
     int status = lua_resume(t->co, nargs);
     slice_end();
+    slice_task = outer;
     if (t->rt->host->sip_root)
         evport_rearm(t->rt->host->sip_root);
+    if (t->out)
+        task_flush_printed(t);
     if (status == LUA_YIELD)
         return; /* an awaitable holds it; it wakes us */
     if (status == 0) {
@@ -286,6 +328,12 @@ int task_sleep(struct task *t, double seconds)
 
 int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
 {
+    return luart_spawn_output(rt, nargs, done, NULL, arg);
+}
+
+int luart_spawn_output(struct luart *rt, int nargs, task_done_h *done, task_output_h *out,
+                       void *arg)
+{
     lua_State *L = rt->L;
     struct task *t = calloc(1, sizeof *t);
     if (t)
@@ -300,6 +348,7 @@ int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
     }
     t->rt = rt;
     t->done = done;
+    t->out = out;
     t->done_arg = arg;
     t->co = lua_newthread(L);                       /* fn args co */
     lua_pushvalue(L, -1);                           /* fn args co co */
@@ -324,9 +373,12 @@ int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
 int luart_call(struct luart *rt, int nargs, int nres, char *err, size_t errlen)
 {
     lua_State *L = rt->L;
+    struct task *outer = slice_task;
+    slice_task = NULL;
     slice_begin(rt);
     int rc = lua_pcall(L, nargs, nres, 0);
     slice_end();
+    slice_task = outer;
     if (rc != 0) {
         const char *msg = lua_tostring(L, -1);
         snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
@@ -334,40 +386,6 @@ int luart_call(struct luart *rt, int nargs, int nres, char *err, size_t errlen)
         return -1;
     }
     return 0;
-}
-
-/* ---- sleep ---------------------------------------------------------------- */
-
-static int l_sleep(lua_State *L)
-{
-    double s = luaL_checknumber(L, 1);
-    if (s < 0 || s != s)
-        return luaL_argerror(L, 1, "seconds must be >= 0");
-    struct task *t = task_check_yieldable(L, "sleep");
-    if (task_sleep(t, s) < 0)
-        return luaL_error(L, "sleep: cannot arm a timer");
-    return lua_yield(L, 0);
-}
-
-/* ---- reload ------------------------------------------------------------------ */
-
-static int l_reload(lua_State *L)
-{
-    const struct luahost *host = luart_host(RT_UPVALUE(L));
-    char msg[1024];
-    if (!host->reload) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "reload is not available here");
-        return 2;
-    }
-    if (host->reload(host->reload_arg, msg, sizeof msg) < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, msg);
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    lua_pushstring(L, msg);
-    return 2;
 }
 
 /* ---- Loading ---------------------------------------------------------------- */
@@ -417,9 +435,12 @@ static int load_file(struct luart *rt, const char *path, char *err, size_t errle
         lua_pop(L, 1);
         return -1;
     }
+    struct task *outer = slice_task;
+    slice_task = NULL; /* a reload() from a REPL chunk: its files print to the log */
     slice_begin(rt);
     int rc = lua_pcall(L, 0, 0, 0);
     slice_end();
+    slice_task = outer;
     if (rc != 0) {
         const char *msg = lua_tostring(L, -1);
         snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
@@ -459,16 +480,8 @@ struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
     lua_newtable(L);
     lua_rawset(L, LUA_REGISTRYINDEX);
 
-    api_register(L, rt, "sleep", l_sleep);
-    api_register(L, rt, "reload", l_reload);
-    api_open_dsl(L, rt, rt->cfg);
-    api_open_timer(L, rt);
-    api_open_kv(L, rt);
-    api_open_live(L, rt);
-    api_open_sip(L, rt);
-    api_open_endpoints(L, rt);
-    api_open_calls(L, rt); /* issue 5 */
-    api_open_security(L, rt);
+    dsl_open(L, rt->cfg);
+    api_open_all(L, rt);
 
     char **files = NULL;
     int n = list_policy_files(dir, &files, err, errlen);

@@ -20,11 +20,14 @@
  * out of tokens (at most once per source per ban period), under the policy
  * time budget; it cannot wait (sleep, sip.request raise an error, and the
  * source is banned). It may call security.ban() and security.lift(). */
-#include "api.h"
-#include "config.h"
-#include "log.h"
 #include "security.h"
+#include "config.h"
+#include "hooks.h"
+#include "log.h"
+#include "module.h"
+#include "runtime.h"
 #include "sip/flood.h"
+#include "task.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -117,7 +120,7 @@ static int sec_stats(lua_State *L)
     return 1;
 }
 
-void api_open_security(lua_State *L, struct luart *rt)
+static void open_security(lua_State *L, struct luart *rt)
 {
     lua_newtable(L);
     api_setfield(L, rt, "ban", sec_ban);
@@ -126,6 +129,22 @@ void api_open_security(lua_State *L, struct luart *rt)
     api_setfield(L, rt, "stats", sec_stats);
     lua_setglobal(L, "security");
 }
+
+static const struct api_help help[] = {
+    {"security", "source bans against floods: security.ban/lift/bans/stats",
+     "  security.ban(ip[, seconds])  ban a source (default: source_ban); true, or\n"
+     "                               nil and a message\n"
+     "  security.lift(ip)            true when a ban was lifted\n"
+     "  security.bans()              array of { ip, until, dropped }\n"
+     "  security.stats()             { dropped, bans, spared, refused, banned,\n"
+     "                               connections, silent, kernel }\n"
+     "  function on_flood(source, rate)  return false to spare a flooding source\n",
+     NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_security = {
+    .name = "security", .help = help, .open = open_security};
 
 /* ---- suspensions ---------------------------------------------------------------- */
 
@@ -213,7 +232,7 @@ static bool on_flood_hook(const char *ip, double rate, void *arg)
     return !spare;
 }
 
-void security_attach(struct flood *fl, struct luart *const *current)
+void hooks_attach_flood(struct flood *fl, struct luart *const *current)
 {
     flood_set_hook(fl, on_flood_hook, (void *)current);
 }

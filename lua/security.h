@@ -1,7 +1,7 @@
-/* The Lua side of hostile traffic (security.c): the `security` table, the
- * flood bans inside `suspensions`, and the policy's on_flood hook. Internal
- * to lua/. Nothing here allocates beyond the Lua values it pushes; the
- * bans belong to the core's flood module. */
+/* The flood bans inside `suspensions` (security.c, which also opens the
+ * `security` table, api_security, and installs on_flood, hooks.h), for
+ * endpoints.c. Internal to lua/. Nothing here allocates beyond the Lua
+ * values it pushes; the bans belong to the core's flood module. */
 #ifndef MOON_LUA_SECURITY_H
 #define MOON_LUA_SECURITY_H
 
@@ -11,10 +11,6 @@
 #include <lua.h>
 
 struct luart;
-struct flood;
-
-/* Set global `security` (ban, lift, bans, stats) in a fresh state. */
-void api_open_security(lua_State *L, struct luart *rt);
 
 /* Append { kind = "flood", name = IP, until = } for each ban in force to
  * the array at the top of L's stack, which holds n entries. Returns the
@@ -27,9 +23,5 @@ int security_add_suspension_lines(struct luart *rt, luaL_Buffer *b, long long no
 
 /* Lift the flood ban of ip; true when there was one. */
 bool security_lift(struct luart *rt, const char *ip);
-
-/* Run the policy's on_flood(source, rate) in *current (the engine's
- * running policy) before each ban. */
-void security_attach(struct flood *fl, struct luart *const *current);
 
 #endif

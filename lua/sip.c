@@ -13,10 +13,13 @@
 #define NTA_OUTGOING_MAGIC_T struct ltx
 
 #include "random.h"
-#include "api.h"
-#include "evport.h"
+#include "hooks.h"
 #include "log.h"
+#include "module.h"
+#include "runtime.h"
 #include "sip/agent.h"
+#include "strbuf.h"
+#include "task.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -329,15 +332,6 @@ static int msg_reply(lua_State *L)
 
 /* ---- Client transactions ------------------------------------------------ */
 
-/* After touching nta from a libevent callback of ours (not a Lua slice,
- * which the runtime re-arms itself), let the port see sofia's timers. */
-static void evport_rearm_from_lua(struct luart *rt)
-{
-    void *root = luart_host(rt)->sip_root;
-    if (root)
-        evport_rearm(root);
-}
-
 enum tx_state { TX_CALLING, TX_PROCEEDING, TX_COMPLETED, TX_TERMINATED };
 static const char *const tx_state_names[] = {"calling", "proceeding", "completed",
                                               "terminated"};
@@ -360,6 +354,14 @@ struct ltx {
 struct ltx_ud {
     struct ltx *tx;
 };
+
+/* Requests go through the agent's helpers (sip/agent.h): answers never
+ * come before sipagent_request() returns, and the event port is re-armed
+ * after calls into sofia from our own timers. */
+static struct sipagent *agent_of(struct ltx *tx)
+{
+    return luart_host(tx->rt)->agent;
+}
 
 static void tx_finish(struct ltx *tx, int status, const char *reason, msg_t *response);
 static void push_response(lua_State *L, struct ltx *tx);
@@ -404,12 +406,14 @@ static void hang_up_probe(struct ltx *tx, sip_t const *sip)
     nta_leg_rtag(tx->leg, sip->sip_to->a_tag);
     nta_leg_client_route(tx->leg, sip->sip_record_route, sip->sip_contact);
     url_t const *target = sip->sip_contact ? sip->sip_contact->m_url : NULL;
-    nta_outgoing_t *ack = nta_outgoing_tcreate(tx->leg, NULL, NULL, NULL, SIP_METHOD_ACK,
-                                               (url_string_t const *)target, TAG_END());
+    nta_outgoing_t *ack = sipagent_request(agent_of(tx), NULL, tx->leg, NULL, NULL, NULL,
+                                           SIP_METHOD_ACK, (url_string_t const *)target,
+                                           TAG_END());
     if (ack)
         nta_outgoing_destroy(ack);
-    nta_outgoing_t *bye = nta_outgoing_tcreate(tx->leg, NULL, NULL, NULL, SIP_METHOD_BYE,
-                                               (url_string_t const *)target, TAG_END());
+    nta_outgoing_t *bye = sipagent_request(agent_of(tx), NULL, tx->leg, NULL, NULL, NULL,
+                                           SIP_METHOD_BYE, (url_string_t const *)target,
+                                           TAG_END());
     if (bye)
         nta_outgoing_destroy(bye);
 }
@@ -490,16 +494,13 @@ static void on_tx_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (tx->orq) {
-        if (tx->is_invite && tx->state == TX_PROCEEDING) {
-            nta_outgoing_t *cancel = nta_outgoing_tcancel(tx->orq, NULL, NULL, TAG_END());
-            if (cancel)
-                nta_outgoing_destroy(cancel);
-        }
+        if (tx->is_invite && tx->state == TX_PROCEEDING)
+            sipagent_cancel(agent_of(tx), tx->orq);
         nta_outgoing_destroy(tx->orq);
         tx->orq = NULL;
     }
     tx_finish(tx, 408, "Request Timeout (no answer in time)", NULL);
-    evport_rearm_from_lua(tx->rt);
+    sipagent_after_sofia(agent_of(tx));
 }
 
 static struct ltx *check_tx(lua_State *L, int idx)
@@ -573,11 +574,7 @@ static int tx_cancel(lua_State *L)
         lua_pushboolean(L, 0);
         return 1;
     }
-    nta_outgoing_t *cancel = nta_outgoing_tcancel(tx->orq, NULL, NULL, TAG_END());
-    if (cancel)
-        nta_outgoing_destroy(cancel);
-    evport_rearm_from_lua(tx->rt);
-    lua_pushboolean(L, cancel != NULL);
+    lua_pushboolean(L, sipagent_cancel(agent_of(tx), tx->orq));
     return 1;
 }
 
@@ -740,8 +737,10 @@ static int l_request(lua_State *L)
     const char *content_type = NULL;
     if (body && !strcasestr(extra, "content-type:"))
         content_type = "application/sdp";
-    tx->orq = nta_outgoing_tcreate(
-        leg, on_tx_response, tx, NULL, code, method, URL_STRING_MAKE(uri),
+    int refused = 503;
+    tx->orq = sipagent_request(
+        host->agent, &refused, leg, on_tx_response, tx, NULL, code, method,
+        URL_STRING_MAKE(uri),
         TAG_IF(!tx->is_invite, SIPTAG_FROM_STR(from)),
         TAG_IF(!tx->is_invite, SIPTAG_TO_STR(uri)),
         TAG_IF(!tx->is_invite, SIPTAG_CALL_ID_STR(call_id)), SIPTAG_MAX_FORWARDS_STR("70"),
@@ -752,7 +751,10 @@ static int l_request(lua_State *L)
     strbuf_free(&hb);
     if (!tx->orq) {
         /* Could not even build or send it: answer like the network would. */
-        tx_finish(tx, 503, "Service Unavailable (cannot send)", NULL);
+        char reason[64];
+        const char *phrase = sip_status_phrase(refused);
+        snprintf(reason, sizeof reason, "%s (cannot send)", phrase ? phrase : "Error");
+        tx_finish(tx, refused, reason, NULL);
     } else {
         pending_transactions++;
         tx->counted = &pending_transactions;
@@ -762,7 +764,6 @@ static int l_request(lua_State *L)
             evtimer_add(tx->timer, &tv);
         }
     }
-    evport_rearm_from_lua(rt);
     return 1;
 }
 
@@ -791,7 +792,10 @@ static void on_request_done(lua_State *L, int nres, const char *error, void *arg
     free(run);
 }
 
-int sip_dispatch_request(struct luart *rt, nta_incoming_t *irq, const sip_t *sip)
+/* Give an out-of-dialog request to the policy's on_request(req) in a new
+ * task. Returns 0 when the hook took it (it answers, or the task's end
+ * answers 500), -1 when the policy has no hook, 500 when out of memory. */
+static int sip_dispatch_request(struct luart *rt, nta_incoming_t *irq, const sip_t *sip)
 {
     (void)sip;
     lua_State *L = luart_state(rt);
@@ -823,9 +827,22 @@ int sip_dispatch_request(struct luart *rt, nta_incoming_t *irq, const sip_t *sip
     return 0;
 }
 
+/* Out-of-dialog requests no core module took: the current policy's
+ * on_request hook, if it has one. */
+static int on_request(nta_incoming_t *irq, const sip_t *sip, void *arg)
+{
+    struct luart *const *current = arg;
+    return sip_dispatch_request(*current, irq, sip);
+}
+
+void hooks_attach_sip(struct sipagent *agent, struct luart *const *current)
+{
+    sipagent_set_request_handler(agent, on_request, (void *)current);
+}
+
 /* ---- Opening ------------------------------------------------------------------ */
 
-void api_open_sip(lua_State *L, struct luart *rt)
+static void open_sip(lua_State *L, struct luart *rt)
 {
     lua_newtable(L); /* methods of messages, looked up by msg_index */
     lua_pushcfunction(L, msg_reply);
@@ -878,3 +895,23 @@ void api_open_sip(lua_State *L, struct luart *rt)
     lua_setfield(L, -2, "max_pending");
     lua_setglobal(L, "sip");
 }
+
+static const struct api_help help[] = {
+    {"sip", "sip.request{...}: send a SIP request; tx:wait() for its answer",
+     "  sip.request{ method =, uri =, headers =, body =, timeout = }\n"
+     "                               a client transaction tx, sent at once\n"
+     "  tx:wait()                    the final response (waits)\n"
+     "  tx.state, tx.status          \"calling\", \"proceeding\", \"completed\",\n"
+     "                               \"terminated\"; the final status or nil\n"
+     "  tx:on_provisional(fn)        fn(res) for each 1xx, in a task of its own\n"
+     "  tx:cancel()                  INVITE: CANCEL while no final answer came\n"
+     "  sip.max_pending              requests in flight allowed from Lua\n"
+     "  messages: .status .reason .method .uri .request_uri .from .to .contact\n"
+     "            .call_id .cseq .body :header(name) :headers(name)\n"
+     "            req:reply(code, reason, headers) in on_request(req)\n",
+     (const char *const[]){TX_MT, MSG_MT, NULL}},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_sip = {
+    .name = "sip.request, SIP messages", .help = help, .open = open_sip};

@@ -4,8 +4,10 @@
  * A timer lives until it fires (after) or is cancelled (every), even when the
  * policy drops its handle; retiring the runtime (a reload) stops them all:
  * the new policy arms its own. */
-#include "api.h"
 #include "log.h"
+#include "module.h"
+#include "runtime.h"
+#include "task.h"
 
 #include <event2/event.h>
 #include <math.h>
@@ -72,8 +74,9 @@ static int timer_new(lua_State *L, int periodic)
     double s = luaL_checknumber(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     if (!(s >= 0) || (periodic && s < 0.001))
-        return luaL_argerror(L, 1, periodic ? "interval must be at least 0.001 s"
-                                            : "seconds must be >= 0");
+        return luaL_argerror(L, 1,
+                             periodic ? "interval must be at least 0.001 s"
+                                      : "seconds must be >= 0");
     struct ltimer *t = lua_newuserdata(L, sizeof *t);
     t->ev = NULL;
     t->self_ref = t->fn_ref = LUA_NOREF;
@@ -97,7 +100,8 @@ static int timer_new(lua_State *L, int periodic)
     lua_rawset(L, -3);
     lua_pop(L, 1);
     double whole = floor(s);
-    struct timeval tv = {.tv_sec = (time_t)whole, .tv_usec = (suseconds_t)((s - whole) * 1e6)};
+    struct timeval tv = {.tv_sec = (time_t)whole,
+                         .tv_usec = (suseconds_t)((s - whole) * 1e6)};
     event_add(t->ev, &tv);
     return 1;
 }
@@ -155,7 +159,8 @@ static int l_gc(lua_State *L)
     return 0;
 }
 
-void timer_stop_all(lua_State *L)
+/* Retiring the runtime stops every armed timer. */
+static void stop_all(lua_State *L)
 {
     lua_pushlightuserdata(L, &armed_key);
     lua_rawget(L, LUA_REGISTRYINDEX);
@@ -182,7 +187,7 @@ void timer_stop_all(lua_State *L)
     lua_settop(L, armed - 1);
 }
 
-void api_open_timer(lua_State *L, struct luart *rt)
+static void open_timer(lua_State *L, struct luart *rt)
 {
     luaL_newmetatable(L, TIMER_MT);
     lua_pushcfunction(L, l_index);
@@ -202,3 +207,20 @@ void api_open_timer(lua_State *L, struct luart *rt)
     api_setfield(L, rt, "every", l_every);
     lua_setglobal(L, "timer");
 }
+
+static const struct api_help help[] = {
+    {"timer", "timer.after(s, fn), timer.every(s, fn): run fn later",
+     "  timer.after(seconds, fn)     run fn once after seconds; a timer handle\n"
+     "  timer.every(seconds, fn)     run fn every seconds until cancelled\n"
+     "  t:cancel()                   stop it; true if it was armed\n"
+     "  t.active, t.fired, t.interval\n"
+     "                               armed or not, firings so far, seconds\n"
+     "  (a reload stops every timer of the old policy; print() in fn goes to the log)\n",
+     (const char *const[]){TIMER_MT, NULL}},
+    {NULL, NULL, NULL, NULL},
+};
+
+const struct api_module api_timer = {.name = "timer.after, timer.every",
+                                     .help = help,
+                                     .open = open_timer,
+                                     .retire = stop_all};

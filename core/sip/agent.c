@@ -2,6 +2,7 @@
  * requests, OPTIONS, and 405/501 for what nobody handles. */
 #include "sip/agent.h"
 #include "config.h"
+#include "evport.h"
 #include "log.h"
 
 #include <errno.h>
@@ -15,11 +16,13 @@
 #include <sofia-sip/nta_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_tagarg.h>
 #include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
 #include <sofia-sip/url_tag.h>
 
 struct sipagent {
+    su_root_t *root; /* the event port's, re-armed after calls into sofia */
     nta_agent_t *nta;
     nta_leg_t *client_leg; /* for requests we send outside dialogs */
     struct {
@@ -51,13 +54,10 @@ struct sipagent {
  * few KiB; anything near this is an attack or a broken peer. */
 #define SIPAGENT_MAX_MESSAGE (64 * 1024)
 
-/* What the core serves. A policy's on_request may answer more. */
-static const char allow_methods[] = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE, PRACK";
-
-const char *sipagent_allow(void)
-{
-    return allow_methods;
-}
+/* What the core serves. A policy's on_request may answer more. PRACK
+ * (RFC 3262) is not served, and no extension is supported (no Supported
+ * header): session timers (RFC 4028) are not implemented. */
+static const char allow_methods[] = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
 
 /* Standard methods we know of but do not serve out of dialog get 405;
  * anything else gets 501. */
@@ -122,8 +122,7 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
         return 0;
     case sip_method_options:
         nta_msg_treply(a->nta, msg, SIP_200_OK, SIPTAG_ALLOW_STR(allow_methods),
-                       SIPTAG_ACCEPT_STR("application/sdp"), SIPTAG_SUPPORTED_STR("timer"),
-                       TAG_END());
+                       SIPTAG_ACCEPT_STR("application/sdp"), TAG_END());
         return 0;
     case sip_method_ack:
         msg_destroy(msg); /* an ACK out of dialog has nothing to match */
@@ -191,6 +190,7 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
         free(a);
         return -EINVAL;
     }
+    a->root = root;
     char url[128], ident[24];
     int rc = 0;
     for (size_t i = 0; i < listen->n; i++) {
@@ -332,4 +332,59 @@ nta_agent_t *sipagent_nta(struct sipagent *a)
 nta_leg_t *sipagent_client_leg(struct sipagent *a)
 {
     return a->client_leg;
+}
+
+/* ---- Sending requests ---------------------------------------------------- */
+
+/* Where an answer nta makes while creating a request lands (rule 1 in
+ * agent.h): the request's own callback is bound only once creation has
+ * returned. */
+static int on_answer_while_creating(nta_outgoing_magic_t *magic, nta_outgoing_t *orq,
+                                    sip_t const *sip)
+{
+    int *status = (int *)magic;
+    int st =
+        sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    if (st >= 200)
+        *status = st;
+    return 0;
+}
+
+nta_outgoing_t *sipagent_request(struct sipagent *a, int *refused, nta_leg_t *leg,
+                                 nta_response_f *callback, nta_outgoing_magic_t *magic,
+                                 url_string_t const *route, sip_method_t method,
+                                 char const *name, url_string_t const *request_uri,
+                                 tag_type_t tag, tag_value_t value, ...)
+{
+    int answered = 0;
+    ta_list ta;
+    ta_start(ta, tag, value);
+    nta_outgoing_t *orq = nta_outgoing_tcreate(
+        leg ? leg : a->client_leg, on_answer_while_creating,
+        (nta_outgoing_magic_t *)&answered, route, method, name, request_uri, ta_tags(ta));
+    ta_end(ta);
+    if (orq && answered) {
+        nta_outgoing_destroy(orq);
+        orq = NULL;
+    } else if (orq) {
+        nta_outgoing_bind(orq, callback, magic);
+    }
+    if (!orq && refused)
+        *refused = answered ? answered : 503;
+    evport_rearm(a->root);
+    return orq;
+}
+
+bool sipagent_cancel(struct sipagent *a, nta_outgoing_t *orq)
+{
+    nta_outgoing_t *cancel = nta_outgoing_tcancel(orq, NULL, NULL, TAG_END());
+    if (cancel)
+        nta_outgoing_destroy(cancel);
+    evport_rearm(a->root);
+    return cancel != NULL;
+}
+
+void sipagent_after_sofia(struct sipagent *a)
+{
+    evport_rearm(a->root);
 }

@@ -13,6 +13,8 @@
 #ifndef MOON_SIP_AGENT_H
 #define MOON_SIP_AGENT_H
 
+#include <stdbool.h>
+
 #include <sofia-sip/nta.h>
 #include <sofia-sip/sip.h>
 #include <stdbool.h>
@@ -71,14 +73,56 @@ void sipagent_set_stream_filter(struct sipagent *a, sipagent_source_filter_h *fn
 
 nta_agent_t *sipagent_nta(struct sipagent *a);
 
-/* The leg to send out-of-dialog requests on (nta_outgoing_tcreate needs
- * one; nta_default_leg() is NULL here: requests arrive statelessly). */
+/* The leg to send out-of-dialog requests on (nta_default_leg() is NULL
+ * here: requests arrive statelessly). sipagent_request() takes it when
+ * given no leg. */
 nta_leg_t *sipagent_client_leg(struct sipagent *a);
+
+/* ---- Sending requests ----------------------------------------------------
+ *
+ * Every request the switch sends goes through sipagent_request(), from
+ * anywhere: a sofia callback, a libevent timer of ours, a Lua task, the
+ * control socket. Two rules of nta are kept here, once:
+ *
+ * 1. The response callback never runs before sipagent_request() returns,
+ *    so the caller can store the transaction first. (sofia delivers the
+ *    answers it makes up while creating a request, "No transport" for
+ *    one, through the loop; should nta ever answer inside the call, the
+ *    request is given up and NULL returned with that status instead.)
+ *
+ * 2. sofia's timers (retransmissions, timer F) are kept in sofia's own
+ *    queue, which the event port (core/evport.h) only re-reads after its
+ *    own callbacks. A call into sofia made from outside them leaves a new
+ *    timer unseen until the port is re-armed: sipagent_request() and
+ *    sipagent_cancel() re-arm it themselves; after any other call into
+ *    sofia made outside its callbacks (nta_outgoing_destroy(),
+ *    nta_incoming_treply(), nta_leg_*()), call sipagent_after_sofia().
+ *    Inside a sofia callback (a response callback, a request handler)
+ *    re-arming is not needed, and costs nothing wrong.
+ */
+
+/* Send a request on `leg` (NULL: the client leg) as nta_outgoing_tcreate()
+ * does, with the same arguments and SIP tags (<sofia-sip/sip_tag.h>),
+ * ending with TAG_END(). Returns the client transaction, owned by the
+ * caller until nta_outgoing_destroy(); its answers go to `callback` (NULL:
+ * none). Returns NULL when nothing was sent, with `*refused` (if not NULL)
+ * set to the status nta answered with, or 503 when it made no transaction
+ * (a bad URI, out of memory). O(1) beyond nta's own work. */
+nta_outgoing_t *sipagent_request(struct sipagent *a, int *refused, nta_leg_t *leg,
+                                 nta_response_f *callback, nta_outgoing_magic_t *magic,
+                                 url_string_t const *route, sip_method_t method,
+                                 char const *name, url_string_t const *request_uri,
+                                 tag_type_t tag, tag_value_t value, ...);
+
+/* CANCEL the INVITE client transaction `orq` (which stays the caller's).
+ * Returns true when a CANCEL went out. */
+bool sipagent_cancel(struct sipagent *a, nta_outgoing_t *orq);
+
+/* After calling into sofia from outside its callbacks (rule 2 above). One
+ * su_timer_next_expires() and at most one evtimer_add(). */
+void sipagent_after_sofia(struct sipagent *a);
 
 /* Apply a new SIP resend interval (T1, ms), e.g. after a reload. */
 void sipagent_set_t1(struct sipagent *a, unsigned t1_ms);
-
-/* The methods the switch answers, for Allow headers. */
-const char *sipagent_allow(void);
 
 #endif

@@ -43,8 +43,10 @@
  * lost BYE. The limit is read at the answer; a reload changes it for calls
  * answered afterwards.
  *
- * Gateway health: the module runs the OPTIONS checks of routing gateways
- * (gwcheck.h) and skips offline gateways while routing.
+ * Gateways: the gateway module (gateway.h) says which mapping gateway an
+ * INVITE comes through, whether a routing gateway can take a call (online,
+ * registered, under its line limit), counts the calls through each, and
+ * which statuses fail over; routing_next() skips the unusable ones.
  *
  * Each call writes one CDR (cdr.h) when it ends.
  *
@@ -70,17 +72,18 @@
 
 struct config;
 struct event_base;
-struct outreg_set;
+struct gw_set;
 struct sipagent;
 struct store;
 struct calls;
 struct call_route;
 
-/* Create the call module. `store` may be NULL (no CDRs), `outregs` too (no
- * registration gateways are then usable). `root` is the evport root,
+/* Create the call module. `store` may be NULL (no CDRs). `gws` is the
+ * gateway module, which must outlive the call module (destroy calls first);
+ * its owner applies each policy set to it. `root` is the evport root,
  * re-armed after acting from our own timers. Returns 0 or -ENOMEM. */
 int calls_create(struct calls **csp, struct sipagent *agent, su_root_t *root,
-                 struct event_base *base, struct store *store, struct outreg_set *outregs);
+                 struct event_base *base, struct store *store, struct gw_set *gws);
 
 /* Free everything at once: calls still up are dropped without BYE (use
  * calls_shutdown first). Route hooks still running are orphaned: their
@@ -131,15 +134,6 @@ void calls_set_rewrite_hook(struct calls *cs, routing_rewrite_h *h, void *arg);
 
 size_t calls_count(const struct calls *cs);
 
-/* Calls in progress through routing gateway `name` (attempts and answered
- * calls). O(gateways). */
-unsigned calls_gateway_calls(const struct calls *cs, const char *name);
-
-/* Whether routing gateway `name` takes calls now: a registration-type one
- * while its registration is active, and any gateway with options_check
- * while its OPTIONS checks answer (gwcheck.h); false for unknown names. */
-bool calls_gateway_online(const struct calls *cs, const char *name);
-
 struct call_info {
     uint64_t id;
     const char *state; /* "routing", "calling", "proceeding", "answered", "ending" */
@@ -160,5 +154,9 @@ int calls_info(struct calls *cs, uint64_t id, struct call_info *out);
 /* End a call from the switch side (BYE, or 487/CANCEL before the answer).
  * Returns 0 or -ENOENT. */
 int calls_hangup(struct calls *cs, uint64_t id);
+
+/* Calls taken since the module was created (each INVITE that became a
+ * call), for rates. O(1). */
+uint64_t calls_started(const struct calls *cs);
 
 #endif

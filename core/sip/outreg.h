@@ -23,10 +23,9 @@
 #include <stdint.h>
 #include <time.h>
 
-#include <sofia-sip/nta.h>
-
 struct config;
 struct event_base;
+struct sipagent;
 struct store;
 struct outreg;
 struct outreg_set;
@@ -46,21 +45,15 @@ const char *outreg_state_name(enum outreg_state state);
  * Returns seconds (> 0), or -1 to fall back to the switch setting. */
 typedef int outreg_retry_h(struct outreg *reg, int hook_ref, void *arg);
 
-/* Told of every state change, for gateways that depend on registrations. */
-typedef void outreg_state_h(struct outreg *reg, enum outreg_state before, void *arg);
-
-/* `store` may be NULL (then Call-ID and CSeq do not survive restarts).
- * `client_leg` is the leg REGISTERs go out on (sipagent_client_leg()).
- * `root` is the evport root nta runs on: the set re-arms it after acting
- * from its own timers. */
-int outreg_set_create(struct outreg_set **sp, nta_agent_t *nta, nta_leg_t *client_leg,
-                      su_root_t *root, struct event_base *base, struct store *store);
+/* REGISTERs go out through `agent` (sipagent_request()). `store` may be
+ * NULL (then Call-ID and CSeq do not survive restarts). */
+int outreg_set_create(struct outreg_set **sp, struct sipagent *agent, struct event_base *base,
+                      struct store *store);
 
 /* Free everything at once, without unregistering (see outreg_set_shutdown). */
 void outreg_set_destroy(struct outreg_set *s);
 
 void outreg_set_retry_hook(struct outreg_set *s, outreg_retry_h *h, void *arg);
-void outreg_set_observer(struct outreg_set *s, outreg_state_h *h, void *arg);
 
 /* Bring the entries in line with `cfg`: new entries start registering (the
  * first REGISTERs of many entries spread over a short random window),
@@ -96,7 +89,6 @@ const char *outreg_username(const struct outreg *r);
  * user_agent_privacy when the entry inherits it. Calls through its gateway
  * follow it too. */
 int outreg_privacy(const struct outreg *r);
-unsigned outreg_failures(const struct outreg *r);
 
 /* Operator actions. refresh: REGISTER now. disable: unregister and stay
  * disabled until enable() or a reload that changes the entry. */

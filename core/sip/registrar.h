@@ -73,8 +73,9 @@ struct registrar_event;
 #define REGISTRAR_MAX_BINDINGS 10
 /* Shorter requests get 423 with this Min-Expires. */
 #define REGISTRAR_MIN_EXPIRES 10
-/* Seconds a nonce stays fresh (the environment variable MOON_NONCE_TTL,
- * read at start, overrides it: tests use a short one). */
+/* Seconds a nonce stays fresh. The environment variable MOON_NONCE_TTL,
+ * read at start, overrides it for tests only (see sip/account.h); it is not
+ * a policy setting. */
 #define REGISTRAR_NONCE_TTL 300
 /* Failed authentications older than this are forgotten. */
 #define REGISTRAR_FAILURE_WINDOW 600
@@ -209,5 +210,9 @@ int registrar_suspensions(struct registrar *r, registrar_suspension_h *fn, void 
 /* Lift the suspension of an account name or a source IP, and forget its
  * failures. Returns the number lifted (0 or 1 for each kind). */
 int registrar_unsuspend(struct registrar *r, const char *name_or_ip);
+
+/* REGISTERs accepted (bindings changed and a 200 queued) since the
+ * registrar was created, for rates. O(1). */
+uint64_t registrar_registers_accepted(const struct registrar *r);
 
 #endif

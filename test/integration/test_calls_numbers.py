@@ -1,6 +1,6 @@
 """Number handling: callee_rewrite, invite_use_contact on and off (the
 Request-Line and To as the carrier sees them), callee_from, caller_from,
-and the policy's route(call) hook.
+and the policy's route(call) hook (also when it names no usable gateway).
 """
 
 from harness import Switch, check, check_eq, run_tests
@@ -88,6 +88,20 @@ end
             wait_done(b, sw)
             check_cdr(wait_cdrs(sw, 1), routing_gateway="b", status=200)
             check("route():" not in sw.log(), "route() raised:\n" + sw.log_tail())
+
+
+def test_route_hook_naming_no_usable_gateway():
+    # The hook's answer comes back and the call ends at once (503 No Route):
+    # nothing may touch the call after that.
+    hook = """
+function route(call)
+  return { "nowhere" }
+end
+"""
+    pol = switch_policy() + mapping() + routing("a", 9) + hook
+    with Switch({"10-calls.lua": pol}) as sw:
+        run(caller(sw, "call_uac_fail.xml", code=503), sw)
+        check_cdr(wait_cdrs(sw, 1), status=503, reason="No Route", hangup="switch")
 
 
 if __name__ == "__main__":

@@ -35,13 +35,18 @@ static char last_chunk[64];
 /* Chunks starting with "sleep" are answered DEFER_MS later from a timer, as a
  * chunk that sleeps would be; "close" answers and then closes the whole
  * control socket from inside the callback; anything else is echoed at once,
- * prefixed with the mode character. */
+ * prefixed with the mode character. A chunk with "print" in it prints "one"
+ * and "two" at once (and "three" before a deferred answer); "flood" prints
+ * 6 MiB at once. */
 struct deferred {
     struct event *ev;
     struct control_request *req;
     char *text;
     size_t len;
+    bool print;
 };
+
+#define FLOOD_PIECE (1u << 20)
 
 static struct control *ctl_for_close;
 
@@ -50,6 +55,8 @@ static void deferred_cb(evutil_socket_t fd, short what, void *arg)
     struct deferred *d = arg;
     (void)fd;
     (void)what;
+    if (d->print)
+        control_output(d->req, "three\n", 6);
     control_reply(d->req, CONTROL_OK, d->text, d->len);
     event_free(d->ev);
     free(d->text);
@@ -66,8 +73,21 @@ static void eval(struct control_request *req, enum control_mode mode, const char
     char *text = malloc(len + 1);
     text[0] = (char)mode;
     memcpy(text + 1, chunk, len);
+    bool print = strstr(chunk, "print") != NULL;
+    if (print) {
+        control_output(req, "one\n", 4);
+        control_output(req, "two\n", 4);
+    }
+    if (len == 5 && memcmp(chunk, "flood", 5) == 0) {
+        char *big = malloc(FLOOD_PIECE);
+        memset(big, 'x', FLOOD_PIECE);
+        for (int i = 0; i < 6; i++)
+            control_output(req, big, FLOOD_PIECE);
+        free(big);
+    }
     if (len >= 5 && memcmp(chunk, "sleep", 5) == 0) {
         struct deferred *d = calloc(1, sizeof *d);
+        d->print = print;
         d->req = req;
         d->text = text;
         d->len = len + 1;
@@ -448,6 +468,60 @@ static void deferred_reply(void)
     teardown();
 }
 
+/* What a chunk prints comes as output frames, in order, before its answer,
+ * also when the answer comes later. */
+static void output_before_answer(void)
+{
+    setup();
+    const char *path = sock_path("print");
+    struct control *c = open_ok(path);
+    struct conn k = {.fd = dial(path)};
+    CHECK(request(k.fd, 'e', "print now"));
+    expect(&k, CONTROL_OUTPUT, "one\n");
+    expect(&k, CONTROL_OUTPUT, "two\n");
+    expect(&k, CONTROL_OK, "eprint now");
+    CHECK(request(k.fd, 'i', "sleep, then print"));
+    expect(&k, CONTROL_OUTPUT, "one\n");
+    expect(&k, CONTROL_OUTPUT, "two\n");
+    expect(&k, CONTROL_OUTPUT, "three\n");
+    expect(&k, CONTROL_OK, "isleep, then print");
+    conn_close(&k);
+    control_close(c);
+    teardown();
+}
+
+/* Output beyond CONTROL_MAX_PENDING_OUTPUT waiting for the client is
+ * dropped, and the client told how much, before the answer. Output for a
+ * client that left is dropped without harm. */
+static void output_dropped(void)
+{
+    setup();
+    const char *path = sock_path("flood");
+    struct control *c = open_ok(path);
+    struct conn k = {.fd = dial(path)};
+    CHECK(request(k.fd, 'e', "flood"));
+    for (int i = 0; i < 3; i++) {
+        int st = -1;
+        char *t = NULL;
+        CHECK(get_reply(&k, &st, &t) == 1);
+        CHECK(st == CONTROL_OUTPUT);
+        CHECK(t && strlen(t) == FLOOD_PIECE);
+        free(t);
+    }
+    expect(&k, CONTROL_OUTPUT, "[3145728 bytes of output dropped");
+    expect(&k, CONTROL_OK, "eflood");
+    struct conn gone = {.fd = dial(path)};
+    CHECK(request(gone.fd, 'e', "sleep, print, nobody reads"));
+    pump(20);
+    conn_close(&gone);
+    conn_close(&k);
+    long end = now_ms() + WAIT_MS; /* the deferred output and answer find no client */
+    while (deferred_live > 0 && now_ms() < end)
+        turn(-1, 0);
+    control_close(c);
+    teardown();
+}
+
 /* The client leaves before its deferred answer: the answer is dropped, the
  * server's socket is closed, and other clients carry on. */
 static void client_leaves_early(void)
@@ -670,6 +744,7 @@ static void many_clients(void)
 
 TEST_MAIN(CASE(socket_is_private), CASE(round_trip), CASE(largest_chunk),
           CASE(pipelined_in_order), CASE(no_reading_while_pending), CASE(deferred_reply),
-          CASE(client_leaves_early), CASE(close_with_pending), CASE(close_from_eval),
-          CASE(half_close), CASE(bad_mode), CASE(oversized), CASE(stale_socket_replaced),
+          CASE(output_before_answer), CASE(output_dropped), CASE(client_leaves_early),
+          CASE(close_with_pending), CASE(close_from_eval), CASE(half_close),
+          CASE(bad_mode), CASE(oversized), CASE(stale_socket_replaced),
           CASE(live_socket_kept), CASE(refuses_other_files), CASE(many_clients))

@@ -4,9 +4,12 @@
 #include "check.h"
 
 #include "config.h"
+#include "dsl.h"
+#include "module.h"
 #include "runtime.h"
 
 #include <lauxlib.h>
+#include <lualib.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -393,6 +396,103 @@ static void sealed_after_load(void)
     luart_retire(rt);
 }
 
+/* A fresh runtime has the globals of every API module of the table in
+ * module.c, and the DSL's. */
+static void every_module_opened(void)
+{
+    char err[1024];
+    struct luart *rt = load(policy_dir("10.lua", reg_ok, NULL), err, sizeof err);
+    CHECK(rt != NULL);
+    if (!rt)
+        return;
+    lua_State *L = luart_state(rt);
+    static const char *const functions[] = {
+        "sleep",        "reload",  "stats",           "print",           "top", "switch",
+        "registration", "account", "routing_gateway", "mapping_gateway", NULL};
+    static const char *const tables[] = {
+        "timer",    "kv",          "registrations", "gateways", "sip",  "endpoints",
+        "accounts", "suspensions", "calls",         "cdrs",     "help", NULL};
+    for (int i = 0; functions[i]; i++) {
+        lua_getglobal(L, functions[i]);
+        CHECK(lua_isfunction(L, -1));
+        if (!lua_isfunction(L, -1))
+            fprintf(stderr, "  global %s is not a function\n", functions[i]);
+        lua_pop(L, 1);
+    }
+    for (int i = 0; tables[i]; i++) {
+        lua_getglobal(L, tables[i]);
+        CHECK(lua_istable(L, -1));
+        if (!lua_istable(L, -1))
+            fprintf(stderr, "  global %s is not a table\n", tables[i]);
+        lua_pop(L, 1);
+    }
+    luart_retire(rt);
+}
+
+static const struct api_help *help_entry(const char *global)
+{
+    size_t n;
+    const struct api_module *const *mods = api_modules(&n);
+    for (size_t m = 0; m < n; m++)
+        for (const struct api_help *h = mods[m]->help; h && h->global; h++)
+            if (strcmp(h->global, global) == 0)
+                return h;
+    return NULL;
+}
+
+/* Every API module says what it opens (module.h): each global a fresh
+ * runtime has beyond Lua's libraries and the DSL has a help entry of one
+ * line that fits help's listing, and each entry names a global that
+ * exists. */
+static void every_global_has_help(void)
+{
+    char err[1024];
+    struct luart *rt = load(policy_dir("10.lua", reg_ok, NULL), err, sizeof err);
+    CHECK(rt != NULL);
+    if (!rt)
+        return;
+    lua_State *L = luart_state(rt);
+    size_t n;
+    const struct api_module *const *mods = api_modules(&n);
+    for (size_t m = 0; m < n; m++) {
+        CHECK(mods[m]->help != NULL && mods[m]->help[0].global != NULL);
+        for (const struct api_help *h = mods[m]->help; h && h->global; h++) {
+            lua_getglobal(L, h->global);
+            CHECK(!lua_isnil(L, -1));
+            if (lua_isnil(L, -1))
+                fprintf(stderr, "  help names %s, which is not a global\n", h->global);
+            lua_pop(L, 1);
+            CHECK(h->line && strlen(h->line) <= 63 && !strchr(h->line, '\n'));
+            if (h->line && strlen(h->line) > 63)
+                fprintf(stderr, "  help line of %s is longer than 63: %s\n", h->global,
+                        h->line);
+            CHECK(!h->detail || h->detail[strlen(h->detail) - 1] == '\n');
+        }
+    }
+    /* What a state has without the API modules. */
+    lua_State *bare = luaL_newstate();
+    struct config *cfg = config_new();
+    luaL_openlibs(bare);
+    dsl_open(bare, cfg);
+    lua_pushnil(L);
+    while (lua_next(L, LUA_GLOBALSINDEX)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue;
+        const char *name = lua_tostring(L, -1);
+        lua_getglobal(bare, name);
+        int standard = !lua_isnil(bare, -1);
+        lua_pop(bare, 1);
+        if (!standard && !help_entry(name)) {
+            CHECK(help_entry(name) != NULL);
+            fprintf(stderr, "  global %s has no help entry\n", name);
+        }
+    }
+    lua_close(bare);
+    config_free(cfg);
+    luart_retire(rt);
+}
+
 static void setup(void)
 {
     base = event_base_new();
@@ -400,5 +500,7 @@ static void setup(void)
 }
 
 TEST_MAIN(CASE(setup), CASE(unknown_field), CASE(missing_required), CASE(wrong_type),
-          CASE(out_of_range), CASE(bad_enum), CASE(keepalive_settings), CASE(duplicate_name), CASE(cross_references),
-          CASE(lua_errors), CASE(contract_example), CASE(diff), CASE(sealed_after_load))
+          CASE(out_of_range), CASE(bad_enum), CASE(keepalive_settings),
+          CASE(duplicate_name), CASE(cross_references), CASE(lua_errors),
+          CASE(contract_example), CASE(diff), CASE(sealed_after_load),
+          CASE(every_module_opened), CASE(every_global_has_help))

@@ -1,8 +1,8 @@
-/* OPTIONS checks of routing gateways. See gwcheck.h. */
+/* OPTIONS checks of routing gateways. See gateway_check.h. */
 #define NTA_OUTGOING_MAGIC_T struct gwentry
 
 #include "random.h"
-#include "sip/gwcheck.h"
+#include "sip/gateway_check.h"
 #include "config.h"
 #include "evport.h"
 #include "log.h"
@@ -18,7 +18,7 @@
 
 struct gwentry {
     struct gwentry *next;
-    struct gwcheck_set *set;
+    struct gw_checks *set;
     char *name, *address;
     int interval; /* seconds */
     bool online;
@@ -31,7 +31,7 @@ struct gwentry {
     struct event *timeout; /* the check in flight */
 };
 
-struct gwcheck_set {
+struct gw_checks {
     nta_agent_t *nta;
     nta_leg_t *leg;
     su_root_t *root;
@@ -40,13 +40,13 @@ struct gwcheck_set {
     char host[128];
 };
 
-static void kick(struct gwcheck_set *s)
+static void kick(struct gw_checks *s)
 {
     if (s->root)
         evport_rearm(s->root);
 }
 
-static struct gwentry *find(const struct gwcheck_set *s, const char *name)
+static struct gwentry *find(const struct gw_checks *s, const char *name)
 {
     for (struct gwentry *e = s ? s->head : NULL; e; e = e->next)
         if (strcmp(e->name, name) == 0)
@@ -54,12 +54,12 @@ static struct gwentry *find(const struct gwcheck_set *s, const char *name)
     return NULL;
 }
 
-bool gwcheck_checked(const struct gwcheck_set *s, const char *name)
+bool gw_check_checked(const struct gw_checks *s, const char *name)
 {
     return find(s, name) != NULL;
 }
 
-bool gwcheck_alive(const struct gwcheck_set *s, const char *name)
+bool gw_check_alive(const struct gw_checks *s, const char *name)
 {
     struct gwentry *e = find(s, name);
     return !e || e->online;
@@ -80,10 +80,10 @@ static void missed(struct gwentry *e, const char *why)
     e->misses++;
     log_debug("gwcheck", "%s: OPTIONS to %s: %s (%u in a row)", e->name, e->address, why,
               e->misses);
-    if (e->online && e->misses >= GWCHECK_MISSES) {
+    if (e->online && e->misses >= GW_CHECK_MISSES) {
         e->online = false;
-        log_warn("gwcheck", "%s: offline (%u OPTIONS to %s unanswered)", e->name, e->misses,
-                 e->address);
+        log_warn("gwcheck", "%s: offline (%u OPTIONS to %s unanswered)", e->name,
+                 e->misses, e->address);
     }
 }
 
@@ -99,7 +99,8 @@ static void answered(struct gwentry *e, int status)
 
 static int on_response(struct gwentry *e, nta_outgoing_t *orq, sip_t const *sip)
 {
-    int status = sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    int status =
+        sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
     if (status < 200)
         return 0;
     if (e->in_create) {
@@ -124,12 +125,12 @@ static int on_response(struct gwentry *e, nta_outgoing_t *orq, sip_t const *sip)
 
 static int timeout_of(const struct gwentry *e)
 {
-    return e->interval < GWCHECK_TIMEOUT_MAX ? e->interval : GWCHECK_TIMEOUT_MAX;
+    return e->interval < GW_CHECK_TIMEOUT_MAX ? e->interval : GW_CHECK_TIMEOUT_MAX;
 }
 
 static void send_check(struct gwentry *e)
 {
-    struct gwcheck_set *s = e->set;
+    struct gw_checks *s = e->set;
     char ruri[300], from[300], call_id[40], tag[20];
     snprintf(ruri, sizeof ruri, "sip:%s", e->address);
     random_hex(tag, 8);
@@ -199,7 +200,7 @@ static void restart(struct gwentry *e)
     evtimer_add(e->tick, &now);
 }
 
-static struct gwentry *entry_new(struct gwcheck_set *s, const struct routing_gateway_def *g)
+static struct gwentry *entry_new(struct gw_checks *s, const struct routing_gateway_def *g)
 {
     struct gwentry *e = calloc(1, sizeof *e);
     if (!e)
@@ -217,10 +218,10 @@ static struct gwentry *entry_new(struct gwcheck_set *s, const struct routing_gat
     return e;
 }
 
-int gwcheck_create(struct gwcheck_set **sp, nta_agent_t *nta, nta_leg_t *leg, su_root_t *root,
-                   struct event_base *base)
+int gw_check_create(struct gw_checks **sp, nta_agent_t *nta, nta_leg_t *leg,
+                    su_root_t *root, struct event_base *base)
 {
-    struct gwcheck_set *s = calloc(1, sizeof *s);
+    struct gw_checks *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
     s->nta = nta;
@@ -234,7 +235,7 @@ int gwcheck_create(struct gwcheck_set **sp, nta_agent_t *nta, nta_leg_t *leg, su
     return 0;
 }
 
-void gwcheck_destroy(struct gwcheck_set *s)
+void gw_check_destroy(struct gw_checks *s)
 {
     if (!s)
         return;
@@ -246,7 +247,7 @@ void gwcheck_destroy(struct gwcheck_set *s)
     free(s);
 }
 
-void gwcheck_apply(struct gwcheck_set *s, const struct config *cfg)
+void gw_check_apply(struct gw_checks *s, const struct config *cfg)
 {
     if (!s)
         return;
@@ -259,7 +260,8 @@ void gwcheck_apply(struct gwcheck_set *s, const struct config *cfg)
         if (g->options_check <= 0 || !g->address)
             continue;
         struct gwentry *e = find(s, g->head.name);
-        if (e && (strcmp(e->address, g->address) != 0 || e->interval != g->options_check)) {
+        if (e &&
+            (strcmp(e->address, g->address) != 0 || e->interval != g->options_check)) {
             char *addr = strdup(g->address);
             if (addr) {
                 free(e->address);

@@ -1,0 +1,161 @@
+/* Identity: who calls whom, and what the carrier is told about the caller.
+ *
+ * In: the callee number comes from To or the Request-Line (the mapping
+ * gateway's callee_from), the caller number from From, Remote-Party-ID,
+ * From's display name or P-Asserted-Identity (caller_from).
+ * Out: the B-leg From carries that caller number under the caller's display
+ * name; Privacy and P-Asserted-Identity pass between trusted operators as
+ * they came, and a registration gateway's privacy (gw_privacy()) adds the
+ * switch's own (RFC 3323, RFC 3325). See call_internal.h. */
+#include "sip/call_internal.h"
+#include "config.h"
+#include "sip/gateway.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static void copy_user(char *out, size_t outlen, const url_t *url)
+{
+    snprintf(out, outlen, "%s", url && url->url_user ? url->url_user : "");
+}
+
+/* The first header called `name` that sofia did not parse (RPID, PAI). */
+static const char *unknown_header(const sip_t *sip, const char *name)
+{
+    for (const sip_unknown_t *u = sip->sip_unknown; u; u = u->un_next)
+        if (u->un_name && strcasecmp(u->un_name, name) == 0)
+            return u->un_value;
+    return NULL;
+}
+
+/* The user part of the first SIP URI in a header value:
+ * "\"Bob\" <sip:1234@host>;party=calling" -> "1234". */
+static void user_of_value(const char *value, char *out, size_t outlen)
+{
+    *out = '\0';
+    if (!value)
+        return;
+    const char *p = strstr(value, "sip:");
+    const char *q = p ? p + 4 : NULL;
+    if (!q && (p = strstr(value, "tel:")))
+        q = p + 4;
+    if (!q)
+        return;
+    size_t n = strcspn(q, "@;>? ");
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, q, n);
+    out[n] = '\0';
+}
+
+static void display_of(const sip_from_t *from, char *out, size_t outlen)
+{
+    *out = '\0';
+    if (!from || !from->a_display)
+        return;
+    const char *d = from->a_display;
+    size_t n = strlen(d);
+    if (n >= 2 && d[0] == '"' && d[n - 1] == '"') {
+        d++;
+        n -= 2;
+    }
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, d, n);
+    out[n] = '\0';
+}
+
+void call_identity_numbers(const struct mapping_gateway_def *m, const sip_t *sip,
+                           char *caller, size_t callerlen, char *callee, size_t calleelen)
+{
+    if (m->callee_from == CALLEE_FROM_REQUEST_LINE)
+        copy_user(callee, calleelen, sip->sip_request->rq_url);
+    else
+        copy_user(callee, calleelen, sip->sip_to ? sip->sip_to->a_url : NULL);
+    *caller = '\0';
+    switch (m->caller_from) {
+    case CALLER_FROM_RPID:
+        user_of_value(unknown_header(sip, "Remote-Party-ID"), caller, callerlen);
+        break;
+    case CALLER_FROM_PAI:
+        user_of_value(unknown_header(sip, "P-Asserted-Identity"), caller, callerlen);
+        break;
+    case CALLER_FROM_DISPLAY:
+        display_of(sip->sip_from, caller, callerlen);
+        break;
+    default:
+        break;
+    }
+    if (!caller[0])
+        copy_user(caller, callerlen, sip->sip_from ? sip->sip_from->a_url : NULL);
+}
+
+/* The caller's From display name, as the start of our From ("display
+ * from"): `"Alice" `, or "" when it has none (or an unreasonably long one).
+ * sofia keeps a quoted-string with its quotes and escapes, so it goes back
+ * as it came; a bare token sequence gets quotes. */
+static void quoted_display(const sip_from_t *from, char *out, size_t outlen)
+{
+    *out = '\0';
+    const char *d = from ? from->a_display : NULL;
+    size_t n = d ? strlen(d) : 0;
+    bool quoted = n >= 2 && d[0] == '"' && d[n - 1] == '"';
+    if (n == 0 || (quoted && n == 2) || n + 4 > outlen)
+        return;
+    snprintf(out, outlen, quoted ? "%s " : "\"%s\" ", d);
+}
+
+void call_identity_from(const sip_from_t *caller_from, const char *caller,
+                        const char *host, const char *tag, char *out, size_t outlen)
+{
+    char display[160];
+    quoted_display(caller_from, display, sizeof display);
+    snprintf(out, outlen, "%s<sip:%s@%s>;tag=%s", display,
+             caller[0] ? caller : "anonymous", host, tag);
+}
+
+/* Append one header line to `out` if all of it fits. */
+static bool add_line(char *out, size_t outlen, size_t *len, const char *name,
+                     const char *value)
+{
+    int n = snprintf(out + *len, outlen - *len, "%s: %s\r\n", name, value);
+    if (n < 0 || (size_t)n >= outlen - *len) {
+        out[*len] = '\0';
+        return false;
+    }
+    *len += (size_t)n;
+    return true;
+}
+
+/* Identity headers towards gateway g (RFC 3323, RFC 3325). Between trusted
+ * operators the caller's P-Asserted-Identity and Privacy pass as they came.
+ * A registration gateway's privacy adds the switch's own: "id" asserts the
+ * caller ourselves and asks that it be withheld (Privacy: id and our
+ * P-Asserted-Identity replace the caller's), "none" says nothing is to be
+ * withheld (Privacy: none replaces the caller's Privacy), "ignore" adds
+ * nothing. Header lines go to `out` for SIPTAG_HEADER_STR; *pass_privacy
+ * says whether the caller's Privacy header goes along. */
+void call_identity_headers(const struct call *c, const struct routing_gateway_def *g,
+                           sip_t const *a, char *out, size_t outlen, bool *pass_privacy)
+{
+    size_t len = 0;
+    char value[CALL_NUM + 160];
+    *out = '\0';
+    int mode = gw_privacy(c->cs->gws, g);
+    *pass_privacy = a->sip_privacy && mode == PRIVACY_IGNORE;
+    if (mode != PRIVACY_IGNORE)
+        add_line(out, outlen, &len, "Privacy", mode == PRIVACY_ID ? "id" : "none");
+    if (mode == PRIVACY_ID) {
+        if (c->rec.caller[0]) {
+            snprintf(value, sizeof value, "<sip:%s@%s>", c->rec.caller, c->cs->host);
+            add_line(out, outlen, &len, "P-Asserted-Identity", value);
+        }
+        return;
+    }
+    for (const sip_unknown_t *u = a->sip_unknown; u; u = u->un_next)
+        if (u->un_name && u->un_value &&
+            strcasecmp(u->un_name, "P-Asserted-Identity") == 0 &&
+            !add_line(out, outlen, &len, "P-Asserted-Identity", u->un_value))
+            break;
+}
