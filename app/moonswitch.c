@@ -10,6 +10,8 @@
 #include "engine.h"
 #include "evport.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_server.h"
 #include "sip/agent.h"
 #include "sip/call.h"
 #include "sip/flood.h"
@@ -17,6 +19,7 @@
 #include "sip/outreg.h"
 #include "sip/registrar.h"
 #include "sip/replyaddr.h"
+#include "sip/sipmetrics.h"
 #include "store.h"
 
 #include <errno.h>
@@ -61,6 +64,8 @@ struct app {
     struct flood *flood;         /* source rates, bans, connection caps, max_calls */
     struct control *control;
     struct event *log_flush; /* counts of rate-limited log lines */
+    struct metrics_server *metrics; /* switch.metrics: Prometheus */
+    struct sipmetrics *sipmetrics;
     struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *housekeeping;
     int exit_code;
     int stopping;
@@ -230,6 +235,7 @@ static void on_reload(const struct config *before, const struct config *now, voi
     gw_apply(a->gateways, now);
     calls_apply(a->calls, now);
     flood_apply(a->flood, now);
+    metrics_server_apply(a->metrics, config_switch(now)->metrics);
     evport_rearm(a->root);
 }
 
@@ -287,6 +293,40 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
     malloc_trim(0);
 }
 
+/* ---- Metrics ---------------------------------------------------------------- */
+
+/* Scrape-time figures of the store and the policy engine. */
+static void collect_app(struct metrics_out *out, void *arg)
+{
+    struct app *a = arg;
+    metrics_out_family(out, "moonswitch_store_used_bytes",
+                       "Bytes of the LMDB map in use (up to its last page).",
+                       METRICS_GAUGE);
+    metrics_out_sample(out, "moonswitch_store_used_bytes",
+                       (double)store_used_bytes(a->store), NULL);
+    metrics_out_family(out, "moonswitch_store_records", "Records in each LMDB database.",
+                       METRICS_GAUGE);
+    for (int db = 0; db < STORE_DB_COUNT; db++)
+        metrics_out_sample(out, "moonswitch_store_records",
+                           (double)store_count(a->store, (enum store_db)db), "db",
+                           store_db_name((enum store_db)db), NULL);
+    metrics_out_family(out, "moonswitch_lua_bytes",
+                       "Bytes the running policy's Lua state holds.", METRICS_GAUGE);
+    metrics_out_sample(out, "moonswitch_lua_bytes", (double)engine_lua_bytes(a->engine),
+                       NULL);
+}
+
+static int start_metrics(struct app *a)
+{
+    if (!(a->metrics = metrics_server_create(a->base)) ||
+        !(a->sipmetrics =
+              sipmetrics_create(sipagent_nta(a->agent), a->outregs, a->registrar)) ||
+        metrics_collector_add(collect_app, a) < 0)
+        return -1;
+    return metrics_server_apply(a->metrics,
+                                config_switch(engine_config(a->engine))->metrics);
+}
+
 /* ---- Start-up -------------------------------------------------------------- */
 
 static int make_dir(const char *dir)
@@ -330,6 +370,7 @@ static int run(struct app *a)
         log_error("main", "cannot create the event loop");
         return 1;
     }
+    log_attach_loop(a->base);
 
     if (make_dir(o->data) < 0)
         return 1;
@@ -407,6 +448,8 @@ static int run(struct app *a)
                                   a->flood);
     engine_attach_flood(a->engine, a->flood);
     engine_set_reload_handler(a->engine, on_reload, a);
+    if (start_metrics(a) < 0)
+        return 1;
     outreg_set_apply(a->outregs, engine_config(a->engine));
     evport_rearm(a->root);
 
@@ -443,6 +486,9 @@ static int run(struct app *a)
 static void cleanup(struct app *a)
 {
     control_close(a->control);
+    metrics_server_destroy(a->metrics);
+    metrics_collector_remove(collect_app, a);
+    sipmetrics_destroy(a->sipmetrics);
     calls_destroy(a->calls); /* before nta goes */
     /* Lua before nta: closing the states collects transaction objects that
      * still own nta transactions and legs. */
@@ -470,8 +516,10 @@ static void cleanup(struct app *a)
         event_free(a->housekeeping);
     if (a->log_flush)
         event_free(a->log_flush);
+    log_detach_loop();
     if (a->base)
         event_base_free(a->base);
+    metrics_free_all();
     if (a->root)
         su_deinit();
     free(a->opt.listen.v);

@@ -4,6 +4,8 @@
 #include "store.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,4 +132,68 @@ int cdr_read(struct store *store, uint64_t seq, struct cdr *out)
     }
     free(val);
     return 0;
+}
+
+/* Append n bytes of s, as many as fit before the terminator. */
+static void put(char *buf, size_t *len, size_t cap, const char *s, size_t n)
+{
+    if (n > cap - 1 - *len)
+        n = cap - 1 - *len;
+    memcpy(buf + *len, s, n);
+    *len += n;
+}
+
+/* ` key=value`, the value in double quotes (with \" and \\) when it is
+ * empty or holds a space, a quote, a backslash or '='; control characters
+ * become '?'. No snprintf: this runs once per call. */
+static void log_field(char *buf, size_t *len, size_t cap, const char *key, const char *v)
+{
+    bool quote = !*v || strpbrk(v, " \"\\=") != NULL;
+    if (*len)
+        put(buf, len, cap, " ", 1);
+    put(buf, len, cap, key, strlen(key));
+    put(buf, len, cap, quote ? "=\"" : "=", quote ? 2 : 1);
+    for (; *v && *len + 3 < cap; v++) {
+        if (quote && (*v == '"' || *v == '\\'))
+            buf[(*len)++] = '\\';
+        buf[(*len)++] = (unsigned char)*v < ' ' ? '?' : *v;
+    }
+    if (quote)
+        put(buf, len, cap, "\"", 1);
+    buf[*len] = '\0';
+}
+
+static void log_number(char *buf, size_t *len, size_t cap, const char *key, long long v)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+    *--p = '\0';
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10));
+    if (v < 0)
+        *--p = '-';
+    log_field(buf, len, cap, key, p);
+}
+
+void cdr_log(const struct cdr *c, uint64_t call)
+{
+    if (!log_enabled(LOG_INFO))
+        return;
+    char buf[16 * CDR_FIELD_MAX];
+    size_t len = 0, cap = sizeof buf;
+    log_number(buf, &len, cap, "status", c->status);
+    log_field(buf, &len, cap, "reason", c->reason);
+    log_field(buf, &len, cap, "hangup", c->hangup[0] ? c->hangup : "-");
+    log_number(buf, &len, cap, "duration", c->duration);
+    log_field(buf, &len, cap, "caller", c->caller);
+    log_field(buf, &len, cap, "callee", c->callee);
+    log_field(buf, &len, cap, "routed_callee", c->routed_callee);
+    log_field(buf, &len, cap, "mapping_gateway", c->mapping_gateway);
+    log_field(buf, &len, cap, "routing_gateway", c->routing_gateway);
+    log_number(buf, &len, cap, "start", c->start);
+    log_number(buf, &len, cap, "answer", c->answer);
+    log_number(buf, &len, cap, "stop", c->stop);
+    log_field(buf, &len, cap, "call_id", c->call_id);
+    log_write(LOG_INFO, "call", "%" PRIu64 " ended: %s", call, buf);
 }

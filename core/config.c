@@ -1,5 +1,6 @@
 /* Policy definitions: schemas, defaults, cross-checks and diffs. */
 #include "config.h"
+#include "metrics_server.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -103,6 +104,9 @@ static const struct field switch_fields[] = {
     {.name = "listen", .type = FT_STRLIST, .offset = offsetof(struct switch_def, listen)},
     {.name = "sip", .type = FT_SECTION, .offset = 0, .section = sip_fields},
     {.name = "security", .type = FT_SECTION, .offset = 0, .section = security_fields},
+    {.name = "metrics",
+     .type = FT_STRING,
+     .offset = offsetof(struct switch_def, metrics)},
     {0},
 };
 
@@ -334,6 +338,14 @@ int config_def_check(const struct def_head *def, char *err, size_t errlen)
                          sw->listen.v[i]);
                 return -1;
             }
+        }
+        char mhost[64];
+        int mport;
+        if (sw->metrics &&
+            metrics_parse_address(sw->metrics, mhost, sizeof mhost, &mport) < 0) {
+            snprintf(err, errlen, "metrics: '%s' is not IP:PORT (say \"127.0.0.1:9464\")",
+                     sw->metrics);
+            return -1;
         }
         break;
     }

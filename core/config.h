@@ -142,6 +142,7 @@ struct switch_def {
     struct strlist listen; /* "udp:IP:PORT", "tcp:IP:PORT", "tls:IP:PORT" */
     struct sip_settings sip;
     struct security_settings security;
+    char *metrics; /* "IP:PORT" of the Prometheus listener; NULL: none */
 };
 
 struct registration_def {

@@ -1,10 +1,16 @@
 #include "log.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
-#include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <sofia-sip/su_log.h>
@@ -31,30 +37,169 @@ enum log_level log_get_level(void)
     return current_level;
 }
 
+/* ---- Buffering ------------------------------------------------------------ */
+
+/* Lines of the loop thread collect here while a loop is attached; other
+ * threads, and every thread before that, write each line as it comes. */
+#define LOG_BUFFER (64 * 1024)
+#define LOG_LINE_MAX 2048
+#define LOG_FLUSH_MS 5
+
+static char buffer[LOG_BUFFER];
+static size_t used;
+static bool buffering, flush_armed, hooks_installed;
+static pthread_t loop_thread;
+static struct event *flush_timer;
+
+/* Sanitizer runtimes call this back before they end the process; absent
+ * (NULL) in other builds. */
+extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
+/* write() until done; a non-blocking stderr that is full is waited for,
+ * up to a second per chunk. Async-signal-safe. */
+static void write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && errno == EAGAIN) {
+            struct pollfd pfd = {.fd = STDERR_FILENO, .events = POLLOUT};
+            if (poll(&pfd, 1, 1000) <= 0)
+                return;
+        } else if (!(w < 0 && errno == EINTR)) {
+            return;
+        }
+    }
+}
+
+void log_flush(void)
+{
+    size_t n = used;
+    used = 0;
+    if (n)
+        write_all(buffer, n);
+}
+
+static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    flush_armed = false;
+    log_flush();
+}
+
+/* A fatal signal (outside sanitizer builds): write what is buffered, then
+ * die of the signal as if we had not been here. */
+static void on_fatal_signal(int sig)
+{
+    int saved = errno;
+    if (used)
+        write_all(buffer, used);
+    used = 0;
+    errno = saved;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_hooks(void)
+{
+    if (hooks_installed)
+        return;
+    hooks_installed = true;
+    atexit(log_flush);
+    if (__sanitizer_set_death_callback) {
+        __sanitizer_set_death_callback(log_flush);
+        return;
+    }
+    static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++)
+        sigaction(fatal[i], &sa, NULL);
+}
+
+int log_attach_loop(struct event_base *base)
+{
+    log_detach_loop();
+    flush_timer = evtimer_new(base, on_flush_timer, NULL);
+    if (!flush_timer)
+        return -ENOMEM;
+    install_hooks();
+    loop_thread = pthread_self();
+    buffering = true;
+    return 0;
+}
+
+void log_detach_loop(void)
+{
+    buffering = false;
+    log_flush();
+    if (flush_timer)
+        event_free(flush_timer);
+    flush_timer = NULL;
+    flush_armed = false;
+}
+
+/* ---- Lines -------------------------------------------------------------------- */
+
+/* "HH:MM:SS" of the current second, rebuilt when the second changes. */
+static const char *clock_text(time_t sec)
+{
+    static __thread time_t cached_sec = -1;
+    static __thread char text[16];
+    if (sec != cached_sec) {
+        struct tm tm;
+        localtime_r(&sec, &tm);
+        snprintf(text, sizeof text, "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_sec = sec;
+    }
+    return text;
+}
+
 void log_vwrite(enum log_level level, const char *module, const char *fmt, va_list ap)
 {
     if (level > current_level)
         return;
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    struct tm tm;
-    localtime_r(&tv.tv_sec, &tm);
-    /* One fprintf-sized buffer so concurrent writers (there are none today)
-     * and pipes never see half lines. */
-    char line[2048];
-    int n = snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld %-5s %-8s ", tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000), level_names[level],
-                     module ? module : "-");
+    bool buffered = buffering && pthread_equal(pthread_self(), loop_thread);
+    if (buffered && sizeof buffer - used < LOG_LINE_MAX)
+        log_flush();
+    /* The line is formatted in place: in the buffer, or on the stack when
+     * it goes out at once (one write(), so pipes never see half lines). */
+    char local[LOG_LINE_MAX];
+    char *line = buffered ? buffer + used : local;
+    int n =
+        snprintf(line, LOG_LINE_MAX, "%s.%03ld %-5s %-8s ", clock_text(tv.tv_sec),
+                 (long)(tv.tv_usec / 1000), level_names[level], module ? module : "-");
     if (n < 0)
         return;
-    int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    int m = vsnprintf(line + n, LOG_LINE_MAX - (size_t)n, fmt, ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
+    if (len > LOG_LINE_MAX - 2)
+        len = LOG_LINE_MAX - 2;
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
     line[len++] = '\n';
-    fwrite(line, 1, len, stderr);
+    if (!buffered) {
+        write_all(line, len);
+        return;
+    }
+    used += len;
+    if (level == LOG_ERROR) {
+        log_flush();
+    } else if (!flush_armed) {
+        struct timeval delay = {0, LOG_FLUSH_MS * 1000};
+        flush_armed = evtimer_add(flush_timer, &delay) == 0;
+        if (!flush_armed)
+            log_flush();
+    }
 }
 
 void log_write(enum log_level level, const char *module, const char *fmt, ...)

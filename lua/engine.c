@@ -232,3 +232,9 @@ void engine_eval(struct control_request *req, enum control_mode mode, const char
     ev->req = req;
     luart_spawn_output(rt, 0, eval_done, eval_output, ev);
 }
+
+size_t engine_lua_bytes(const struct engine *e)
+{
+    lua_State *L = luart_state(e->current);
+    return (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+}

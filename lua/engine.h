@@ -65,6 +65,11 @@ void engine_attach_flood(struct engine *e, struct flood *fl);
  * policy stays). */
 int engine_reload(struct engine *e, char *msg, size_t msglen);
 
+/* Bytes the running policy's Lua state holds (what collectgarbage("count")
+ * reports, in bytes); states still finishing tasks after a reload are not
+ * counted. O(1). */
+size_t engine_lua_bytes(const struct engine *e);
+
 /* The control socket's evaluation callback (control_eval_h); arg is the
  * engine. */
 void engine_eval(struct control_request *req, enum control_mode mode, const char *chunk,

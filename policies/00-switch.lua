@@ -9,6 +9,10 @@ switch {
   -- Where the switch answers SIP. `moonswitch --listen` replaces this list.
   listen = { "udp:127.0.0.1:5060", "tcp:127.0.0.1:5060" },
 
+  -- Prometheus: GET http://IP:PORT/metrics (no authentication: keep it on a
+  -- loopback or private address). Left out: no listener.
+  -- metrics = "127.0.0.1:9464",
+
   -- VOS3000's SIP parameters, under their Lua names (VOS3000 name beside).
   sip = {
     user_agent_expire = "auto",          -- SS_SIP_USER_AGENT_EXPIRE: "auto" | 20..7200

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "evport.h"
 #include "log.h"
+#include "sip/sipmetrics.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -104,6 +105,7 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
         msg_destroy(msg); /* a response nobody asked for */
         return 0;
     }
+    sipmetrics_request_received(sip->sip_request->rq_method);
     /* RFC 3261 8.2.2.1: only SIP URIs here. */
     enum url_type_e scheme = sip->sip_request->rq_url->url_type;
     if (scheme != url_sip && scheme != url_sips) {
