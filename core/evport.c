@@ -279,21 +279,30 @@ static short ev_flags(int events)
  * datagram waiting was dropped (or a full batch was: libevent calls again). */
 static bool screen_datagrams(su_port_t *self, int fd)
 {
-    for (unsigned dropped = 0; dropped < EVPORT_DROP_BATCH; dropped++) {
+    unsigned dropped = 0, errors = 0;
+    while (dropped < EVPORT_DROP_BATCH) {
         struct sockaddr_storage from;
         socklen_t fromlen = sizeof from;
         char head[EVPORT_PEEK_HEAD];
         ssize_t n = recvfrom(fd, head, self->filter ? sizeof head : 0, MSG_PEEK | MSG_DONTWAIT,
                              (struct sockaddr *)&from, &fromlen);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && ++errors < 4)
+            /* A pending socket error (an ICMP report, answering a datagram
+             * of ours): the peek returned it instead of the datagram behind
+             * it, and cleared it. Its details stay in the error queue and
+             * POLLERR in revents, for sofia. Look again: a datagram must not
+             * reach sofia unscreened. */
+            continue;
         if (n < 0)
-            /* Nothing left after drops: sofia need not look. A pending
-             * error (ICMP) or a race before any drop: sofia handles it. */
-            return dropped == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+            /* Nothing left: after drops or errors sofia need not read; a
+             * race before either is sofia's, as without a filter. */
+            return dropped == 0 && errors == 0;
         if (fromlen == 0)
             return true;
         const struct sockaddr *sa = (const struct sockaddr *)&from;
         if (self->filter && self->filter(sa, fromlen, head, (size_t)n, self->filter_arg)) {
             (void)recv(fd, head, 1, MSG_DONTWAIT); /* takes the whole datagram */
+            dropped++;
             continue;
         }
         if (self->observer)
