@@ -344,7 +344,8 @@ static int run(struct app *a)
 
     if (o->check) {
         struct event_base *base = event_base_new();
-        struct engine *e = engine_create(base, NULL, o->policies, TASK_BUDGET, err, sizeof err);
+        struct engine *e =
+            engine_create(base, NULL, o->policies, &o->listen, TASK_BUDGET, err, sizeof err);
         if (!e) {
             fprintf(stderr, "%s\n", err);
             event_base_free(base);
@@ -380,7 +381,8 @@ static int run(struct app *a)
         return 1;
     }
 
-    a->engine = engine_create(a->base, a->store, o->policies, TASK_BUDGET, err, sizeof err);
+    a->engine =
+        engine_create(a->base, a->store, o->policies, &o->listen, TASK_BUDGET, err, sizeof err);
     if (!a->engine) {
         log_error("policy", "%s", err);
         return 1;
@@ -394,12 +396,7 @@ static int run(struct app *a)
     if (!a->root)
         return 1;
 
-    const struct strlist *listen =
-        o->listen.n ? &o->listen : &config_switch(engine_config(a->engine))->listen;
-    static char *default_listen_v[] = {"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"};
-    static const struct strlist default_listen = {2, default_listen_v};
-    if (listen->n == 0)
-        listen = &default_listen;
+    const struct strlist *listen = engine_listen(a->engine);
     if (sipagent_create(&a->agent, a->root, listen,
                         (unsigned)config_switch(engine_config(a->engine))->sip.resend_interval) < 0)
         return 1;

@@ -2,11 +2,13 @@
 #include "config.h"
 #include "metrics_server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- Schemas ----------------------------------------------------------- */
 
@@ -21,6 +23,7 @@ static const char *const caller_choices[] = {"from", "rpid", "display", "pai", N
 static const char *const endpoint_digest_choices[] = {"sha256,md5", "md5,sha256", "md5",
                                                       "sha256", NULL};
 static const char *const endpoint_keepalive_choices[] = {"options", "crlf", "off", NULL};
+static const char *const display_from_choices[] = {"ignore", "caller", "none", NULL};
 
 /* What the B-leg fails over on unless the policy says otherwise. */
 static const short failover_default[] = {408, 480, 500, 502, 503, 504, 0};
@@ -57,7 +60,7 @@ static const struct field sip_fields[] = {
      .offset = SIP(endpoint_register_replace), .def = 1,
      .vos_name = "SS_ENDPOINT_REGISTER_REPLACE"},
     {.name = "endpoint_digest", .type = FT_ENUM, .offset = SIP(endpoint_digest),
-     .choices = endpoint_digest_choices, .def = ENDPOINT_DIGEST_SHA256_MD5,
+     .choices = endpoint_digest_choices, .def = ENDPOINT_DIGEST_MD5,
      .vos_name = "(none: digest algorithms offered to endpoints)"},
     /* NAT keepalive of endpoint bindings: moonswitch's own settings */
     {.name = "endpoint_keepalive", .type = FT_ENUM, .offset = SIP(endpoint_keepalive),
@@ -70,17 +73,47 @@ static const struct field sip_fields[] = {
      .offset = SIP(endpoint_keepalive_misses), .min = 1, .max = 20, .def = 3,
      .vos_name = "(none: unanswered keepalives that remove a binding)"},
     {.name = "invite_timeout", .type = FT_INT, .offset = SIP(invite_timeout), .min = 1,
-     .max = 300, .def = 10, .vos_name = "SIP INVITE timeout"},
+     .max = 300, .def = 10, .vos_name = "SS_SIP_TIMEOUT_INVITE"},
+    {.name = "timeout_invite", .type = FT_INT, .offset = SIP(invite_timeout), .min = 1,
+     .max = 300, .def = 10, .vos_name = "SS_SIP_TIMEOUT_INVITE",
+     .alias_of = "invite_timeout"},
     {.name = "call_progress_timeout", .type = FT_INT, .offset = SIP(call_progress_timeout),
      .min = 1, .max = 3600, .def = 120, .vos_name = "SIP call progress timeout"},
-    /* An end for answered calls whose endpoints never refresh the session */
-    {.name = "max_call_duration", .type = FT_INT, .offset = SIP(max_call_duration), .min = 0,
-     .max = 86400, .def = 7200, .vos_name = "(none: maximum call duration, 0: no limit)"},
+    /* An end for answered calls with a leg that refreshes no session */
+    {.name = "no_timer_reinvite_interval", .type = FT_INT,
+     .offset = SIP(no_timer_reinvite_interval), .min = 0, .max = 86400, .def = 7200,
+     .vos_name = "SS_SIP_NO_TIMER_REINVITE_INTERVAL"},
+    {.name = "max_call_duration", .type = FT_INT, .offset = SIP(no_timer_reinvite_interval),
+     .min = 0, .max = 86400, .def = 7200, .vos_name = "SS_SIP_NO_TIMER_REINVITE_INTERVAL",
+     .alias_of = "no_timer_reinvite_interval"},
     {.name = "resend_interval", .type = FT_INT, .offset = SIP(resend_interval), .min = 100,
-     .max = 4000, .def = 500, .vos_name = "SIP resend interval (T1, ms)"},
+     .max = 4000, .def = 500, .vos_name = "SS_SIP_RESEND_INTERVAL (T1, ms)"},
     {.name = "failover_codes", .type = FT_STATUS_SET, .offset = SIP(failover_codes),
      .min = 300, .max = 699, .codes = failover_default,
      .vos_name = "(none: final statuses that try the next gateway)"},
+    /* RFC 4028 session timers on both legs of a call */
+    {.name = "session_ttl", .type = FT_INT_OR_FALSE, .offset = SIP(session_ttl), .min = 90,
+     .max = 86400, .def = 600, .vos_name = "SS_SIP_SESSION_TTL"},
+    {.name = "session_update_segment", .type = FT_INT, .offset = SIP(session_update_segment),
+     .min = 2, .max = 10, .def = 2, .vos_name = "SS_SIP_SESSION_UPDATE_SEGMENT"},
+    {.name = "session_timeout_early_hangup", .type = FT_INT,
+     .offset = SIP(session_timeout_early_hangup), .min = 0, .max = 3600, .def = 0,
+     .vos_name = "SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP"},
+    {.name = "session_min_se", .type = FT_INT, .offset = SIP(session_min_se), .min = 90,
+     .max = 86400, .def = 90, .vos_name = "(none: Min-SE, RFC 4028)"},
+    {.name = "no_timer_options_interval", .type = FT_INT_OR_FALSE,
+     .offset = SIP(no_timer_options_interval), .min = 5, .max = 3600, .def = 0,
+     .vos_name = "(none: in-dialog OPTIONS to legs without a session timer)"},
+    {.name = "authentication_retry", .type = FT_INT, .offset = SIP(authentication_retry),
+     .min = 0, .max = 10, .def = 1, .vos_name = "SS_SIP_AUTHENTICATION_RETRY"},
+    {.name = "publish_expire", .type = FT_INT, .offset = SIP(publish_expire), .min = 30,
+     .max = 7200, .def = 300, .vos_name = "SS_SIP_PUBLISH_EXPIRE"},
+    {.name = "e164_display_from", .type = FT_ENUM, .offset = SIP(e164_display_from),
+     .choices = display_from_choices, .def = DISPLAY_FROM_IGNORE,
+     .vos_name = "SS_SIP_E164_DISPLAY_FROM"},
+    {.name = "nat_keep_alive_period", .type = FT_INT,
+     .offset = SIP(endpoint_keepalive_interval), .min = 5, .max = 3600, .def = 30,
+     .vos_name = "SS_SIP_NAT_KEEP_ALIVE_PERIOD", .alias_of = "endpoint_keepalive_interval"},
     {0},
 };
 
@@ -171,6 +204,8 @@ static const struct field mapping_gateway_fields[] = {
      .choices = caller_choices, .def = CALLER_FROM_FROM},
     {.name = "line_limit", .type = FT_INT, .offset = MGW(line_limit), .min = 0,
      .max = 1000000, .def = CONFIG_UNLIMITED},
+    {.name = "digest", .type = FT_ENUM, .offset = MGW(digest),
+     .choices = endpoint_digest_choices, .def = CONFIG_INHERIT},
     {0},
 };
 
@@ -179,6 +214,8 @@ static const struct field account_fields[] = {
      .required = true},
     {.name = "mapping_gateway", .type = FT_STRING,
      .offset = offsetof(struct account_def, mapping_gateway), .required = true},
+    {.name = "digest", .type = FT_ENUM, .offset = offsetof(struct account_def, digest),
+     .choices = endpoint_digest_choices, .def = CONFIG_INHERIT},
     {0},
 };
 
@@ -347,6 +384,11 @@ int config_def_check(const struct def_head *def, char *err, size_t errlen)
                      sw->metrics);
             return -1;
         }
+        if (sw->sip.session_ttl && sw->sip.session_min_se > sw->sip.session_ttl) {
+            snprintf(err, errlen, "sip.session_min_se %d is above sip.session_ttl %d",
+                     sw->sip.session_min_se, sw->sip.session_ttl);
+            return -1;
+        }
         break;
     }
     case KIND_ROUTING_GATEWAY: {
@@ -422,6 +464,74 @@ int config_parse_listen(const char *uri, char *proto, size_t protolen, char *hos
         return -1;
     *port = (int)p;
     return 0;
+}
+
+const struct strlist *config_listen(const struct config *cfg, const struct strlist *given)
+{
+    static char *defaults[] = {"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"};
+    static const struct strlist default_listen = {2, defaults};
+    if (given && given->n)
+        return given;
+    const struct switch_def *sw = cfg ? config_switch(cfg) : NULL;
+    return sw && sw->listen.n ? &sw->listen : &default_listen;
+}
+
+/* The address family of an IP literal (brackets allowed), its bytes in
+ * `bin`; 0 when `host` is no IP literal. */
+static int ip_parse(const char *host, unsigned char bin[16])
+{
+    char buf[64];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    if (n >= sizeof buf)
+        return 0;
+    memcpy(buf, host, n);
+    buf[n] = '\0';
+    if (inet_pton(AF_INET, buf, bin) == 1)
+        return AF_INET;
+    if (inet_pton(AF_INET6, buf, bin) == 1)
+        return AF_INET6;
+    return 0;
+}
+
+bool config_ip_equal(const char *a, const char *b)
+{
+    unsigned char x[16], y[16];
+    int fa = ip_parse(a, x), fb = ip_parse(b, y);
+    if (!fa || !fb)
+        return !fa && !fb && strcasecmp(a, b) == 0;
+    return fa == fb && memcmp(x, y, fa == AF_INET ? 4 : 16) == 0;
+}
+
+bool config_ip_any(const char *host)
+{
+    static const unsigned char zero[16];
+    unsigned char bin[16];
+    int f = ip_parse(host, bin);
+    return strcmp(host, "*") == 0 ||
+           (f && memcmp(bin, zero, f == AF_INET ? 4 : 16) == 0);
+}
+
+/* Does some `proto` listener of `listen` take `ip`: one on that IP, or one
+ * on every address of its family? */
+static bool listens_on(const struct strlist *listen, const char *proto, const char *ip)
+{
+    unsigned char bin[16];
+    int family = ip_parse(ip, bin);
+    for (size_t i = 0; i < listen->n; i++) {
+        char p[8], host[64];
+        int port;
+        if (config_parse_listen(listen->v[i], p, sizeof p, host, sizeof host, &port) < 0 ||
+            strcmp(p, proto) != 0)
+            continue;
+        if (config_ip_equal(host, ip) ||
+            (family && config_ip_any(host) && ip_parse(host, bin) == family))
+            return true;
+    }
+    return false;
 }
 
 /* ---- Policy sets -------------------------------------------------------- */
@@ -581,6 +691,33 @@ int config_finish(struct config *cfg, char *err, size_t errlen)
                      acc->head.file, acc->head.line, acc->head.name, acc->mapping_gateway);
             return -1;
         }
+    }
+    return 0;
+}
+
+int config_check_local_ips(const struct config *cfg, const struct strlist *listen, char *err,
+                           size_t errlen)
+{
+    const struct def_array *regs = &cfg->kinds[KIND_REGISTRATION];
+    for (size_t i = 0; i < regs->n; i++) {
+        const struct registration_def *d = (const void *)regs->v[i];
+        if (!d->local_ip || listens_on(listen, "udp", d->local_ip))
+            continue;
+        /* "...: local_ip X is not one of the listen addresses (UDP: a, b)" */
+        int n = snprintf(err, errlen,
+                         "%s:%d: registration \"%s\": local_ip %s is not one of the listen "
+                         "addresses (UDP: ",
+                         d->head.file, d->head.line, d->head.name, d->local_ip);
+        const char *sep = "";
+        for (size_t k = 0; k < listen->n && n > 0 && (size_t)n < errlen; k++) {
+            if (strncmp(listen->v[k], "udp:", 4) != 0)
+                continue;
+            n += snprintf(err + n, errlen - (size_t)n, "%s%s", sep, listen->v[k] + 4);
+            sep = ", ";
+        }
+        if (n > 0 && (size_t)n < errlen)
+            snprintf(err + n, errlen - (size_t)n, "%s)", *sep ? "" : "none");
+        return -1;
     }
     return 0;
 }

@@ -85,7 +85,15 @@ enum request_address { REQUEST_SOCKET, REQUEST_CONTACT, REQUEST_CONTACT_PORT };
 enum callee_from { CALLEE_FROM_TO, CALLEE_FROM_REQUEST_LINE };
 enum caller_from { CALLER_FROM_FROM, CALLER_FROM_RPID, CALLER_FROM_DISPLAY, CALLER_FROM_PAI };
 enum tristate { TRI_INHERIT = -1, TRI_OFF = 0, TRI_ON = 1 };
-/* Digest algorithms the registrar offers endpoints, most preferred first. */
+/* The display name in the B-leg From (SS_SIP_E164_DISPLAY_FROM). */
+enum display_from {
+    DISPLAY_FROM_IGNORE, /* "ignore": the caller's display name, as it came */
+    DISPLAY_FROM_CALLER, /* "caller": the caller number */
+    DISPLAY_FROM_NONE,   /* "none": no display name */
+};
+/* Digest algorithms the registrar offers endpoints, most preferred first.
+ * "md5" is the default: common clients (SIPp, baresip 1.0) fail on a
+ * SHA-256 challenge; accounts and mapping gateways may choose another. */
 enum endpoint_digest {
     ENDPOINT_DIGEST_SHA256_MD5, /* "sha256,md5": RFC 8760 */
     ENDPOINT_DIGEST_MD5_SHA256, /* "md5,sha256": for UAs that answer the first challenge */
@@ -117,9 +125,24 @@ struct sip_settings {
     int endpoint_keepalive_misses; /* unanswered keepalives that remove: 1..20 */
     int invite_timeout;           /* SIP INVITE timeout: 1..300 s */
     int call_progress_timeout;    /* SIP call progress timeout: 1..3600 s */
-    int max_call_duration;        /* answered calls end after this: 0 (off), 1..86400 s */
+    int no_timer_reinvite_interval; /* SS_SIP_NO_TIMER_REINVITE_INTERVAL: the longest a call
+                                       with a leg that runs no session timer stays up: 0 (no
+                                       limit), 1..86400 s (alias max_call_duration) */
     int resend_interval;          /* SIP resend interval (RFC 3261 T1): 100..4000 ms */
     struct status_set failover_codes; /* final statuses that try the next gateway */
+    int session_ttl;              /* SS_SIP_SESSION_TTL: Session-Expires offered, 0 (off) or
+                                     90..86400 s */
+    int session_update_segment;   /* SS_SIP_SESSION_UPDATE_SEGMENT: refresh every ttl/segment
+                                     when the switch refreshes: 2..10 */
+    int session_timeout_early_hangup; /* SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP: hang up this long
+                                         before the session expires: 0..3600 s */
+    int session_min_se;           /* Min-SE the switch accepts and sends: 90..86400 s */
+    int no_timer_options_interval; /* in-dialog OPTIONS to legs without a session timer:
+                                      0 (off), 5..3600 s */
+    int authentication_retry;     /* SS_SIP_AUTHENTICATION_RETRY: carrier challenges answered
+                                     per call attempt or REGISTER: 0..10 */
+    int publish_expire;           /* SS_SIP_PUBLISH_EXPIRE: 30..7200 s (PUBLISH is not served) */
+    int e164_display_from;        /* SS_SIP_E164_DISPLAY_FROM: enum display_from */
 };
 
 /* Hostile traffic (moonswitch's own; the policy's `switch { security = {...} }`). */
@@ -187,12 +210,14 @@ struct mapping_gateway_def {
     int callee_from;     /* enum callee_from */
     int caller_from;     /* enum caller_from */
     int line_limit;      /* CONFIG_UNLIMITED or 0..1000000 */
+    int digest;          /* CONFIG_INHERIT or enum endpoint_digest, for its accounts */
 };
 
 struct account_def {
     struct def_head head;
     char *password;
     char *mapping_gateway;
+    int digest;          /* CONFIG_INHERIT (its gateway's) or enum endpoint_digest */
 };
 
 /* ---- Schemas ----------------------------------------------------------- */
@@ -224,6 +249,7 @@ struct field {
     size_t hook_offset;          /* FT_INT_OR_HOOK: struct config_hook */
     const short *codes;          /* FT_STATUS_SET default, 0-terminated; NULL: not given */
     const char *vos_name;        /* the VOS3000 parameter, for documentation */
+    const char *alias_of;        /* another name of that field: both may not be given */
 };
 
 struct kind_schema {
@@ -297,5 +323,24 @@ void config_diff_summary(const struct config_diff *d, char *out, size_t outlen);
  * without brackets. */
 int config_parse_listen(const char *uri, char *proto, size_t protolen, char *host,
                         size_t hostlen, int *port);
+
+/* The listen addresses in force: `given` (--listen) when it has any, else
+ * the switch's `listen`, else udp and tcp on 127.0.0.1:5060. Points into
+ * `given`, `cfg` or static storage. */
+const struct strlist *config_listen(const struct config *cfg, const struct strlist *given);
+
+/* Do two hosts name the same IP ("::1" and "[0::1]" do)? Hosts that are no
+ * IP literal compare as text, without case. */
+bool config_ip_equal(const char *a, const char *b);
+/* "0.0.0.0", "::" or "*": a listener on every local address. */
+bool config_ip_any(const char *host);
+
+/* Each registration's local_ip must be an address the switch listens on
+ * over UDP, what its REGISTERs travel over: a listener on that IP, or on
+ * every address of its family (then the kernel chooses the source
+ * address). Returns 0, or -1 with "file:line: message". O(registrations
+ * with local_ip x listen addresses). */
+int config_check_local_ips(const struct config *cfg, const struct strlist *listen, char *err,
+                           size_t errlen);
 
 #endif

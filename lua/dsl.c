@@ -360,6 +360,13 @@ static void convert_fields(struct ctx *c, const struct field *fields, int tbl,
         if (lua_isnil(L, idx)) {
             if (f->required)
                 def_error(c, "missing required field '%s'", path);
+        } else if (f->alias_of) {
+            lua_getfield(L, tbl, f->alias_of);
+            if (!lua_isnil(L, -1))
+                def_error(c, "field '%s' is another name for '%s': give one of them",
+                          path, f->alias_of);
+            lua_pop(L, 1);
+            convert_field(c, f, idx, path);
         } else {
             convert_field(c, f, idx, path);
         }

@@ -21,6 +21,8 @@ struct engine {
     engine_reload_h *on_reload;
     void *on_reload_arg;
     unsigned generation;
+    struct outreg_hooks *outreg_hooks;
+    struct strlist listen; /* the listen addresses in force (copied) */
 };
 
 static int host_reload(void *arg, char *msg, size_t msglen)
@@ -28,8 +30,30 @@ static int host_reload(void *arg, char *msg, size_t msglen)
     return engine_reload(arg, msg, msglen);
 }
 
-struct engine *engine_create(struct event_base *base, struct store *store, const char *dir,
-                             double budget, char *err, size_t errlen)
+/* Copy `from` into e->listen. Returns 0 or -1 when out of memory. */
+static int keep_listen(struct engine *e, const struct strlist *from)
+{
+    e->listen.v = calloc(from->n ? from->n : 1, sizeof *e->listen.v);
+    if (!e->listen.v)
+        return -1;
+    for (size_t i = 0; i < from->n; i++) {
+        if (!(e->listen.v[i] = strdup(from->v[i])))
+            return -1;
+        e->listen.n++;
+    }
+    return 0;
+}
+
+static void free_listen(struct engine *e)
+{
+    for (size_t i = 0; i < e->listen.n; i++)
+        free(e->listen.v[i]);
+    free(e->listen.v);
+}
+
+struct engine *engine_create(struct event_base *base, struct store *store,
+                             const char *dir, const struct strlist *listen, double budget,
+                             char *err, size_t errlen)
 {
     struct engine *e = calloc(1, sizeof *e);
     if (!e || !(e->dir = strdup(dir))) {
@@ -41,13 +65,21 @@ struct engine *engine_create(struct event_base *base, struct store *store, const
                                .store = store,
                                .reload = host_reload,
                                .reload_arg = e,
-                               .budget = budget};
+                               .budget = budget,
+                               .listen = listen && listen->n ? listen : NULL};
     e->current = luart_load(&e->host, dir, err, errlen);
     if (!e->current) {
         free(e->dir);
         free(e);
         return NULL;
     }
+    /* Listeners are made once, at start: reloads check against these. */
+    if (keep_listen(e, config_listen(luart_config(e->current), listen)) < 0) {
+        snprintf(err, errlen, "out of memory");
+        engine_destroy(e);
+        return NULL;
+    }
+    e->host.listen = &e->listen;
     e->generation = 1;
     return e;
 }
@@ -56,10 +88,17 @@ void engine_destroy(struct engine *e)
 {
     if (!e)
         return;
+    hooks_detach_outregs(e->outreg_hooks);
     luart_retire(e->current);
     luart_close_all();
+    free_listen(e);
     free(e->dir);
     free(e);
+}
+
+const struct strlist *engine_listen(const struct engine *e)
+{
+    return &e->listen;
 }
 
 const struct config *engine_config(const struct engine *e)
@@ -85,7 +124,7 @@ void engine_attach_outregs(struct engine *e, struct outreg_set *set, void *sip_r
 {
     e->host.outregs = set;
     e->host.sip_root = sip_root;
-    hooks_attach_outregs(set, &e->current);
+    e->outreg_hooks = hooks_attach_outregs(set, e->host.base, &e->current);
 }
 
 void engine_attach_sip(struct engine *e, struct sipagent *agent)

@@ -19,10 +19,18 @@ typedef void engine_reload_h(const struct config *before, const struct config *n
                              void *arg);
 
 /* Load the policies of `dir`. Returns NULL with "file:line: message" in err.
- * `budget` is the seconds a hook or chunk may run without yielding. */
+ * `listen` (may be NULL or empty) are the --listen addresses, which replace
+ * the policy's. `budget` is the seconds a hook or chunk may run without
+ * yielding. */
 struct engine *engine_create(struct event_base *base, struct store *store, const char *dir,
-                             double budget, char *err, size_t errlen);
+                             const struct strlist *listen, double budget, char *err,
+                             size_t errlen);
 void engine_destroy(struct engine *e);
+
+/* The listen addresses in force (config_listen() of the first load): a
+ * reload does not change them, and registrations' local_ip must name one
+ * of them. Owned by the engine. */
+const struct strlist *engine_listen(const struct engine *e);
 
 const struct config *engine_config(const struct engine *e);
 

@@ -17,8 +17,17 @@ struct calls;
 struct flood;
 
 /* registrations.c: a registration's `retry_delay` function, called with
- * the registration's handle; runs without a task, so it may not wait. */
-void hooks_attach_outregs(struct outreg_set *set, struct luart *const *current);
+ * the registration's handle; runs without a task, so it may not wait. And
+ * on_registration(reg, old_state, new_state), in a task of its own per
+ * change of a registration's public state, started from the loop in the
+ * order of the changes. Returns what hooks_detach_outregs() frees before
+ * the set goes (changes not yet run go with it), or NULL when out of
+ * memory (then on_registration does not run). */
+struct outreg_hooks;
+struct event_base;
+struct outreg_hooks *hooks_attach_outregs(struct outreg_set *set, struct event_base *base,
+                                          struct luart *const *current);
+void hooks_detach_outregs(struct outreg_hooks *h);
 
 /* sip.c: on_request(req), in a task of its own, for the out-of-dialog
  * requests no core module took. */

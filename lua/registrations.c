@@ -1,5 +1,5 @@
-/* Outbound registrations in Lua: `registrations`, their handles, and the
- * policy's retry_delay functions.
+/* Outbound registrations in Lua: `registrations`, their handles, the
+ * policy's retry_delay functions and its on_registration hook.
  *
  *   registrations                  prints name, state, status, expires, next
  *                                  refresh, last error
@@ -10,6 +10,10 @@
  *                                  .last_error, .call_id, .cseq, .server,
  *                                  .username, .tracing; :refresh(),
  *                                  :disable(), :enable(), :trace(on)
+ *
+ *   function on_registration(reg, old_state, new_state)
+ *                                  the policy's hook (hooks.h), in a task per
+ *                                  change of reg.state, in order
  *
  * A handle whose registration was removed reads state "removed". The
  * password is never readable. */
@@ -23,8 +27,11 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <event2/event.h>
 
 #define REG_MT "moon.registration"
 
@@ -213,9 +220,9 @@ static int regs_tostring(lua_State *L)
 /* ---- The retry_delay hook -------------------------------------------------- */
 
 /* A registration's retry_delay function: called with the registration's
- * handle, returns seconds. Runs under the time budget and may not wait; on
- * any error the switch setting applies. */
-static int retry_hook(struct outreg *reg, int ref, void *arg)
+ * handle, returns seconds (the core holds them to 30..600). Runs under the
+ * time budget and may not wait; on any error the switch setting applies. */
+static double retry_hook(struct outreg *reg, int ref, void *arg)
 {
     struct luart *const *current = arg;
     struct luart *rt = *current;
@@ -233,20 +240,128 @@ static int retry_hook(struct outreg *reg, int ref, void *arg)
         return -1;
     }
     double d = lua_tonumber(L, -1);
-    int ok = lua_type(L, -1) == LUA_TNUMBER && d >= 1 && d <= 86400;
+    int ok = lua_type(L, -1) == LUA_TNUMBER && !isnan(d);
     lua_pop(L, 1);
     if (!ok) {
-        log_error("policy",
-                  "registration \"%s\": retry_delay must return seconds from 1 to 86400",
+        log_error("policy", "registration \"%s\": retry_delay must return seconds",
                   outreg_name(reg));
         return -1;
     }
-    return (int)ceil(d);
+    return d < 0 ? 0 : d;
 }
 
-void hooks_attach_outregs(struct outreg_set *set, struct luart *const *current)
+/* ---- The on_registration hook ------------------------------------------------ */
+
+/* A change of state waiting for its task: the registration's name and the
+ * two public states. */
+struct reg_change {
+    struct reg_change *next;
+    enum outreg_state was, now;
+    char name[]; /* allocated to fit */
+};
+
+/* The state machine tells of a change from inside itself, where Lua must
+ * not run (a hook could call back into the entry half-way through a
+ * transition, or a Lua call of ours be on the stack): changes queue here,
+ * and one event of the loop starts their tasks, in order. */
+struct outreg_hooks {
+    struct luart *const *current;
+    struct outreg_set *set;
+    struct event *ev;
+    struct reg_change *head, **tail;
+};
+
+static void on_registration_done(lua_State *L, int nres, const char *error, void *arg)
+{
+    (void)L;
+    (void)nres;
+    (void)arg;
+    if (error)
+        log_error("policy", "on_registration(): %s", error);
+}
+
+/* Start one task per change queued before this turn, in order; changes
+ * their hooks cause wait for the next turn. Without the function in the
+ * running policy, changes cost their allocation and nothing more. */
+static void run_changes(evutil_socket_t fd, short what, void *arg)
+{
+    struct outreg_hooks *h = arg;
+    (void)fd;
+    (void)what;
+    struct reg_change *c = h->head;
+    h->head = NULL;
+    h->tail = &h->head;
+    while (c) {
+        struct reg_change *next = c->next;
+        struct luart *rt = *h->current;
+        lua_State *L = rt ? luart_state(rt) : NULL;
+        if (L) {
+            lua_getglobal(L, "on_registration");
+            if (lua_isfunction(L, -1)) {
+                handle_push(L, rt, c->name, REG_MT);
+                lua_pushstring(L, outreg_state_name(c->was));
+                lua_pushstring(L, outreg_state_name(c->now));
+                luart_spawn(rt, 3, on_registration_done, NULL);
+            } else {
+                lua_pop(L, 1);
+            }
+        }
+        free(c);
+        c = next;
+    }
+}
+
+static void on_change(struct outreg *r, enum outreg_state was, enum outreg_state now,
+                      void *arg)
+{
+    struct outreg_hooks *h = arg;
+    const char *name = outreg_name(r);
+    size_t len = strlen(name) + 1;
+    struct reg_change *c = malloc(sizeof *c + len);
+    if (!c) {
+        log_error("policy", "out of memory: on_registration(\"%s\") not run", name);
+        return;
+    }
+    c->next = NULL;
+    c->was = was;
+    c->now = now;
+    memcpy(c->name, name, len);
+    *h->tail = c;
+    h->tail = &c->next;
+    event_active(h->ev, EV_TIMEOUT, 1);
+}
+
+struct outreg_hooks *hooks_attach_outregs(struct outreg_set *set, struct event_base *base,
+                                          struct luart *const *current)
 {
     outreg_set_retry_hook(set, retry_hook, (void *)current);
+    struct outreg_hooks *h = calloc(1, sizeof *h);
+    if (h)
+        h->ev = event_new(base, -1, 0, run_changes, h);
+    if (!h || !h->ev) {
+        log_error("policy", "out of memory: on_registration will not run");
+        free(h);
+        return NULL;
+    }
+    h->current = current;
+    h->set = set;
+    h->tail = &h->head;
+    outreg_set_observer(set, on_change, h);
+    return h;
+}
+
+void hooks_detach_outregs(struct outreg_hooks *h)
+{
+    if (!h)
+        return;
+    outreg_set_observer(h->set, NULL, NULL);
+    event_free(h->ev);
+    while (h->head) {
+        struct reg_change *next = h->head->next;
+        free(h->head);
+        h->head = next;
+    }
+    free(h);
 }
 
 /* ---- Opening ------------------------------------------------------------------ */
@@ -270,7 +385,9 @@ static const struct api_help help[] = {
      "  registrations[\"name\"]        a handle, or nil:\n"
      "    .name .state .status .expires .failures .contact .next_refresh\n"
      "    .public_address .last_error .call_id .cseq .server .username .tracing\n"
-     "    :refresh()  :disable()  :enable()  :trace(on)  (log the REGISTER exchange)\n",
+     "    :refresh()  :disable()  :enable()  :trace(on)  (log the REGISTER exchange)\n"
+     "  function on_registration(reg, old_state, new_state)\n"
+     "                               a policy's hook: a task per change of state\n",
      (const char *const[]){REG_MT, NULL}},
     {NULL, NULL, NULL, NULL},
 };

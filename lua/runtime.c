@@ -496,7 +496,9 @@ struct luart *luart_load(const struct luahost *host, const char *dir, char *err,
     free(files);
     dsl_set_file(L, NULL);
     dsl_seal(L);
-    if (rc == 0 && config_finish(rt->cfg, err, errlen) < 0)
+    if (rc == 0 && (config_finish(rt->cfg, err, errlen) < 0 ||
+                    config_check_local_ips(rt->cfg, config_listen(rt->cfg, host->listen),
+                                           err, errlen) < 0))
         rc = -1;
     if (rc < 0) {
         rt->retired = 1;

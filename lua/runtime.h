@@ -26,6 +26,7 @@ struct calls;
 struct gw_set;
 struct sipagent;
 struct store;
+struct strlist;
 struct luart;
 
 /* What the runtime can reach in the running switch. Owned by the caller and
@@ -38,6 +39,9 @@ struct luahost {
     int (*reload)(void *arg, char *msg, size_t msglen);
     void *reload_arg;
     double budget;              /* seconds a task may run without yielding */
+    /* The listen addresses in force, which registrations' local_ip must
+     * name; NULL: the policy's own (config_listen()). */
+    const struct strlist *listen;
     struct outreg_set *outregs; /* NULL until the SIP side is up */
     void *sip_root;         /* su_root_t, re-armed after each slice (Lua may touch nta) */
     struct sipagent *agent; /* for sip.request; NULL until the SIP side is up */

@@ -28,11 +28,20 @@ switch {
     endpoint_keepalive = "options",      -- NAT keepalive: "options" | "crlf" | "off"
     endpoint_keepalive_interval = 30,    -- NAT keepalive period: 5..3600 s
     endpoint_keepalive_misses = 3,       -- unanswered OPTIONS that remove a binding: 1..20
-    invite_timeout = 10,                 -- SIP INVITE timeout, seconds
-    call_progress_timeout = 120,         -- SIP call progress timeout, seconds
-    max_call_duration = 7200,            -- answered calls end after this, seconds; 0: no limit
-    resend_interval = 500,               -- SIP resend interval (RFC 3261 T1), ms
+    invite_timeout = 10,                 -- SS_SIP_TIMEOUT_INVITE, seconds
+    call_progress_timeout = 120,         -- SS_SIP_TIMEOUT_RINGING: no final answer, seconds
+    resend_interval = 500,               -- SS_SIP_RESEND_INTERVAL (RFC 3261 T1), ms
     failover_codes = { 408, 480, 500, 502, 503, 504 }, -- final statuses that try the next gateway
+    authentication_retry = 1,            -- SS_SIP_AUTHENTICATION_RETRY: carrier challenges answered
+    -- Session timers (RFC 4028), on each leg of a call:
+    session_ttl = 600,                   -- SS_SIP_SESSION_TTL: Session-Expires, 90..86400 s; false: off
+    session_update_segment = 2,          -- SS_SIP_SESSION_UPDATE_SEGMENT: refresh every ttl/segment
+    session_timeout_early_hangup = 0,    -- SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP: seconds before expiry
+    session_min_se = 90,                 -- Min-SE accepted and sent, seconds
+    no_timer_reinvite_interval = 7200,   -- SS_SIP_NO_TIMER_REINVITE_INTERVAL: longest call with a leg
+                                         -- without session timer, seconds; 0: no limit
+    no_timer_options_interval = false,   -- in-dialog OPTIONS to legs without timer, seconds; false: off
+    e164_display_from = "ignore",        -- SS_SIP_E164_DISPLAY_FROM: "ignore" | "caller" | "none"
   },
 
   -- Hostile traffic. A source address that is no gateway (mapping and

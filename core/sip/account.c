@@ -31,7 +31,8 @@ static const char secret_key[] = "\0secret";
 struct account {
     struct binding_aor aor; /* its name is the account's */
     char *name, *password, *mapping_gateway;
-    bool kept; /* during accounts_apply() */
+    int digest; /* enum endpoint_digest: its own, its gateway's or the switch's */
+    bool kept;  /* during accounts_apply() */
 };
 
 struct accounts {
@@ -163,6 +164,9 @@ void accounts_apply(struct accounts *a, const struct config *cfg)
             account_change(acc, d);
         else if (!(acc = account_new(a, d)))
             continue;
+        acc->digest = d->digest != CONFIG_INHERIT   ? d->digest
+                      : g->digest != CONFIG_INHERIT ? g->digest
+                                                    : a->digest;
         next[m++] = acc;
     }
     /* Accounts no longer defined lose their bindings. */
@@ -187,10 +191,11 @@ void accounts_apply(struct accounts *a, const struct config *cfg)
 
 /* ---- Digest ---------------------------------------------------------------------- */
 
-/* The algorithms offered, most preferred first (endpoint_digest). */
-static unsigned offered(const struct accounts *a, enum digest_alg algs[2])
+/* The algorithms offered, most preferred first, for `digest` (enum
+ * endpoint_digest: an account's, or the switch's for unknown users). */
+static unsigned offered(int digest, enum digest_alg algs[2])
 {
-    switch (a->digest) {
+    switch (digest) {
     case ENDPOINT_DIGEST_MD5_SHA256:
         algs[0] = DIGEST_MD5;
         algs[1] = DIGEST_SHA256;
@@ -208,10 +213,10 @@ static unsigned offered(const struct accounts *a, enum digest_alg algs[2])
     }
 }
 
-static bool is_offered(const struct accounts *a, enum digest_alg alg)
+static bool is_offered(int digest, enum digest_alg alg)
 {
     enum digest_alg algs[2];
-    unsigned n = offered(a, algs);
+    unsigned n = offered(digest, algs);
     for (unsigned i = 0; i < n; i++)
         if (algs[i] == alg)
             return true;
@@ -221,12 +226,12 @@ static bool is_offered(const struct accounts *a, enum digest_alg alg)
 /* A fresh nonce, one challenge per algorithm offered (RFC 8760: in order of
  * preference, as separate headers). */
 static int challenge(struct accounts *a, const struct registrar_reply *to, bool proxy,
-                     bool stale)
+                     bool stale, int digest)
 {
     char nonce[DIGEST_NONCE_MAX], one[2][256], hdr[640];
     digest_nonce_make(a->secret, registrar_now_ms(), nonce);
     enum digest_alg algs[2];
-    unsigned n = offered(a, algs);
+    unsigned n = offered(digest, algs);
     for (unsigned i = 0; i < n; i++)
         digest_challenge_format(algs[i], REGISTRAR_REALM, nonce, stale, one[i],
                                 sizeof one[i]);
@@ -299,11 +304,18 @@ int accounts_authenticate(struct accounts *a, const struct registrar_reply *to,
     if (guard_suspended(a->guard, GUARD_SOURCE, ip, now))
         return forbid(to);
     struct digest_credentials c;
+    bool answered = find_credentials(sip, proxy, &c);
+    /* The algorithms are the account's: the one answering, else the one
+     * registering (To) or calling (From); an unknown name gets the
+     * switch's, like an account without its own. */
+    const sip_from_t *aor = proxy ? sip->sip_from : sip->sip_to;
+    const char *user = answered ? c.username : aor ? aor->a_url->url_user : NULL;
+    struct account *acc = accounts_find(a, user ? user : "");
+    int digest = acc ? acc->digest : a->digest;
     /* No credentials for us, or an answer without qop (so without a
      * nonce-count to check): the first challenge, not a failure. */
-    if (!find_credentials(sip, proxy, &c) || !c.qop || c.ncount == 0 ||
-        !is_offered(a, c.alg))
-        return challenge(a, to, proxy, false);
+    if (!answered || !c.qop || c.ncount == 0 || !is_offered(digest, c.alg))
+        return challenge(a, to, proxy, false, digest);
     if (guard_suspended(a->guard, GUARD_ACCOUNT, c.username, now))
         return forbid(to);
     long long issued;
@@ -311,12 +323,11 @@ int accounts_authenticate(struct accounts *a, const struct registrar_reply *to,
     enum digest_nonce_state ns = digest_nonce_check(
         a->secret, c.nonce, registrar_now_ms(), a->nonce_ttl, &issued, &id);
     if (ns == DIGEST_NONCE_INVALID) /* never ours: nothing was tried */
-        return challenge(a, to, proxy, false);
+        return challenge(a, to, proxy, false, digest);
     if (!digest_uri_matches(c.uri, sip->sip_request->rq_url)) {
         registrar_answer(to, 400, "Digest URI Mismatch", TAG_END());
         return 400;
     }
-    struct account *acc = accounts_find(a, c.username);
     /* An unknown user is checked against a password nobody has, so that the
      * work, the counting and the answer are the same as for a wrong one. */
     bool ok = digest_check(&c, acc ? acc->password : "\x01unknown\x01",
@@ -327,14 +338,14 @@ int accounts_authenticate(struct accounts *a, const struct registrar_reply *to,
                  ip);
         if (guard_failure(a->guard, c.username, ip, now, attempt_fingerprint(&c)))
             return forbid(to);
-        return challenge(a, to, proxy, false);
+        return challenge(a, to, proxy, false, digest);
     }
     if (ns == DIGEST_NONCE_STALE)
-        return challenge(a, to, proxy, true);
+        return challenge(a, to, proxy, true, digest);
     if (a->nct && nctrack_use(a->nct, id, issued, c.ncount) != NCTRACK_OK) {
         log_info("registrar", "%s: nonce-count %08lx refused (seen, or nonce forgotten)",
                  acc->name, c.ncount);
-        return challenge(a, to, proxy, true);
+        return challenge(a, to, proxy, true, digest);
     }
     guard_success(a->guard, acc->name);
     *accp = acc;

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "evport.h"
 #include "log.h"
+#include "sip/parsefix.h"
 #include "sip/sipmetrics.h"
 
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <sofia-sip/nta_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_string.h>
 #include <sofia-sip/su_tagarg.h>
 #include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
@@ -56,9 +58,33 @@ struct sipagent {
 #define SIPAGENT_MAX_MESSAGE (64 * 1024)
 
 /* What the core serves. A policy's on_request may answer more. PRACK
- * (RFC 3262) is not served, and no extension is supported (no Supported
- * header): session timers (RFC 4028) are not implemented. */
+ * (RFC 3262) is not served. */
 static const char allow_methods[] = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
+
+/* Option tags the core supports (RFC 3261 8.2.2.3): session timers (RFC
+ * 4028, call_timer.c); a request that Requires any other gets 420. */
+static const char *const supported_tags[] = {"timer", NULL};
+
+/* The Required option tags not in supported_tags, comma-separated into
+ * out[outlen] (as many as fit); false when there are none. */
+static bool unsupported_tags(const sip_t *sip, char *out, size_t outlen)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (const sip_require_t *k = sip->sip_require; k; k = k->k_next) {
+        for (msg_param_t const *t = k->k_items; t && *t; t++) {
+            bool known = false;
+            for (size_t i = 0; supported_tags[i]; i++)
+                known = known || su_casematch(*t, supported_tags[i]);
+            size_t need = strlen(*t) + (len ? 2 : 0);
+            if (known || len + need >= outlen)
+                continue;
+            snprintf(out + len, outlen - len, "%s%s", len ? ", " : "", *t);
+            len += need;
+        }
+    }
+    return len > 0;
+}
 
 /* Standard methods we know of but do not serve out of dialog get 405;
  * anything else gets 501. */
@@ -113,6 +139,15 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
         return 0;
     }
     sip_method_t method = sip->sip_request->rq_method;
+    /* RFC 3261 8.2.2.3: an extension we lack is refused with 420, naming
+     * it; ACK and CANCEL are exempt. */
+    char unsupported[256];
+    if (method != sip_method_ack && method != sip_method_cancel &&
+        unsupported_tags(sip, unsupported, sizeof unsupported)) {
+        nta_msg_treply(a->nta, msg, SIP_420_BAD_EXTENSION,
+                       SIPTAG_UNSUPPORTED_STR(unsupported), TAG_END());
+        return 0;
+    }
     switch (method) {
     case sip_method_bye:
     case sip_method_cancel:
@@ -181,6 +216,20 @@ static int listen_url(const char *spec, char *out, size_t outlen)
     return 0;
 }
 
+/* Whether any listener is TLS (parsefix then leaves stream Vias alone). */
+static bool listens_tls(const struct strlist *listen)
+{
+    char proto[8], host[64];
+    int port;
+    for (size_t i = 0; i < listen->n; i++) {
+        if (config_parse_listen(listen->v[i], proto, sizeof proto, host, sizeof host,
+                                &port) == 0 &&
+            strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0)
+            return true;
+    }
+    return false;
+}
+
 int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist *listen,
                     unsigned t1_ms)
 {
@@ -195,6 +244,8 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
     a->root = root;
     char url[128], ident[24];
     int rc = 0;
+    parsefix_check();
+    parsefix_set_streams_tcp(!listens_tls(listen));
     for (size_t i = 0; i < listen->n; i++) {
         /* Each listener its own ident: nta picks a UDP listener for a
          * request by ident, and the registrar's NAT keepalives must leave

@@ -9,7 +9,10 @@
  * a server transaction owned by the handler, which must answer it and call
  * nta_incoming_destroy(). A method may also have a stateless prefilter that
  * answers first what needs no transaction (the registrar's challenges). Malformed messages never reach this far: nta
- * answers 400 when it can and drops them otherwise. */
+ * answers 400 when it can and drops them otherwise (parsefix.h corrects
+ * sofia's parser where it refused valid ones). A request other than ACK or
+ * CANCEL whose Require names an option tag the core lacks gets 420 with
+ * those tags in Unsupported. */
 #ifndef MOON_SIP_AGENT_H
 #define MOON_SIP_AGENT_H
 

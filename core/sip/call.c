@@ -60,10 +60,8 @@ static void on_timer(struct wheel_node *node, void *arg)
         return;
     }
     if (c->state == ST_ANSWERED) {
-        /* sip.max_call_duration: no call stays up for ever after a lost BYE. */
-        log_info("call", "%" PRIu64 ": up %lld s, the maximum call duration: hanging up",
-                 c->id, (long long)time(NULL) - c->rec.answer);
-        call_hangup_switch(c, 503, "Call Terminated");
+        /* Session timers and the no-timer limit (call_timer.c). */
+        call_timer_fire(c); /* may end c */
         call_kick(cs);
         return;
     }
@@ -278,14 +276,12 @@ static int on_a_ack_cancel(void *magic, nta_incoming_t *irq, sip_t const *sip)
                 return 0;
             }
             /* Confirmed: the carrier gets its ACK now if it waited for
-             * the caller's answer (late offer); the timer keeps only the
-             * maximum duration. */
+             * the caller's answer (late offer); the timer keeps the
+             * session timers and the no-timer limit. */
             call_flush_b_ack(c, sip);
             c->acked = true;
             call_disarm(c);
-            int max = config_switch(c->cs->cfg)->sip.max_call_duration;
-            if (max > 0)
-                call_arm(c, max - (int)((long long)time(NULL) - c->rec.answer));
+            call_timer_start(c, sip);
         }
         return 0; /* a CANCEL after the answer changes nothing */
     }
@@ -401,6 +397,10 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
         msg_destroy(msg);
         log_info("call", "INVITE from unknown source %s: 403", ip);
         return 403;
+    }
+    if (calls_timer_refuse(cs, irq, sip)) { /* 422: below our Min-SE */
+        msg_destroy(msg);
+        return 0;
     }
     if (gw_mapping_full(cs->gws, m)) {
         msg_destroy(msg);

@@ -35,13 +35,18 @@
  *
  * A BYE from either side is answered 200 and a BYE goes on the other leg;
  * re-INVITE, UPDATE and INFO inside the dialog are relayed to the other leg
- * and their answers back.
+ * and their answers back, except a re-INVITE or UPDATE that only refreshes
+ * its leg's session timer, which the switch answers itself.
  *
- * An answered call that has been up sip.max_call_duration seconds (0: no
- * limit) is ended by the switch: BYE on both legs, CDR hangup "switch".
- * This is the non-timer endpoint safety: no call stays up for ever after a
- * lost BYE. The limit is read at the answer; a reload changes it for calls
- * answered afterwards.
+ * Session timers (RFC 4028, call_timer.c): each leg negotiates its own
+ * (sip.session_ttl, sip.session_min_se); the switch refreshes the legs that
+ * ask it to (every session_ttl / sip.session_update_segment, UPDATE or
+ * re-INVITE) and watches the others' refreshes. A failed refresh or a
+ * missing one ends the call (BYE on both legs, CDR hangup "switch" with
+ * the reason). A call with a leg that runs no timer ends after
+ * sip.no_timer_reinvite_interval (0: no limit; alias max_call_duration), so
+ * no call stays up for ever after a lost BYE; the limit is read at the
+ * caller's ACK.
  *
  * Gateways: the gateway module (gateway.h) says which mapping gateway an
  * INVITE comes through, whether a routing gateway can take a call (online,

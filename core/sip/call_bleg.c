@@ -76,29 +76,37 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
     int use_contact = g->invite_use_contact == TRI_INHERIT
                           ? config_switch(cs->cfg)->sip.routing_gateway_invite_use_contact
                           : g->invite_use_contact == TRI_ON;
-    char to[320], from[480], rnd[33], call_id[64], tag[20], ids[1024];
+    char to[512], from[480], rnd[33], call_id[64], tag[20], ids[1024];
     bool pass_privacy;
     call_identity_headers(c, g, a, ids, sizeof ids, &pass_privacy);
-    char ruri[400];
-    snprintf(ruri, sizeof ruri, "sip:%s@%s", routed, g->address);
+    char ruri[512], user[3 * CALL_NUM];
+    call_identity_uri_user(routed, user, sizeof user);
+    snprintf(ruri, sizeof ruri, "sip:%s@%s", user, g->address);
     call_set_text(&c->b_ruri, ruri);
     call_set_text(&c->b_addr, g->address);
     c->b_request_address = g->request_address;
-    snprintf(to, sizeof to, "<sip:%s@%s>", use_contact ? callee : routed, g->address);
+    if (use_contact)
+        call_identity_uri_user(callee, user, sizeof user);
+    snprintf(to, sizeof to, "<sip:%s@%s>", user, g->address);
     if (!c->b_leg) {
+        c->session_offer = 0; /* a new attempt offers sip.session_ttl again */
+        c->session_retries = 0;
         random_hex(tag, 8);
         random_hex(rnd, 16);
         /* Marked ours: see own_call_id() in call.c. */
         snprintf(call_id, sizeof call_id, "%s-%s", rnd, cs->instance);
-        call_identity_from(a->sip_from, c->rec.caller, cs->host, tag, from, sizeof from);
+        call_identity_from(a->sip_from, c->rec.caller,
+                           config_switch(cs->cfg)->sip.e164_display_from, cs->host, tag,
+                           from, sizeof from);
         c->b_leg =
             nta_leg_tcreate(cs->nta, call_b_leg_request, c, SIPTAG_FROM_STR(from),
                             SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id), TAG_END());
         if (!c->b_leg)
             return -1;
     }
-    char mf[16];
+    char mf[16], timer[128];
     snprintf(mf, sizeof mf, "%d", c->a_max_forwards - 1);
+    call_timer_invite_headers(c, timer, sizeof timer);
     c->b_orq = nta_outgoing_tcreate(
         c->b_leg, on_b_response, c, NULL, SIP_METHOD_INVITE, URL_STRING_MAKE(c->b_ruri),
         SIPTAG_CONTACT_STR(cs->contact), SIPTAG_MAX_FORWARDS_STR(mf),
@@ -107,6 +115,7 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
         TAG_IF(auth && auth_status == 407, SIPTAG_PROXY_AUTHORIZATION_STR(auth)),
         TAG_IF(pass_privacy, SIPTAG_PRIVACY(a->sip_privacy)),
         TAG_IF(ids[0], SIPTAG_HEADER_STR(ids)),
+        TAG_IF(timer[0], SIPTAG_HEADER_STR(timer)),
         TAG_IF(a->sip_content_type, SIPTAG_CONTENT_TYPE(a->sip_content_type)),
         TAG_IF(a->sip_payload, SIPTAG_PAYLOAD(a->sip_payload)), TAG_END());
     if (!c->b_orq)
@@ -245,14 +254,17 @@ static void confirm_b(struct call *c, sip_t const *sip, bool hold)
     call_send_ack(c->b_leg, c->b_orq, NULL);
 }
 
-/* Answer a 401/407 from a registration gateway once, with its registration's
- * credentials. Returns true when a new INVITE went out. */
+/* Answer a 401/407 from a registration gateway with its registration's
+ * credentials, up to sip.authentication_retry times per attempt. Returns
+ * true when a new INVITE went out. */
 static bool answer_challenge(struct call *c, int status, sip_t const *sip)
 {
     struct calls *cs = c->cs;
     const struct routing_gateway_def *g = gw_find(cs->gws, c->rec.routing_gateway);
-    if (!g || !g->registration || c->auth_tries++ > 0)
+    unsigned retry = (unsigned)config_switch(cs->cfg)->sip.authentication_retry;
+    if (!g || !g->registration || c->auth_tries >= retry)
         return false;
+    c->auth_tries++;
     const struct registration_def *reg =
         (const void *)config_find(cs->cfg, KIND_REGISTRATION, g->registration);
     msg_auth_t const *au =
@@ -274,6 +286,19 @@ static bool answer_challenge(struct call *c, int status, sip_t const *sip)
     return send_invite(c, g, status, value) == 0;
 }
 
+/* A 422 (RFC 4028): the INVITE goes again with the gateway's Min-SE.
+ * Returns true when it went out. */
+static bool retry_422(struct call *c, sip_t const *sip)
+{
+    const struct routing_gateway_def *g = gw_find(c->cs->gws, c->rec.routing_gateway);
+    if (!g || !call_timer_retry_422(c, sip))
+        return false;
+    nta_outgoing_destroy(c->b_orq);
+    c->b_orq = NULL;
+    call_disarm(c);
+    return send_invite(c, g, 0, NULL) == 0;
+}
+
 /* A 2xx to the attempt: relay it to the caller, and the call is answered;
  * or, when it crossed the caller's CANCEL, ACK and BYE it and end the call. */
 static void answered(struct call *c, sip_t const *sip, int status, const char *phrase)
@@ -291,9 +316,11 @@ static void answered(struct call *c, sip_t const *sip, int status, const char *p
         call_end(c, "caller", 487, "Request Terminated");
         return;
     }
+    char timer[128]; /* the caller's session timer (call_timer.c) */
+    call_timer_answer(c, sip, timer, sizeof timer);
     nta_incoming_treply(
         c->a_irq, status, phrase, SIPTAG_CONTACT_STR(cs->contact),
-        SIPTAG_ALLOW_STR(CALL_ALLOW),
+        SIPTAG_ALLOW_STR(CALL_ALLOW), TAG_IF(timer[0], SIPTAG_HEADER_STR(timer)),
         TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
         TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());
     /* nta retransmits the 2xx until the caller's ACK, which comes to
@@ -349,6 +376,8 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
         return 0;
     }
     if ((status == 401 || status == 407) && !internal && answer_challenge(c, status, sip))
+        return 0;
+    if (status == 422 && !internal && retry_422(c, sip))
         return 0;
     c->last_status = status;
     call_set_text(&c->last_reason, phrase);

@@ -1,7 +1,9 @@
 /* In-dialog requests of an answered call, and the ACKs of 2xx.
  *
  * re-INVITE, UPDATE and INFO from either leg are relayed to the other leg
- * and their answers back; BYE ends the call. An offerless INVITE or
+ * and their answers back, with each leg's own session timer headers
+ * (call_timer.c), except a re-INVITE or UPDATE that only refreshes its
+ * leg's session, which call_timer.c answers itself; BYE ends the call. An offerless INVITE or
  * re-INVITE (late offer: the offer in the 2xx, the answer in the ACK)
  * holds our ACK to the side that made the offer until the other side's ACK
  * brings the answer. A Contact in a target refresh request, or in the 2xx
@@ -186,6 +188,8 @@ static int on_relay_ack(void *magic, nta_incoming_t *irq, sip_t const *sip)
     (void)irq;
     if (sip && (!sip->sip_request || sip->sip_request->rq_method != sip_method_ack))
         return 0; /* a CANCEL after the 2xx changes nothing */
+    if (r->ack_held)
+        call_timer_sdp(c, r->to_b, sip); /* the answer to a late offer */
     relay_flush_ack(r, sip);
     relay_unlink(r);
     relay_free(r, false);
@@ -213,6 +217,14 @@ static int on_relay_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
     }
     nta_leg_t *leg = r->to_b ? c->b_leg : c->a_leg;
     bool hold = false;
+    char timer[128] = ""; /* the sender's session timer, renewed */
+    if (status < 300 && sip && r->irq &&
+        (r->invite || nta_outgoing_method(orq) == sip_method_update)) {
+        msg_t *req = nta_incoming_getrequest(r->irq);
+        call_timer_relayed(c, r->to_b, req ? sip_object(req) : NULL, sip, timer,
+                           sizeof timer);
+        msg_destroy(req);
+    }
     if (status < 300 && sip) {
         /* The 2xx to a target refresh request moves the target (12.2.1.2);
          * the ACK goes there already. */
@@ -228,6 +240,7 @@ static int on_relay_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
         nta_incoming_treply(
             r->irq, status, phrase,
             TAG_IF(status < 300, SIPTAG_CONTACT_STR(c->cs->contact)),
+            TAG_IF(timer[0], SIPTAG_HEADER_STR(timer)),
             TAG_IF(sip && sip->sip_content_type,
                    SIPTAG_CONTENT_TYPE(sip ? sip->sip_content_type : NULL)),
             TAG_IF(sip && sip->sip_payload,
@@ -280,10 +293,14 @@ static int relay_request(struct call *c, nta_incoming_t *irq, sip_t const *sip, 
     bool refresh = r->invite || sip->sip_request->rq_method == sip_method_update;
     if (refresh)
         refresh_target(c, to_b ? c->a_leg : c->b_leg, sip->sip_contact);
+    char timer[128] = ""; /* the other leg's session timer goes along */
+    if (refresh)
+        call_timer_relay_headers(c, to_b, timer, sizeof timer);
     r->orq = nta_outgoing_tcreate(
         leg, on_relay_response, (void *)r, NULL, sip->sip_request->rq_method,
         sip->sip_request->rq_method_name, NULL,
         TAG_IF(refresh, SIPTAG_CONTACT_STR(c->cs->contact)),
+        TAG_IF(timer[0], SIPTAG_HEADER_STR(timer)),
         TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
         TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());
     if (!r->orq) {
@@ -325,7 +342,16 @@ static int dialog_request(struct call *c, nta_incoming_t *irq, sip_t const *sip,
         }
         return 481;
     case sip_method_invite:
-    case sip_method_update:
+    case sip_method_update: {
+        /* A session refresh is answered here (call_timer.c), still moving
+         * the sender's target when it names a new Contact. */
+        int st = call_timer_request(c, irq, sip, from_a);
+        if (st < 0)
+            return relay_request(c, irq, sip, from_a);
+        if (st > 0)
+            refresh_target(c, from_a ? c->a_leg : c->b_leg, sip->sip_contact);
+        return 0;
+    }
     case sip_method_info:
         return relay_request(c, irq, sip, from_a);
     case sip_method_cancel:

@@ -126,6 +126,7 @@ void call_free(struct call *c)
     /* A 2xx is ACKed, whatever ended the call. */
     call_release_acks(c);
     call_relays_free(c);
+    call_timer_free(c);
     call_drop_b(c);
     if (c->a_irq) {
         nta_incoming_treply(c->a_irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());

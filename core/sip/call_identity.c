@@ -4,9 +4,10 @@
  * gateway's callee_from), the caller number from From, Remote-Party-ID,
  * From's display name or P-Asserted-Identity (caller_from).
  * Out: the B-leg From carries that caller number under the caller's display
- * name; Privacy and P-Asserted-Identity pass between trusted operators as
- * they came, and a registration gateway's privacy (gw_privacy()) adds the
- * switch's own (RFC 3323, RFC 3325). See call_internal.h. */
+ * name (or the number, or none: sip.e164_display_from); Privacy and
+ * P-Asserted-Identity pass between trusted operators as they came, and a
+ * registration gateway's privacy (gw_privacy()) adds the switch's own
+ * (RFC 3323, RFC 3325). See call_internal.h. */
 #include "sip/call_internal.h"
 #include "config.h"
 #include "sip/gateway.h"
@@ -15,9 +16,72 @@
 #include <string.h>
 #include <strings.h>
 
+/* Characters a SIP URI's user part may hold unescaped (RFC 3261 25.1:
+ * unreserved and user-unreserved). */
+static bool user_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("-_.!~*'()&=+$,;?/", c));
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+        return (c | 0x20) - 'a' + 10;
+    return -1;
+}
+
+/* The first n bytes of the user part `user` into out[outlen], with each
+ * %XX of a printable character decoded: "*21%23" -> "*21#", "%2B49" ->
+ * "+49" (sofia's URI parser decodes only the characters a user part may
+ * hold unescaped, and none in Remote-Party-ID or P-Asserted-Identity).
+ * Escaped spaces, controls, non-ASCII bytes and '%' stay escaped, so a
+ * number never holds them and each '%' in it starts an escape.
+ * call_identity_uri_user() escapes a number again for a URI. No
+ * allocation. */
+static void copy_number(char *out, size_t outlen, const char *user, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && user[i] && o + 1 < outlen; i++) {
+        int hi = user[i] == '%' && i + 2 < n ? hex_value(user[i + 1]) : -1;
+        int lo = hi >= 0 ? hex_value(user[i + 2]) : -1;
+        int c = lo >= 0 ? hi * 16 + lo : 0;
+        if (c > ' ' && c < 0x7f && c != '%') {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = user[i];
+        }
+    }
+    out[o] = '\0';
+}
+
+void call_identity_uri_user(const char *number, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)number; *p; p++) {
+        bool escape = !user_char(*p) && !(*p == '%' && hex_value((char)p[1]) >= 0 &&
+                                          hex_value((char)p[2]) >= 0);
+        if (!escape && o + 1 < outlen) {
+            out[o++] = (char)*p;
+        } else if (escape && o + 3 < outlen) {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        } else {
+            break;
+        }
+    }
+    out[o] = '\0';
+}
+
 static void copy_user(char *out, size_t outlen, const url_t *url)
 {
-    snprintf(out, outlen, "%s", url && url->url_user ? url->url_user : "");
+    const char *user = url && url->url_user ? url->url_user : "";
+    copy_number(out, outlen, user, strlen(user));
 }
 
 /* The first header called `name` that sofia did not parse (RPID, PAI). */
@@ -42,11 +106,7 @@ static void user_of_value(const char *value, char *out, size_t outlen)
         q = p + 4;
     if (!q)
         return;
-    size_t n = strcspn(q, "@;>? ");
-    if (n >= outlen)
-        n = outlen - 1;
-    memcpy(out, q, n);
-    out[n] = '\0';
+    copy_number(out, outlen, q, strcspn(q, "@;>? "));
 }
 
 static void display_of(const sip_from_t *from, char *out, size_t outlen)
@@ -107,12 +167,16 @@ static void quoted_display(const sip_from_t *from, char *out, size_t outlen)
 }
 
 void call_identity_from(const sip_from_t *caller_from, const char *caller,
-                        const char *host, const char *tag, char *out, size_t outlen)
+                        int display_from, const char *host, const char *tag, char *out,
+                        size_t outlen)
 {
-    char display[160];
-    quoted_display(caller_from, display, sizeof display);
-    snprintf(out, outlen, "%s<sip:%s@%s>;tag=%s", display,
-             caller[0] ? caller : "anonymous", host, tag);
+    char display[160] = "", user[3 * CALL_NUM];
+    if (display_from == DISPLAY_FROM_IGNORE)
+        quoted_display(caller_from, display, sizeof display);
+    else if (display_from == DISPLAY_FROM_CALLER && caller[0])
+        snprintf(display, sizeof display, "\"%.100s\" ", caller);
+    call_identity_uri_user(caller[0] ? caller : "anonymous", user, sizeof user);
+    snprintf(out, outlen, "%s<sip:%s@%s>;tag=%s", display, user, host, tag);
 }
 
 /* Append one header line to `out` if all of it fits. */
@@ -140,7 +204,7 @@ void call_identity_headers(const struct call *c, const struct routing_gateway_de
                            sip_t const *a, char *out, size_t outlen, bool *pass_privacy)
 {
     size_t len = 0;
-    char value[CALL_NUM + 160];
+    char value[3 * CALL_NUM + 160], user[3 * CALL_NUM];
     *out = '\0';
     int mode = gw_privacy(c->cs->gws, g);
     *pass_privacy = a->sip_privacy && mode == PRIVACY_IGNORE;
@@ -148,7 +212,8 @@ void call_identity_headers(const struct call *c, const struct routing_gateway_de
         add_line(out, outlen, &len, "Privacy", mode == PRIVACY_ID ? "id" : "none");
     if (mode == PRIVACY_ID) {
         if (c->rec.caller[0]) {
-            snprintf(value, sizeof value, "<sip:%s@%s>", c->rec.caller, c->cs->host);
+            call_identity_uri_user(c->rec.caller, user, sizeof user);
+            snprintf(value, sizeof value, "<sip:%s@%s>", user, c->cs->host);
             add_line(out, outlen, &len, "P-Asserted-Identity", value);
         }
         return;

@@ -9,6 +9,9 @@
  *   call_dialog.c   in-dialog requests once answered: relay, held ACKs of
  *                   late offers, target refresh
  *   call_end.c      the call's record, teardown and CDR, shutdown
+ *   call_timer.c    session timers (RFC 4028) of both legs, refreshes that
+ *                   are answered without relaying, and the limits of legs
+ *                   without them (no-timer limit, in-dialog OPTIONS)
  *
  * A struct call is owned by its struct calls (a doubly linked list, oldest
  * first) and freed by call_end() (through call_free()); every function below
@@ -37,6 +40,7 @@
 
 struct gw_set;
 struct mapping_gateway_def;
+struct call_timer;
 
 /* Gateways one call may try. */
 #define CALL_MAX_CANDIDATES 32
@@ -141,8 +145,12 @@ struct call {
     bool late_offer;     /* the caller's INVITE had no SDP: its ACK carries the answer */
     bool b_ack_held;     /* the B-leg's 2xx waits for the caller's ACK (late offer) */
     bool endpoint_tried; /* a registered callee's binding was tried first */
+    unsigned char session_retries; /* 422s answered in this attempt */
+    unsigned session_offer;        /* the B-leg INVITE's Session-Expires after a 422;
+                                      0: sip.session_ttl */
+    struct call_timer *st;   /* session timers once answered (call_timer.c); NULL: none */
     struct wheel_node timer; /* invite_timeout, call_progress_timeout, then the
-                                no-ACK wait and max_call_duration */
+                                no-ACK wait, then call_timer.c's deadlines */
     struct call_route *route;
     struct relay *relays;
     /* routing */
@@ -177,10 +185,18 @@ void call_identity_numbers(const struct mapping_gateway_def *m, const sip_t *sip
                            char *caller, size_t callerlen, char *callee,
                            size_t calleelen);
 
+/* `number` as a SIP URI's user part into out[outlen]: characters a user
+ * part may not hold unescaped ('#', '@', ...) as %XX, escapes already in
+ * it (%20) as they are. Stops at a character that does not fit whole. */
+void call_identity_uri_user(const char *number, char *out, size_t outlen);
+
 /* Our B-leg From, `"Display" <sip:CALLER@HOST>;tag=TAG`: the number
- * caller_from chose (or "anonymous") under the caller's From display name. */
+ * caller_from chose (or "anonymous") under a display name chosen by
+ * `display_from` (enum display_from): the caller's From display name, the
+ * number itself, or none. */
 void call_identity_from(const sip_from_t *caller_from, const char *caller,
-                        const char *host, const char *tag, char *out, size_t outlen);
+                        int display_from, const char *host, const char *tag, char *out,
+                        size_t outlen);
 
 /* Identity header lines towards gateway g (Privacy, P-Asserted-Identity) for
  * SIPTAG_HEADER_STR in `out`; *pass_privacy says whether the caller's Privacy
@@ -228,6 +244,56 @@ sip_contact_t *call_b_target(int mode, su_home_t *home, sip_contact_t const *m,
 
 /* Free the call's relayed requests; those not answered yet get 481. */
 void call_relays_free(struct call *c);
+
+/* ---- call_timer.c ----------------------------------------------------------- */
+
+/* Session-Expires, Min-SE and Supported: timer for the B-leg INVITE, as
+ * header lines in `out` ("" when session timers are off). */
+void call_timer_invite_headers(const struct call *c, char *out, size_t outlen);
+
+/* A 422 to the B-leg INVITE: true when the INVITE is to go again with the
+ * interval its Min-SE asks for (set in c->session_offer; twice at most). */
+bool call_timer_retry_422(struct call *c, sip_t const *sip);
+
+/* The caller's INVITE asks for a Session-Expires below sip.session_min_se:
+ * answers 422 with our Min-SE, destroys irq and returns true. */
+bool calls_timer_refuse(struct calls *cs, nta_incoming_t *irq, sip_t const *sip);
+
+/* The B-leg's 2xx `ok` answered the call, the caller's INVITE still in
+ * c->a_msg: negotiate each leg's timer (c->st) and write the header lines
+ * for the caller's 2xx in `out`. Nothing is armed before the caller's ACK. */
+void call_timer_answer(struct call *c, sip_t const *ok, char *out, size_t outlen);
+
+/* The caller ACKed the answer (`ack` carries its answer to a late offer):
+ * start the session timers, OPTIONS and the no-timer limit. */
+void call_timer_start(struct call *c, sip_t const *ack);
+
+/* The call's timer fired once answered and ACKed. May end the call. */
+void call_timer_fire(struct call *c);
+
+/* A re-INVITE or UPDATE from the caller (from_a) or the callee: when it
+ * only refreshes that leg's session it is answered here: 1 when with a 2xx,
+ * 0 otherwise (422); -1: relay it. */
+int call_timer_request(struct call *c, nta_incoming_t *irq, sip_t const *sip,
+                       bool from_a);
+
+/* Header lines for a re-INVITE or UPDATE relayed to the callee (to_b) or
+ * the caller: that leg's Session-Expires ("" without a timer). */
+void call_timer_relay_headers(const struct call *c, bool to_b, char *out, size_t outlen);
+
+/* A relayed re-INVITE or UPDATE `req` from the caller (from_a) or the
+ * callee got the other leg's 2xx `ok` (either may be NULL): both sessions
+ * are renewed and the SDP noted; header lines for the sender's 2xx go to
+ * `out`. */
+void call_timer_relayed(struct call *c, bool from_a, sip_t const *req, sip_t const *ok,
+                        char *out, size_t outlen);
+
+/* An SDP from the caller (from_a) or the callee passed to the other leg in
+ * an ACK (the answer to a late offer). */
+void call_timer_sdp(struct call *c, bool from_a, sip_t const *sip);
+
+/* Free the call's session timers; refreshes in flight are dropped. */
+void call_timer_free(struct call *c);
 
 /* ---- call_end.c ------------------------------------------------------------- */
 

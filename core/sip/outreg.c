@@ -117,11 +117,14 @@ static void enter(struct outreg *r, enum state st)
         return;
     r->state = st;
     enum outreg_state was = public_state(before), now = public_state(st);
-    if (was != now)
-        log_info("outreg", "%s: %s -> %s", r->name, outreg_state_name(was),
-                 outreg_state_name(now));
-    else
+    if (was == now) {
         log_debug("outreg", "%s: %s -> %s", r->name, state_name(before), state_name(st));
+        return;
+    }
+    log_info("outreg", "%s: %s -> %s", r->name, outreg_state_name(was),
+             outreg_state_name(now));
+    if (r->set->observer)
+        r->set->observer(r, was, now, r->set->observer_arg);
 }
 
 /* ---- Helpers ------------------------------------------------------------ */
@@ -162,13 +165,29 @@ static void arm(struct event *ev, double seconds)
     evtimer_add(ev, &tv);
 }
 
+/* The policy function's delay, held to the range a number in the policy
+ * must be in: a function returning 1 s must not hammer the carrier. */
+static int hook_retry_delay(struct outreg *r, double d)
+{
+    int clamped = d < OUTREG_RETRY_MIN   ? OUTREG_RETRY_MIN
+                  : d > OUTREG_RETRY_MAX ? OUTREG_RETRY_MAX
+                                         : (int)d + ((double)(int)d < d); /* rounded up */
+    if ((d < OUTREG_RETRY_MIN || d > OUTREG_RETRY_MAX) && !r->retry_clamped) {
+        r->retry_clamped = true;
+        log_warn("outreg",
+                 "%s: retry_delay returned %g s, outside %d..%d: %d s used (said once)",
+                 r->name, d, OUTREG_RETRY_MIN, OUTREG_RETRY_MAX, clamped);
+    }
+    return clamped;
+}
+
 static int effective_retry_delay(struct outreg *r)
 {
     struct outreg_set *s = r->set;
     if (r->hook_ref && s->retry_h) {
-        int d = s->retry_h(r, r->hook_ref, s->retry_arg);
-        if (d > 0)
-            return d;
+        double d = s->retry_h(r, r->hook_ref, s->retry_arg);
+        if (d >= 0)
+            return hook_retry_delay(r, d);
     }
     return r->retry_delay_cfg > 0 ? r->retry_delay_cfg : s->default_retry_delay;
 }
@@ -206,7 +225,7 @@ static bool transmit_fresh(struct outreg *r, enum state next, int expires)
 {
     char cred[OUTREG_CRED_MAX];
     int st = outreg_auth_cached(r, cred, sizeof cred);
-    r->answering = false;
+    r->answering = 0;
     return transmit(r, next, expires, st, st ? cred : NULL);
 }
 
@@ -292,7 +311,7 @@ static bool learn_address(struct outreg *r, const char *seen_at)
 static void registered(struct outreg *r, const struct outreg_response *res)
 {
     if (learn_address(r, res->seen_at)) {
-        r->answering = false;
+        r->answering = 0;
         if (!transmit(r, (enum state)r->state, requested_expires(r), 0, NULL))
             fail(r, ST_TIMEOUT, 503, "%s", r->last_error);
         return;
@@ -321,9 +340,10 @@ static void challenged(struct outreg *r, const struct outreg_response *res)
         fail(r, ST_FAILED, status, "%d without a Digest challenge we support", status);
         return;
     }
-    if (r->answering && !res->challenge.stale) {
-        /* We answered a challenge and were challenged again: the
-         * credentials are wrong. Retrying now would be a storm. */
+    if (r->answering >= r->set->auth_retry && !res->challenge.stale) {
+        /* We answered sip.authentication_retry challenges and were
+         * challenged again: the credentials are wrong. Retrying now would
+         * be a storm. */
         fail(r, ST_FAILED, status, "authentication failed (%d after credentials)",
              status);
         return;
@@ -334,7 +354,7 @@ static void challenged(struct outreg *r, const struct outreg_response *res)
              digest_alg_name(res->challenge.alg));
         return;
     }
-    r->answering = true;
+    r->answering++;
     if (!transmit(r, (enum state)r->state, r->requested, status, cred))
         fail(r, ST_TIMEOUT, 503, "%s", r->last_error);
 }
@@ -392,11 +412,11 @@ static void unregister_answered(struct outreg *r, const struct outreg_response *
 {
     int status = res->status;
     if ((status == 401 || status == 407) && !res->internal && res->challenged &&
-        !r->answering) {
-        /* Answer the challenge once, still unregistering. */
+        r->answering < r->set->auth_retry) {
+        /* Answer the challenge (up to the retry count), still unregistering. */
         char cred[OUTREG_CRED_MAX];
         if (outreg_auth_answer(r, status, &res->challenge, cred, sizeof cred)) {
-            r->answering = true;
+            r->answering++;
             if (transmit(r, ST_UNREGISTERING, 0, status, cred))
                 return;
         }
@@ -550,6 +570,8 @@ static void copy_def(struct outreg *r, const struct registration_def *d)
     r->port = d->port;
     r->expires_cfg = d->expires;
     r->retry_delay_cfg = d->retry_delay;
+    if (r->hook_ref != d->retry_delay_hook.ref)
+        r->retry_clamped = false; /* a new function (each reload makes one) */
     r->hook_ref = d->retry_delay_hook.ref;
     r->mode = d->mode;
     r->privacy = d->privacy;
@@ -641,6 +663,7 @@ int outreg_set_create(struct outreg_set **sp, struct sipagent *agent,
     s->default_retry_delay = 60;
     s->send_unregister = true;
     s->t1_ms = 500;
+    s->auth_retry = 1;
     *sp = s;
     return 0;
 }
@@ -667,6 +690,12 @@ void outreg_set_retry_hook(struct outreg_set *s, outreg_retry_h *h, void *arg)
 {
     s->retry_h = h;
     s->retry_arg = arg;
+}
+
+void outreg_set_observer(struct outreg_set *s, outreg_observer_h *h, void *arg)
+{
+    s->observer = h;
+    s->observer_arg = arg;
 }
 
 static int def_by_name(const void *a, const void *b)
@@ -748,6 +777,7 @@ void outreg_set_apply(struct outreg_set *s, const struct config *cfg)
     s->default_privacy = sw->sip.user_agent_privacy;
     s->send_unregister = sw->sip.user_agent_send_unregister;
     s->t1_ms = (unsigned)sw->sip.resend_interval;
+    s->auth_retry = (unsigned)sw->sip.authentication_retry;
     bool defaults_changed =
         privacy_before != s->default_privacy || expires_before != s->default_expires;
 

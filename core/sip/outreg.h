@@ -42,8 +42,21 @@ enum outreg_state {
 const char *outreg_state_name(enum outreg_state state);
 
 /* Computes an entry's retry delay from its policy function (`hook_ref`).
- * Returns seconds (> 0), or -1 to fall back to the switch setting. */
-typedef int outreg_retry_h(struct outreg *reg, int hook_ref, void *arg);
+ * Returns seconds, or a negative number to fall back to the switch setting.
+ * The set takes OUTREG_RETRY_MIN..OUTREG_RETRY_MAX of it, and logs once per
+ * entry (again after a reload) when it had to clamp. */
+typedef double outreg_retry_h(struct outreg *reg, int hook_ref, void *arg);
+#define OUTREG_RETRY_MIN 30
+#define OUTREG_RETRY_MAX 600
+
+/* Told of each change of an entry's public state, once per change and in
+ * order, from inside the state machine: it must not call into the set
+ * (copy what it needs and act later, from the loop). `r` may be freed
+ * right after the call (a removed entry done unregistering). A new entry
+ * starts in OUTREG_REGISTERING (OUTREG_DISABLED when not enabled) without
+ * a call. */
+typedef void outreg_observer_h(struct outreg *r, enum outreg_state was,
+                               enum outreg_state now, void *arg);
 
 /* REGISTERs go out through `agent` (sipagent_request()). `store` may be
  * NULL (then Call-ID and CSeq do not survive restarts). */
@@ -54,6 +67,8 @@ int outreg_set_create(struct outreg_set **sp, struct sipagent *agent, struct eve
 void outreg_set_destroy(struct outreg_set *s);
 
 void outreg_set_retry_hook(struct outreg_set *s, outreg_retry_h *h, void *arg);
+/* One observer per set; NULL removes it. */
+void outreg_set_observer(struct outreg_set *s, outreg_observer_h *h, void *arg);
 
 /* Bring the entries in line with `cfg`: new entries start registering (the
  * first REGISTERs of many entries spread over a short random window),

@@ -74,12 +74,15 @@ struct outreg_set {
     size_t n;
     outreg_retry_h *retry_h;
     void *retry_arg;
+    outreg_observer_h *observer;
+    void *observer_arg;
     /* switch settings */
     int default_expires;     /* CONFIG_AUTO or seconds */
     int default_retry_delay; /* seconds */
     int default_privacy;
     bool send_unregister;
     unsigned t1_ms;
+    unsigned auth_retry; /* challenges answered in a row (sip.authentication_retry) */
     /* entries that were removed and are unregistering */
     struct outreg **leaving;
     size_t nleaving;
@@ -100,9 +103,11 @@ struct outreg {
     bool enabled_cfg;
 
     int state;      /* outreg.c's file-local enum state */
-    bool answering; /* the REGISTER in flight answers a fresh challenge */
+    unsigned answering; /* fresh challenges answered in a row, the REGISTER in
+                           flight answering the last one (0: none) */
     bool leaving;   /* removed from the policy: freed once unregistered */
     bool trace;
+    bool retry_clamped; /* said once that retry_delay's value was clamped */
     int status;
     int granted;
     unsigned failures;

@@ -11,12 +11,17 @@
 #include "sip/outreg_internal.h"
 #include "store.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 #include <sofia-sip/msg.h>
 #include <sofia-sip/nta_tag.h>
+#include <sofia-sip/nta_tport.h>
+#include <sofia-sip/tport.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 
@@ -95,6 +100,30 @@ uint32_t outreg_next_cseq(struct outreg *r)
 
 /* ---- The REGISTER ------------------------------------------------------------ */
 
+/* The UDP listener REGISTERs leave from when the entry has a local_ip: the
+ * one on that IP, else one on every address of its family (the policy was
+ * refused unless there is one). NULL without local_ip: nta takes its first
+ * UDP listener. Walks the handful of listeners. */
+static tport_t *local_listener(const struct outreg *r)
+{
+    if (!r->local_ip || !r->set->agent)
+        return NULL;
+    int family = strchr(r->local_ip, ':') ? AF_INET6 : AF_INET;
+    tport_t *any = NULL;
+    for (tport_t *tp = tport_primaries(nta_agent_tports(sipagent_nta(r->set->agent))); tp;
+         tp = tport_next(tp)) {
+        const tp_name_t *n = tport_name(tp);
+        if (!n || !n->tpn_proto || strcasecmp(n->tpn_proto, "udp") != 0 || !n->tpn_host)
+            continue;
+        if (config_ip_equal(n->tpn_host, r->local_ip))
+            return tp;
+        su_addrinfo_t const *ai = tport_get_address(tp);
+        if (!any && config_ip_any(n->tpn_host) && ai && ai->ai_family == family)
+            any = tp;
+    }
+    return any;
+}
+
 void outreg_compute_contact(struct outreg *r)
 {
     char hostport[128];
@@ -106,7 +135,12 @@ void outreg_compute_contact(struct outreg *r)
         const char *host =
             r->local_ip ? r->local_ip : (m ? m->m_url->url_host : "127.0.0.1");
         const char *port = m && m->m_url->url_port ? m->m_url->url_port : "5060";
-        snprintf(hostport, sizeof hostport, "%s:%s", host, port);
+        tport_t *tp = local_listener(r); /* the port of the listener it leaves from */
+        if (tp && tport_name(tp)->tpn_port)
+            port = tport_name(tp)->tpn_port;
+        bool v6 = strchr(host, ':') && host[0] != '[';
+        snprintf(hostport, sizeof hostport, "%s%s%s:%s", v6 ? "[" : "", host,
+                 v6 ? "]" : "", port);
     }
     char contact[300];
     snprintf(contact, sizeof contact, "sip:%s@%s", r->username, hostport);
@@ -151,6 +185,10 @@ static bool nta_send(struct outreg *r, int expires, int cred_status, const char 
                               : privacy == PRIVACY_NONE ? "none"
                                                         : NULL;
 
+    /* From local_ip's listener: nta takes a UDP listener's ident (agent.c
+     * gives each its own), so the source address is that listener's. */
+    tport_t *tp = local_listener(r);
+
     su_home_t home[1] = {SU_HOME_INIT(home)};
     sip_cseq_t *cs = sip_cseq_create(home, r->cseq, SIP_METHOD_REGISTER);
     int refused = 0;
@@ -164,7 +202,7 @@ static bool nta_send(struct outreg *r, int expires, int cred_status, const char 
         TAG_IF(privacy_str, SIPTAG_PRIVACY_STR(privacy_str)),
         TAG_IF(cred && cred_status == 401, SIPTAG_AUTHORIZATION_STR(cred)),
         TAG_IF(cred && cred_status == 407, SIPTAG_PROXY_AUTHORIZATION_STR(cred)),
-        TAG_END());
+        TAG_IF(tp, NTATAG_TPORT(tp)), TAG_END());
     su_home_deinit(home);
     if (!orq) {
         outreg_set_error(r, "cannot send REGISTER to %.100s (%d)", ruri, refused);

@@ -1,10 +1,11 @@
 -- The carrier demands registration before it takes calls from us.
 
 -- Capped exponential backoff with jitter: 30 s, 60 s, 120 s ... at most
--- 600 s, each spread by up to 10% so many entries do not retry in step.
+-- 600 s (the switch holds any value to 30..600), each spread by up to 10%
+-- so many entries do not retry in step.
 local function backoff(reg)
-  local delay = math.min(600, 30 * 2 ^ math.max(0, reg.failures - 1))
-  return delay * (1 + math.random() * 0.1)
+  local delay = 30 * 2 ^ math.max(0, reg.failures - 1)
+  return math.min(600, delay * (1 + math.random() * 0.1))
 end
 
 registration "carrier-a" {

@@ -8,7 +8,7 @@ switch {
     endpoint_register_retry = 6,       -- SS_ENDPOINT_REGISTER_RETRY: failures before...
     endpoint_register_suspend = 300,   -- SS_ENDPOINT_REGISTER_SUSPEND: ...403 for 5 minutes
     endpoint_register_replace = false, -- SS_ENDPOINT_REGISTER_REPLACE: desk phone and softphone
-    endpoint_digest = "sha256,md5",    -- offer SHA-256 first, MD5 for older phones
+    endpoint_digest = "md5",           -- the default: every phone answers MD5 (see 10-phones)
     endpoint_keepalive = "options",    -- NAT pinholes: an OPTIONS every 30 s ("crlf": RFC 5626)
     endpoint_keepalive_interval = 30,  -- within the shortest UDP timeout of common NATs
   },

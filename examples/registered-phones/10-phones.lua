@@ -5,6 +5,7 @@ mapping_gateway "office-phones" {
   callee_from = "to",
   caller_from = "from",
   line_limit = 20,
+  digest = "sha256,md5",  -- these desk phones answer SHA-256 (RFC 8760); MD5 stays offered
 }
 
 account "1001" { password = "correct-horse-1001", mapping_gateway = "office-phones" }
@@ -12,4 +13,6 @@ account "1002" { password = "battery-staple-1002", mapping_gateway = "office-pho
 account "1003" { password = "tr0ub4dor-1003", mapping_gateway = "office-phones" }
 
 -- A gateway with FXS ports registers like a phone.
-account "fxs-lobby" { password = "lobby-fxs-secret", mapping_gateway = "office-phones" }
+-- Its firmware fails on any SHA-256 challenge: it is offered MD5 only.
+account "fxs-lobby" { password = "lobby-fxs-secret", mapping_gateway = "office-phones",
+                      digest = "md5" }

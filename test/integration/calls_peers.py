@@ -45,6 +45,18 @@ def sipp_messages(sipp):
     return out
 
 
+def sipp_timeline(sipp):
+    """Each message SIPp logged (run with -trace_msg), in order, as
+    (unix time, "sent" or "received", first line)."""
+    out = []
+    pat = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d+)\s*\n"
+                     r"(?:UDP|TCP) message (sent|received)[^\n]*\n\s*\n?([^\r\n]*)", re.M)
+    for m in pat.finditer(sipp_log(sipp)):
+        t = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + float(m.group(2))
+        out.append((t, m.group(3), m.group(4).strip()))
+    return out
+
+
 def mapping(name="cust", addresses=("127.0.0.1",), **fields):
     f = {"addresses": list(addresses)}
     f.update(fields)

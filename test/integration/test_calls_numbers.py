@@ -61,6 +61,27 @@ def test_callee_from_to_and_request_line():
     check_cdr(rec, callee="1777")
 
 
+def test_escaped_numbers():
+    # %XX in the Request-Line and To users and in P-Asserted-Identity: the
+    # numbers routed, rewritten and recorded are decoded ('#' included, which
+    # sofia leaves escaped, and PAI, which sofia does not parse); towards the
+    # carrier a '#' is escaped again.
+    (ruri, to), rec = one_call(
+        lambda port: switch_policy() + mapping(caller_from="pai") +
+        routing("carrier", port, prefixes=["00"], callee_rewrite=[["^00", ""]]),
+        number="%30%30%2A21%2b1555%23", keys={"pai": "%2B40%304"})
+    check_eq(user_of(ruri), "*21+1555%23", "Request-Line user")
+    check_eq(user_of(to), "*21+1555%23", "To user")
+    check_cdr(rec, callee="00*21+1555#", original_callee="00*21+1555#",
+              routed_callee="*21+1555#", caller="+4004")
+    # Escapes of what a number cannot hold (a space, a control) stay escaped.
+    (ruri, _), rec = one_call(
+        lambda port: switch_policy() + mapping() + routing("carrier", port),
+        number="1555%20%0D%0A9")
+    check_eq(user_of(ruri), "1555%20%0D%0A9", "Request-Line user")
+    check_cdr(rec, callee="1555%20%0D%0A9")
+
+
 def test_caller_from_variants():
     # The caller sends From 1001, display "2002", RPID 3003, PAI 4004.
     for mode, want in (("from", "1001"), ("display", "2002"), ("rpid", "3003"),

@@ -92,5 +92,21 @@ def test_registration_privacy_id_none_ignore():
                 u.kill()
 
 
+def test_e164_display_from_chooses_the_display_name():
+    # sip.e164_display_from: "caller" puts the caller number over it,
+    # "none" leaves the display name out ("ignore", the default, is above).
+    for mode, display in (("caller", '"1001" '), ("none", "")):
+        want = {"@FROM@": r"^ *%s<sip:1001@%s>;tag=" % (display, SWITCH),
+                "@PRIVACY@": r"^ *header *$", "@PAI@": r"^ *<sip:4004@127\.0\.0\.1> *$"}
+        with carrier("call_uas_privacy.xml", subst=want) as uas:
+            pol = switch_policy(e164_display_from=mode) + mapping() + routing("carrier",
+                                                                              uas.port)
+            with Switch({"10-calls.lua": pol}) as sw:
+                run(caller(sw, "call_uac_privacy.xml", keys=KEYS), sw)
+                wait_done(uas, sw)
+                print("  %s: %s" % (mode, invite_headers(uas)))
+                check_cdr(wait_cdrs(sw, 1), caller="1001", status=200, hangup="caller")
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -86,6 +86,12 @@ CASES = [
      {"20-accounts.lua": HEADER + 'account "1001" { password = "x", '
       'mapping_gateway = "phones" }\n'},
      "20-accounts.lua:4", ["phones"]),
+    ("local_ip the switch does not listen on",
+     {"10-carriers.lua": HEADER +
+      'registration "a" { server = "192.0.2.1", username = "u", password = "p", '
+      'local_ip = "192.0.2.77" }\n'},
+     "10-carriers.lua:4", ["local_ip 192.0.2.77 is not one of the listen addresses",
+                           "127.0.0.1:5060"]),
     ("Lua syntax error",
      {"10-carriers.lua": HEADER + REG_OK + "\nregistration \"b\" {\n  server = ,\n}\n"},
      "10-carriers.lua:7", []),
@@ -126,6 +132,19 @@ def test_good_policy_ok():
         'account "1001" { password = "x", mapping_gateway = "phones" }\n',
     }), "check-good")
     check_eq(rc, 0, "--check on a good policy set (output %r)" % out)
+
+
+def test_local_ip_of_a_listener_ok():
+    # local_ip names a UDP listener, or any address when one listens on all.
+    reg = ('registration "a" { server = "192.0.2.1", username = "u", password = "p", '
+           'local_ip = "%s" }\n')
+    for listen, ip in ((["udp:127.0.0.1:5060", "udp:127.0.0.2:5060"], "127.0.0.2"),
+                       (["udp:0.0.0.0:5060"], "192.0.2.77")):
+        switch = "switch { listen = { %s } }\n" % ", ".join('"%s"' % x for x in listen)
+        rc, out, _ = run_check({"00-switch.lua": switch, "10-carriers.lua": reg % ip},
+                               "check-local-ip")
+        check_eq(rc, 0, "--check with local_ip %s and listen %s (output %r)"
+                 % (ip, listen, out))
 
 
 def test_errors_name_file_and_line():

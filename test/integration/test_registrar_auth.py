@@ -14,7 +14,8 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Switch, check, check_eq, fail, parse_response, run_tests  # noqa: E402
+from harness import (Switch, check, check_eq, fail, parse_response, run_check,  # noqa: E402
+                     run_tests)
 from peers import wait_until  # noqa: E402
 
 
@@ -252,7 +253,7 @@ class env:
 
 
 def test_sha256_preferred_and_md5_accepted():
-    with Switch(accounts_policy()) as sw:
+    with Switch(accounts_policy(endpoint_digest="sha256,md5")) as sw:
         with UA(sw.port, "1001") as ua:
             st, hd = ua.transact(expires=60)
             check_eq(st, 401, "first REGISTER")
@@ -298,6 +299,61 @@ def shape(st, hd):
     names = sorted(k for k in hd if k not in ("via", "call-id", "cseq", "from", "to"))
     chs = [sorted((k, v) for k, v in c.items() if k != "nonce") for c in parse_challenges(hd)]
     return st, names, chs
+
+
+def challenge_algorithms(sw, user):
+    with UA(sw.port, user) as ua:
+        st, hd = ua.transact(expires=60)
+        check_eq(st, 401, "first REGISTER of %s" % user)
+        return [c.get("algorithm") for c in parse_challenges(hd)]
+
+
+def test_default_offers_md5():
+    # Common clients fail on a SHA-256 challenge (SIPp takes the first one
+    # and knows MD5 only; baresip 1.0 refuses any): MD5 only by default.
+    with Switch(accounts_policy()) as sw:
+        check_eq(challenge_algorithms(sw, "1001"), ["MD5"], "default challenges")
+        check_eq(challenge_algorithms(sw, "9999"), ["MD5"], "challenges to an unknown user")
+        with UA(sw.port, "1001") as ua:
+            st, _ = ua.register(expires=60)
+            check_eq(st, 200, "MD5 answer")
+
+
+PER_ACCOUNT = """switch { sip = { resend_interval = 100, endpoint_digest = "%s" } }
+mapping_gateway "phones" { type = "register" }
+mapping_gateway "secure" { type = "register", digest = "sha256,md5" }
+account "1001" { password = "pw1001", mapping_gateway = "phones" }
+account "1002" { password = "pw1002", mapping_gateway = "phones", digest = "sha256" }
+account "1003" { password = "pw1003", mapping_gateway = "secure" }
+account "1004" { password = "pw1004", mapping_gateway = "secure", digest = "md5" }
+"""
+
+
+def test_digest_per_account_and_gateway():
+    # An account's own digest, else its mapping gateway's, else the switch's.
+    with Switch({"00-switch.lua": PER_ACCOUNT % "md5"}) as sw:
+        for user, want in (("1001", ["MD5"]), ("1002", ["SHA-256"]),
+                           ("1003", ["SHA-256", "MD5"]), ("1004", ["MD5"]),
+                           ("9999", ["MD5"])):
+            check_eq(challenge_algorithms(sw, user), want, "challenges to %s" % user)
+        for user, alg in (("1002", "SHA-256"), ("1003", "SHA-256"), ("1003", "MD5")):
+            with UA(sw.port, user) as ua:
+                st, _ = ua.register(expires=60, algorithm=alg)
+                check_eq(st, 200, "%s answering %s" % (user, alg))
+        # An algorithm the account is not offered is not taken.
+        with UA(sw.port, "1002") as ua:
+            st, hd = ua.transact(expires=60)
+            ch = parse_challenges(hd)[0]
+            st, hd = ua.transact(expires=60, auth=ua.auth_value(ch, algorithm="MD5"))
+            check_eq(st, 401, "1002 answering MD5")
+        # A reload applies the switch's new setting to accounts that inherit it.
+        sw.write_policy("00-switch.lua", PER_ACCOUNT % "sha256,md5")
+        rc, out, err = sw.ctl("return reload()")
+        check(rc == 0 and out.startswith("true"), "reload: %r %r" % (out, err))
+        check_eq(challenge_algorithms(sw, "1001"), ["SHA-256", "MD5"], "1001 after reload")
+        check_eq(challenge_algorithms(sw, "1004"), ["MD5"], "1004 after reload")
+    rc, out, _ = run_check({"00-switch.lua": PER_ACCOUNT.replace('"sha256"', '"sha1"') % "md5"})
+    check(rc != 0 and "digest" in out and "sha1" in out, "--check of digest = \"sha1\": %s" % out)
 
 
 def test_unknown_user_answers_like_wrong_password():

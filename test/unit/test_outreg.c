@@ -7,7 +7,8 @@
  * and when the next one is due. The cases after it cover what needs the
  * timers or the operator: the refresh answering the remembered challenge,
  * the watchdog, expiry during a refresh, disable/enable, removal by a
- * reload, shutdown, an unsendable REGISTER and dynamic mode. */
+ * reload, shutdown, an unsendable REGISTER and dynamic mode; then the
+ * observer of state changes and the clamp on a retry_delay function. */
 #include "check.h"
 #include "config.h"
 #include "sip/outreg_internal.h"
@@ -580,8 +581,114 @@ static void dynamic_mode_learns_address(void)
     finish(&f);
 }
 
+/* ---- The observer and the retry hook ------------------------------------------- */
+
+static struct {
+    enum outreg_state was[16], now[16];
+    int n;
+} seen;
+
+static void observe(struct outreg *r, enum outreg_state was, enum outreg_state now,
+                    void *arg)
+{
+    CHECK(arg == &seen);
+    CHECK(outreg_state(r) == now);
+    if (seen.n < 16) {
+        seen.was[seen.n] = was;
+        seen.now[seen.n] = now;
+    }
+    seen.n++;
+}
+
+/* The observer hears each change of the public state once, in order, and
+ * nothing of the changes inside one (a refresh, a challenge). */
+static void observer_hears_public_changes_in_order(void)
+{
+    struct fixture f = start((struct entry_cfg){CONFIG_AUTO, 30, REG_MODE_STATIC});
+    memset(&seen, 0, sizeof seen);
+    outreg_set_observer(f.set, observe, &seen);
+    answer(f.r, &(struct step)CHALLENGE(401, "n1"));
+    answer(f.r, &OK_120);  /* registering -> active */
+    fire(&f, f.r->timer);  /* the refresh: still active */
+    fire(&f, f.r->expiry); /* active -> expired */
+    answer(f.r, &OK_120);  /* expired -> active */
+    outreg_disable(f.r);   /* active -> disabled */
+    answer(f.r, &OK_120);  /* unregistered: still disabled */
+    outreg_enable(f.r);    /* disabled -> registering */
+    answer(f.r, &(struct step){.status = 403, NONE_GRANTED}); /* -> failed */
+    fire(&f, f.r->timer);                                     /* failed -> registering */
+    answer(f.r,
+           &(struct step){.status = 408, NONE_GRANTED, .internal = true}); /* timeout */
+    static const enum outreg_state want[][2] = {
+        {OUTREG_REGISTERING, OUTREG_ACTIVE},   {OUTREG_ACTIVE, OUTREG_EXPIRED},
+        {OUTREG_EXPIRED, OUTREG_ACTIVE},       {OUTREG_ACTIVE, OUTREG_DISABLED},
+        {OUTREG_DISABLED, OUTREG_REGISTERING}, {OUTREG_REGISTERING, OUTREG_FAILED},
+        {OUTREG_FAILED, OUTREG_REGISTERING},   {OUTREG_REGISTERING, OUTREG_TIMEOUT}};
+    CHECK(seen.n == (int)(sizeof want / sizeof want[0]));
+    for (int i = 0; i < seen.n && i < 16; i++) {
+        if (seen.was[i] != want[i][0] || seen.now[i] != want[i][1])
+            fprintf(stderr, "  change %d: %s -> %s, want %s -> %s\n", i,
+                    outreg_state_name(seen.was[i]), outreg_state_name(seen.now[i]),
+                    outreg_state_name(want[i][0]), outreg_state_name(want[i][1]));
+        CHECK(seen.was[i] == want[i][0] && seen.now[i] == want[i][1]);
+    }
+    /* Removal: the un-REGISTER is the last change the observer hears. */
+    fire(&f, f.r->timer); /* the retry */
+    answer(f.r, &OK_120);
+    seen.n = 0;
+    struct config *cfg = make_config(NULL);
+    outreg_set_apply(f.set, cfg);
+    config_free(cfg);
+    CHECK(seen.n == 1 && seen.was[0] == OUTREG_ACTIVE && seen.now[0] == OUTREG_DISABLED);
+    outreg_set_observer(f.set, NULL, NULL);
+    finish(&f);
+}
+
+static double hook_value;
+static int hook_calls;
+static double fake_retry_hook(struct outreg *r, int ref, void *arg)
+{
+    (void)r;
+    (void)arg;
+    CHECK(ref == 7);
+    hook_calls++;
+    return hook_value;
+}
+
+/* A policy function's delay is held to 30..600 s, said once per entry;
+ * a negative value falls back to the entry's setting. */
+static void retry_hook_is_clamped(void)
+{
+    static const struct {
+        double value;
+        long next;
+        bool clamped;
+    } cases[] = {{1, 30, true},     {0, 30, true},     {5000, 600, true},
+                 {45.2, 46, false}, {600, 600, false}, {-1, 40, false}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct fixture f = start((struct entry_cfg){CONFIG_AUTO, 40, REG_MODE_STATIC});
+        f.r->hook_ref = 7;
+        hook_value = cases[i].value;
+        hook_calls = 0;
+        outreg_set_retry_hook(f.set, fake_retry_hook, NULL);
+        answer(f.r, &(struct step){.status = 403, NONE_GRANTED});
+        CHECK(hook_calls == 1);
+        CHECK(NEAR(next_in(f.r), cases[i].next));
+        CHECK(f.r->retry_clamped == cases[i].clamped);
+        if (!NEAR(next_in(f.r), cases[i].next))
+            fprintf(stderr, "  value %g: next in %ld, want %ld\n", cases[i].value,
+                    next_in(f.r), cases[i].next);
+        /* Later retries keep the clamp quiet: the flag stays set. */
+        fire(&f, f.r->timer);
+        answer(f.r, &(struct step){.status = 403, NONE_GRANTED});
+        CHECK(hook_calls == 2 && f.r->retry_clamped == cases[i].clamped);
+        finish(&f);
+    }
+}
+
 TEST_MAIN(CASE(table), CASE(refresh_answers_remembered_challenge),
           CASE(watchdog_ends_in_timeout), CASE(expiry_during_refresh),
           CASE(disable_unregisters_enable_registers), CASE(enable_while_unregistering),
           CASE(removal_unregisters_and_frees), CASE(shutdown_waits_for_unregister),
-          CASE(unsendable_is_timeout), CASE(dynamic_mode_learns_address))
+          CASE(unsendable_is_timeout), CASE(dynamic_mode_learns_address),
+          CASE(observer_hears_public_changes_in_order), CASE(retry_hook_is_clamped))
