@@ -14,6 +14,7 @@
 #include "metrics_server.h"
 #include "sip/agent.h"
 #include "sip/call.h"
+#include "sip/flood.h"
 #include "sip/gateway.h"
 #include "sip/outreg.h"
 #include "sip/registrar.h"
@@ -60,7 +61,9 @@ struct app {
     struct registrar *registrar; /* endpoints registering to us */
     struct calls *calls;         /* the B2BUA: calls and CDRs */
     int shutdown_steps;          /* at shutdown: calls, registrations still ending */
+    struct flood *flood;         /* source rates, bans, connection caps, max_calls */
     struct control *control;
+    struct event *log_flush; /* counts of rate-limited log lines */
     struct metrics_server *metrics; /* switch.metrics: Prometheus */
     struct sipmetrics *sipmetrics;
     struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *housekeeping;
@@ -231,8 +234,49 @@ static void on_reload(const struct config *before, const struct config *now, voi
     registrar_apply(a->registrar, now);
     gw_apply(a->gateways, now);
     calls_apply(a->calls, now);
+    flood_apply(a->flood, now);
     metrics_server_apply(a->metrics, config_switch(now)->metrics);
     evport_rearm(a->root);
+}
+
+/* Sources of endpoint bindings are trusted (not rate-limited). Asked only
+ * when a source runs out of tokens, and cached FLOOD_TRUST_CACHE_S: a walk
+ * over the bindings, O(bindings), until the registrar has an index by
+ * source. */
+struct trust_ctx {
+    const char *ip;
+    size_t len;
+};
+
+static int binding_from(const struct registrar_binding *b, void *arg)
+{
+    const struct trust_ctx *c = arg;
+    const char *s = b->source;
+    if (*s == '[')
+        s++;
+    return strncmp(s, c->ip, c->len) == 0 &&
+           (s[c->len] == ':' || s[c->len] == ']' || s[c->len] == '\0');
+}
+
+static bool trusted_binding_source(const char *ip, void *arg)
+{
+    struct app *a = arg;
+    struct trust_ctx c = {ip, strlen(ip)};
+    return a->registrar && registrar_bindings(a->registrar, NULL, binding_from, &c) != 0;
+}
+
+static size_t calls_in_progress(void *arg)
+{
+    struct app *a = arg;
+    return a->calls ? calls_count(a->calls) : 0;
+}
+
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    log_limits_flush();
 }
 
 /* Every HOUSEKEEPING_S: hand freed heap back to the system. A burst (10,000
@@ -343,6 +387,8 @@ static int run(struct app *a)
         log_error("policy", "%s", err);
         return 1;
     }
+    if (flood_create(&a->flood, a->base, a->store) < 0)
+        return 1;
 
     su_init();
     log_attach_libraries();
@@ -387,6 +433,17 @@ static int run(struct app *a)
     engine_attach_calls(a->engine, a->calls);
     calls_set_registrar(a->calls, a->registrar);
     sipagent_set_method_handler(a->agent, sip_method_invite, calls_on_invite, a->calls);
+    /* Hostile traffic: per-source rates and bans (the port's datagram filter
+     * and connection hooks, requests over TCP through the agent), gateways
+     * and binding sources trusted, max_calls before any call state. */
+    flood_attach(a->flood, a->root, sipagent_nta(a->agent));
+    flood_apply(a->flood, engine_config(a->engine));
+    flood_set_trusted_fn(a->flood, trusted_binding_source, a);
+    flood_set_call_counter(a->flood, calls_in_progress, a);
+    sipagent_set_stream_filter(a->agent, flood_admit, a->flood);
+    sipagent_set_method_prefilter(a->agent, sip_method_invite, flood_prefilter_invite,
+                                  a->flood);
+    engine_attach_flood(a->engine, a->flood);
     engine_set_reload_handler(a->engine, on_reload, a);
     if (start_metrics(a) < 0)
         return 1;
@@ -408,6 +465,9 @@ static int run(struct app *a)
     a->housekeeping = event_new(a->base, -1, EV_PERSIST, on_housekeeping, a);
     struct timeval every = {HOUSEKEEPING_S, 0};
     event_add(a->housekeeping, &every);
+    a->log_flush = event_new(a->base, -1, EV_PERSIST, on_log_flush, a);
+    struct timeval flush_every = {(time_t)LOG_LIMIT_INTERVAL, 0};
+    event_add(a->log_flush, &flush_every);
     evsignal_add(a->sig_term, NULL);
     evsignal_add(a->sig_int, NULL);
     evsignal_add(a->sig_hup, NULL);
@@ -429,12 +489,15 @@ static void cleanup(struct app *a)
     calls_destroy(a->calls); /* before nta goes */
     /* Lua before nta: closing the states collects transaction objects that
      * still own nta transactions and legs. */
+    if (a->flood)
+        flood_set_hook(a->flood, NULL, NULL); /* on_flood lives in the engine */
     engine_destroy(a->engine);
     registrar_destroy(a->registrar); /* before nta goes */
     gw_destroy(a->gateways);         /* after calls, before outregs and nta */
     outreg_set_destroy(a->outregs);
     replyaddr_destroy(a->replies);
     sipagent_destroy(a->agent);
+    flood_destroy(a->flood); /* after nta: closing connections reports to it */
     if (a->root)
         su_root_destroy(a->root);
     store_close(a->store);
@@ -448,6 +511,8 @@ static void cleanup(struct app *a)
         event_free(a->shutdown_timer);
     if (a->housekeeping)
         event_free(a->housekeeping);
+    if (a->log_flush)
+        event_free(a->log_flush);
     log_detach_loop();
     if (a->base)
         event_base_free(a->base);

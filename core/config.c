@@ -117,9 +117,26 @@ static const struct field sip_fields[] = {
     {0},
 };
 
+#define SECURITY(f)                                                                   \
+    offsetof(struct switch_def, security) + offsetof(struct security_settings, f)
+
+/* Offsets from the start of struct switch_def, as for sip_fields. */
+static const struct field security_fields[] = {
+    {.name = "source_rate", .type = FT_INT, .offset = SECURITY(source_rate), .min = 0,
+     .max = 1000000, .def = 100,
+     .vos_name = "(none: requests/s per non-gateway source, 0: no limit)"},
+    {.name = "source_ban", .type = FT_INT, .offset = SECURITY(source_ban), .min = 1,
+     .max = 2592000, .def = 600,
+     .vos_name = "(none: seconds a flooding source is dropped)"},
+    {.name = "max_calls", .type = FT_INT, .offset = SECURITY(max_calls), .min = 0,
+     .max = 1000000, .def = 0, .vos_name = "(none: calls in progress, 0: no limit)"},
+    {0},
+};
+
 static const struct field switch_fields[] = {
     {.name = "listen", .type = FT_STRLIST, .offset = offsetof(struct switch_def, listen)},
     {.name = "sip", .type = FT_SECTION, .offset = 0, .section = sip_fields},
+    {.name = "security", .type = FT_SECTION, .offset = 0, .section = security_fields},
     {.name = "metrics",
      .type = FT_STRING,
      .offset = offsetof(struct switch_def, metrics)},

@@ -145,6 +145,13 @@ struct sip_settings {
     int e164_display_from;        /* SS_SIP_E164_DISPLAY_FROM: enum display_from */
 };
 
+/* Hostile traffic (moonswitch's own; the policy's `switch { security = {...} }`). */
+struct security_settings {
+    int source_rate; /* requests/s one non-gateway source may send: 0 (no limit)..1000000 */
+    int source_ban;  /* seconds a source over source_rate is dropped: 1..2592000 */
+    int max_calls;   /* calls in progress accepted, above it 503: 0 (no limit)..1000000 */
+};
+
 /* Every definition starts with this header. */
 struct def_head {
     enum config_kind kind;
@@ -157,6 +164,7 @@ struct switch_def {
     struct def_head head;
     struct strlist listen; /* "udp:IP:PORT", "tcp:IP:PORT", "tls:IP:PORT" */
     struct sip_settings sip;
+    struct security_settings security;
     char *metrics; /* "IP:PORT" of the Prometheus listener; NULL: none */
 };
 

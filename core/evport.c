@@ -8,7 +8,10 @@
 #include "evport.h"
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <pthread.h>
@@ -138,6 +141,13 @@ struct wait_slot {
     int dispatching;    /* the callback is on the stack */
     int datagram;       /* a datagram socket: the observer may peek */
     int unregistered;   /* freed once the callback returns */
+    int listener;       /* a listening stream socket */
+    int accepted;       /* a connection accepted while connection hooks were set */
+    int watched;        /* accepted, silent so far, deadline armed */
+    int refused;        /* shut down by the port: drained, then a hang-up for sofia */
+    struct sockaddr_storage *peer; /* accepted connections only */
+    socklen_t peerlen;
+    struct event *silent_ev; /* the watched connection's deadline */
 };
 
 struct su_port_s {
@@ -157,8 +167,16 @@ struct su_port_s {
     unsigned in_callback; /* > 0 while sofia code runs from this port */
     evport_datagram_f *observer; /* sees each datagram's source before sofia */
     void *observer_arg;
+    evport_datagram_filter_f *filter; /* may drop a datagram before sofia */
+    void *filter_arg;
+    struct sock_filter *block; /* the blocklist program, NULL: none */
+    unsigned short nblock;     /* its instructions */
+    struct evport_conn_hooks conn; /* valid while conn_set */
+    int conn_set;
+    unsigned accepting; /* > 0 while a listening socket's callback runs */
 };
 
+static su_port_t *port_of_root(su_root_t *root);
 static void port_dispatch_timers(su_port_t *self);
 static void port_expire_deferrable(su_port_t *self);
 static void port_arm_timer(su_port_t *self);
@@ -252,19 +270,256 @@ static short ev_flags(int events)
     return what;
 }
 
-/* Show the observer where the next datagram on `fd` comes from. sofia's UDP
- * transport reads exactly one datagram per wakeup, so the source peeked here
- * is the one sofia is about to process. Costs one recvfrom(MSG_PEEK) of zero
- * bytes; only done while an observer is set. */
-static void observe_datagram(su_port_t *self, int fd)
+/* Show the filter and the observer where the next datagram on `fd` comes
+ * from. sofia's UDP transport reads exactly one datagram per wakeup, so the
+ * source peeked here is the one sofia is about to process. Each costs one
+ * recvfrom(MSG_PEEK) of a few bytes; only done while a filter or an observer
+ * is set. Datagrams the filter drops are read and discarded here, up to
+ * EVPORT_DROP_BATCH. Returns false when sofia has nothing to read: every
+ * datagram waiting was dropped (or a full batch was: libevent calls again). */
+static bool screen_datagrams(su_port_t *self, int fd)
 {
-    struct sockaddr_storage from;
-    socklen_t fromlen = sizeof from;
-    char byte;
-    if (recvfrom(fd, &byte, 0, MSG_PEEK | MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen) < 0)
+    unsigned dropped = 0, errors = 0;
+    while (dropped < EVPORT_DROP_BATCH) {
+        struct sockaddr_storage from;
+        socklen_t fromlen = sizeof from;
+        char head[EVPORT_PEEK_HEAD];
+        ssize_t n = recvfrom(fd, head, self->filter ? sizeof head : 0, MSG_PEEK | MSG_DONTWAIT,
+                             (struct sockaddr *)&from, &fromlen);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && ++errors < 4)
+            /* A pending socket error (an ICMP report, answering a datagram
+             * of ours): the peek returned it instead of the datagram behind
+             * it, and cleared it. Its details stay in the error queue and
+             * POLLERR in revents, for sofia. Look again: a datagram must not
+             * reach sofia unscreened. */
+            continue;
+        if (n < 0)
+            /* Nothing left: after drops or errors sofia need not read; a
+             * race before either is sofia's, as without a filter. */
+            return dropped == 0 && errors == 0;
+        if (fromlen == 0)
+            return true;
+        const struct sockaddr *sa = (const struct sockaddr *)&from;
+        if (self->filter && self->filter(sa, fromlen, head, (size_t)n, self->filter_arg)) {
+            (void)recv(fd, head, 1, MSG_DONTWAIT); /* takes the whole datagram */
+            dropped++;
+            continue;
+        }
+        if (self->observer)
+            self->observer(sa, fromlen, self->observer_arg);
+        return true;
+    }
+    return false;
+}
+
+/* ---- The kernel's blocklist ----------------------------------------------- */
+
+#define BLOCK_ACCEPT 0xffffffffu /* keep the whole datagram */
+
+struct block_build {
+    struct sock_filter *prog;
+    unsigned n;
+    const uint32_t *v; /* sorted, host order */
+};
+
+static void block_emit(struct block_build *b, uint16_t code, uint8_t jt, uint8_t jf,
+                       uint32_t k)
+{
+    b->prog[b->n++] = (struct sock_filter){code, jt, jf, k};
+}
+
+/* A search over v[lo, hi): equal drops, greater goes right, else left. */
+static void block_tree(struct block_build *b, size_t lo, size_t hi)
+{
+    if (lo == hi) {
+        block_emit(b, BPF_RET | BPF_K, 0, 0, BLOCK_ACCEPT);
         return;
-    if (fromlen > 0)
-        self->observer((const struct sockaddr *)&from, fromlen, self->observer_arg);
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    block_emit(b, BPF_JMP | BPF_JEQ | BPF_K, 0, 1, b->v[mid]);
+    block_emit(b, BPF_RET | BPF_K, 0, 0, 0);
+    block_emit(b, BPF_JMP | BPF_JGT | BPF_K, 0, 1, b->v[mid]);
+    unsigned ja = b->n;
+    block_emit(b, BPF_JMP | BPF_JA, 0, 0, 0); /* to the right subtree */
+    block_tree(b, lo, mid);
+    b->prog[ja].k = b->n - ja - 1;
+    block_tree(b, mid + 1, hi);
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool socket_is_v4(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET;
+}
+
+/* Attach the port's blocklist to one socket (or detach it). */
+static int block_attach(su_port_t *self, int fd)
+{
+    if (!socket_is_v4(fd))
+        return 0;
+    if (!self->block) {
+        int dummy = 0;
+        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof dummy) < 0 &&
+            errno != ENOENT)
+            return -1;
+        return 0;
+    }
+    struct sock_fprog prog = {.len = self->nblock, .filter = self->block};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+}
+
+int evport_set_datagram_blocklist(su_root_t *root, const uint32_t *v4, size_t n)
+{
+    su_port_t *self = port_of_root(root);
+    if (!self)
+        return -1;
+    if (n > EVPORT_BLOCK_MAX)
+        n = EVPORT_BLOCK_MAX;
+    free(self->block);
+    self->block = NULL;
+    self->nblock = 0;
+    uint32_t *v = n ? malloc(n * sizeof *v) : NULL;
+    /* Per address 4 instructions and a leaf, one more leaf, the load. */
+    struct sock_filter *prog = n ? malloc((5 * n + 2) * sizeof *prog) : NULL;
+    if (n && (!v || !prog)) {
+        free(v);
+        free(prog);
+        log_error("evport", "out of memory: no kernel blocklist");
+        n = 0;
+    }
+    if (n) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = ntohl(v4[i]);
+        qsort(v, n, sizeof *v, u32_cmp);
+        struct block_build b = {.prog = prog, .v = v};
+        /* The IPv4 source address, from the network header. */
+        block_emit(&b, BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_NET_OFF + 12));
+        block_tree(&b, 0, n);
+        free(v);
+        self->block = prog;
+        self->nblock = (unsigned short)b.n;
+    }
+    int rc = (int)n;
+    for (unsigned i = 0; i < self->nslots; i++) {
+        struct wait_slot *slot = self->slots[i];
+        if (slot && slot->datagram && block_attach(self, slot->wait.fd) < 0) {
+            log_error("evport", "socket %d refuses the blocklist filter: %s", slot->wait.fd,
+                      strerror(errno));
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+/* ---- Accepted connections ------------------------------------------------- */
+
+static struct log_limit silent_limit;
+
+static void slot_free(struct wait_slot *slot)
+{
+    if (slot->silent_ev)
+        event_free(slot->silent_ev);
+    free(slot->peer);
+    free(slot);
+}
+
+/* The deadline's event is only deleted here (this may run from its own
+ * callback); slot_free() frees it. */
+static void conn_unwatch(struct wait_slot *slot)
+{
+    slot->watched = 0;
+    if (slot->silent_ev)
+        event_del(slot->silent_ev);
+}
+
+/* Shut the connection down; its next wakeup drains it and tells sofia of a
+ * hang-up (see on_wait_ready). The deadline, if any, is no longer needed. */
+static void conn_refuse(struct wait_slot *slot)
+{
+    if (slot->silent_ev)
+        event_del(slot->silent_ev);
+    slot->refused = 1;
+    shutdown(slot->wait.fd, SHUT_RDWR);
+}
+
+static void on_silent(evutil_socket_t fd, short what, void *arg)
+{
+    struct wait_slot *slot = arg;
+    (void)fd;
+    (void)what;
+    char host[64] = "?";
+    const struct sockaddr *sa = (const struct sockaddr *)slot->peer;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host,
+                  sizeof host);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host,
+                  sizeof host);
+    log_limited(&silent_limit, LOG_INFO, "evport",
+                "connection from %s closed: nothing received within %u ms", host,
+                slot->port->conn.silent_ms);
+    conn_refuse(slot);
+}
+
+/* A stream socket registered while a listener's callback runs is a
+ * connection it accepted: ask the hooks. */
+static void conn_accepted(su_port_t *self, struct wait_slot *slot)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(slot->wait.fd, (struct sockaddr *)&ss, &len) < 0 || len == 0)
+        return;
+    if (!(slot->peer = malloc(sizeof ss)))
+        return;
+    memcpy(slot->peer, &ss, sizeof ss);
+    slot->peerlen = len;
+    slot->accepted = 1;
+    enum evport_conn_verdict v = self->conn.accepted
+                                     ? self->conn.accepted((struct sockaddr *)slot->peer,
+                                                           len, self->conn.arg)
+                                     : EVPORT_CONN_ACCEPT;
+    if (v == EVPORT_CONN_REFUSE) {
+        conn_refuse(slot);
+        return;
+    }
+    if (v != EVPORT_CONN_WATCH)
+        return;
+    slot->watched = 1;
+    unsigned ms = self->conn.silent_ms ? self->conn.silent_ms : 10000;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    slot->silent_ev = evtimer_new(self->evbase, on_silent, slot);
+    if (slot->silent_ev)
+        evtimer_add(slot->silent_ev, &tv);
+}
+
+/* Before sofia reads an accepted connection: a refused one is drained and
+ * reported as hung up; a watched one that has spoken is watched no more. */
+static void conn_screen(su_port_t *self, struct wait_slot *slot, struct pollfd *pfd)
+{
+    const struct sockaddr *peer = (const struct sockaddr *)slot->peer;
+    if (!slot->refused && (pfd->revents & POLLIN) && self->conn.readable &&
+        self->conn.readable(peer, slot->peerlen, self->conn.arg))
+        conn_refuse(slot);
+    if (slot->refused) {
+        char sink[2048];
+        for (int i = 0; i < 64; i++)
+            if (recv(slot->wait.fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+                break;
+        pfd->revents = POLLHUP;
+        return;
+    }
+    if (slot->watched && (pfd->revents & POLLIN)) {
+        conn_unwatch(slot);
+        if (self->conn.spoke)
+            self->conn.spoke(peer, slot->peerlen, self->conn.arg);
+    }
 }
 
 static void on_wait_ready(evutil_socket_t fd, short what, void *arg)
@@ -286,19 +541,26 @@ static void on_wait_ready(evutil_socket_t fd, short what, void *arg)
         if (!pfd.revents)
             return;
     }
+    if ((self->observer || self->filter) && slot->datagram && (pfd.revents & POLLIN) &&
+        !screen_datagrams(self, fd)) {
+        pfd.revents &= (short)~POLLIN;
+        if (!pfd.revents)
+            return;
+    }
+    if (slot->accepted && self->conn_set)
+        conn_screen(self, slot, &pfd);
     slot->wait.revents = pfd.revents;
-
-    if (self->observer && slot->datagram && (pfd.revents & POLLIN))
-        observe_datagram(self, fd);
 
     slot->dispatching = 1;
     su_root_magic_t *magic = slot->root ? su_root_magic(slot->root) : NULL;
     self->in_callback++;
+    self->accepting += slot->listener;
     slot->callback(magic, &slot->wait, slot->arg);
+    self->accepting -= slot->listener;
     self->in_callback--;
     slot->dispatching = 0;
     if (slot->unregistered)
-        free(slot);
+        slot_free(slot);
     else
         slot->wait.revents = 0;
 
@@ -312,10 +574,15 @@ static void slot_release(su_port_t *self, struct wait_slot *slot)
     self->nwaits--;
     event_free(slot->ev);
     slot->ev = NULL;
+    if (slot->accepted && self->conn_set && self->conn.closed)
+        self->conn.closed((const struct sockaddr *)slot->peer, slot->peerlen,
+                          slot->watched != 0, self->conn.arg);
+    conn_unwatch(slot);
+    slot->accepted = 0;
     if (slot->dispatching)
         slot->unregistered = 1; /* freed by on_wait_ready() after the callback */
     else
-        free(slot);
+        slot_free(slot);
 }
 
 /* Register a wait object; returns its 1-based index or -1. O(number of
@@ -350,8 +617,14 @@ static int port_register(su_port_t *self, su_root_t *root, su_wait_t *wait,
     slot->index = (int)i + 1;
     int type = 0;
     socklen_t typelen = sizeof type;
-    slot->datagram = getsockopt(wait->fd, SOL_SOCKET, SO_TYPE, &type, &typelen) == 0 &&
-                     type == SOCK_DGRAM;
+    int typed = getsockopt(wait->fd, SOL_SOCKET, SO_TYPE, &type, &typelen) == 0;
+    slot->datagram = typed && type == SOCK_DGRAM;
+    if (typed && type == SOCK_STREAM) {
+        int on = 0;
+        socklen_t onlen = sizeof on;
+        slot->listener =
+            getsockopt(wait->fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &onlen) == 0 && on;
+    }
     slot->ev = event_new(self->evbase, wait->fd, ev_flags(wait->events), on_wait_ready,
                          slot);
     if (!slot->ev || event_add(slot->ev, NULL) < 0) {
@@ -362,6 +635,11 @@ static int port_register(su_port_t *self, su_root_t *root, su_wait_t *wait,
     }
     self->slots[i] = slot;
     self->nwaits++;
+    if (!slot->listener && !slot->datagram && self->accepting && self->conn_set)
+        conn_accepted(self, slot);
+    if (slot->datagram && self->block && block_attach(self, wait->fd) < 0)
+        log_error("evport", "socket %d refuses the blocklist filter: %s", wait->fd,
+                  strerror(errno));
     return slot->index;
 }
 
@@ -613,6 +891,8 @@ static void port_deinit(void *arg)
             slot_release(self, self->slots[i]);
     free(self->slots);
     self->slots = NULL;
+    free(self->block);
+    self->block = NULL;
     if (self->timer_ev)
         event_free(self->timer_ev);
     if (self->step_ev)
@@ -730,4 +1010,33 @@ void evport_set_datagram_observer(su_root_t *root, evport_datagram_f *fn, void *
         return;
     self->observer = fn;
     self->observer_arg = fn ? arg : NULL;
+}
+
+void evport_set_datagram_filter(su_root_t *root, evport_datagram_filter_f *fn, void *arg)
+{
+    su_port_t *self = port_of_root(root);
+    if (!self)
+        return;
+    self->filter = fn;
+    self->filter_arg = fn ? arg : NULL;
+}
+
+void evport_set_connection_hooks(su_root_t *root, const struct evport_conn_hooks *hooks)
+{
+    su_port_t *self = port_of_root(root);
+    if (!self)
+        return;
+    if (!hooks) {
+        /* Connections watched now stay open; nobody counts them any more. */
+        for (unsigned i = 0; i < self->nslots; i++)
+            if (self->slots[i]) {
+                conn_unwatch(self->slots[i]);
+                self->slots[i]->accepted = 0;
+            }
+        memset(&self->conn, 0, sizeof self->conn);
+        self->conn_set = 0;
+        return;
+    }
+    self->conn = *hooks;
+    self->conn_set = 1;
 }

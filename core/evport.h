@@ -14,6 +14,8 @@
 #define MOON_EVPORT_H
 
 #include <sofia-sip/su_wait.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct event_base;
@@ -44,5 +46,65 @@ typedef void evport_datagram_f(const struct sockaddr *from, socklen_t fromlen, v
 /* Set (or with fn NULL, clear) the datagram observer of root's port. While
  * set, each datagram costs one extra recvfrom(MSG_PEEK) system call. */
 void evport_set_datagram_observer(su_root_t *root, evport_datagram_f *fn, void *arg);
+
+/* Called with the source of each datagram waiting on a datagram socket
+ * registered by sofia, and its first EVPORT_PEEK_HEAD bytes (fewer for a
+ * shorter datagram), before the observer and before sofia reads it.
+ * Returning true drops the datagram: the port reads it into a one-byte
+ * buffer and discards it, sofia never sees it (no parsing, no allocation).
+ * Up to EVPORT_DROP_BATCH datagrams are dropped per wakeup. */
+#define EVPORT_PEEK_HEAD 8
+typedef bool evport_datagram_filter_f(const struct sockaddr *from, socklen_t fromlen,
+                                      const char *head, size_t headlen, void *arg);
+#define EVPORT_DROP_BATCH 64
+
+/* Set (or with fn NULL, clear) the datagram filter of root's port. While a
+ * filter or an observer is set, each datagram costs one recvfrom(MSG_PEEK)
+ * of at most EVPORT_PEEK_HEAD bytes (shared by both); a dropped one costs
+ * that and one recv(). */
+void evport_set_datagram_filter(su_root_t *root, evport_datagram_filter_f *fn, void *arg);
+
+/* Sources whose datagrams the kernel drops before they reach any IPv4
+ * datagram socket registered by sofia (now or later): a classic BPF socket
+ * filter, a balanced search over the sorted addresses (about 3 compares per
+ * level: ~30 instructions per datagram for 512 addresses). A dropped
+ * datagram costs the switch nothing and does not fill the socket's receive
+ * buffer, so the traffic of others still gets through. `v4` holds IPv4
+ * addresses in network byte order; n 0 removes the filter. At most
+ * EVPORT_BLOCK_MAX (more: the first EVPORT_BLOCK_MAX). Returns the number
+ * installed, or -1 when a socket refused the filter (logged). O(n log n). */
+#define EVPORT_BLOCK_MAX 512
+int evport_set_datagram_blocklist(su_root_t *root, const uint32_t *v4, size_t n);
+
+/* Connections accepted by sofia's listening stream sockets (TCP, and TLS
+ * beneath its handshake). The port recognises them as the wait objects
+ * registered while a listening socket's callback runs, keeps their peer
+ * address (one small allocation per connection), and asks these hooks:
+ *
+ *   accepted  once, at registration: ACCEPT, WATCH (accepted, but closed
+ *             unless its first byte arrives within silent_ms), or REFUSE
+ *   readable  before each read: true closes the connection unread
+ *   spoke     a watched connection's first byte arrived
+ *   closed    the connection's wait object went (sofia closed it);
+ *             `watched` when it was still watched (silent) then
+ *
+ * A connection is closed by shutdown(2) on its socket: its pending bytes are
+ * read and discarded by the port, and sofia is told of a hang-up, so it
+ * frees the connection without parsing anything from it. */
+enum evport_conn_verdict { EVPORT_CONN_ACCEPT, EVPORT_CONN_WATCH, EVPORT_CONN_REFUSE };
+struct evport_conn_hooks {
+    enum evport_conn_verdict (*accepted)(const struct sockaddr *peer, socklen_t len,
+                                         void *arg);
+    bool (*readable)(const struct sockaddr *peer, socklen_t len, void *arg);
+    void (*spoke)(const struct sockaddr *peer, socklen_t len, void *arg);
+    void (*closed)(const struct sockaddr *peer, socklen_t len, bool watched, void *arg);
+    unsigned silent_ms; /* a watched connection's deadline for its first byte */
+    void *arg;
+};
+
+/* Install the hooks (copied), or with NULL remove them. Connections accepted
+ * before stay unwatched; `closed` is still called for those accepted while
+ * the hooks were set, as long as hooks are set. */
+void evport_set_connection_hooks(su_root_t *root, const struct evport_conn_hooks *hooks);
 
 #endif

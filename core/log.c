@@ -210,6 +210,76 @@ void log_write(enum log_level level, const char *module, const char *fmt, ...)
     va_end(ap);
 }
 
+/* ---- Rate-limited lines ---------------------------------------------------- */
+
+static struct log_limit *limits; /* chain of every limit used */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double limit_interval(const struct log_limit *lim)
+{
+    return lim->interval > 0 ? lim->interval : LOG_LIMIT_INTERVAL;
+}
+
+static void limit_write_count(struct log_limit *lim)
+{
+    log_write(lim->level, lim->module, "%lu more like this in the last %g s: %s",
+              lim->suppressed, limit_interval(lim), lim->last);
+    lim->suppressed = 0;
+}
+
+int log_limited(struct log_limit *lim, enum log_level level, const char *module,
+                const char *fmt, ...)
+{
+    if (level > current_level)
+        return 0;
+    if (!lim->registered) {
+        lim->registered = 1;
+        lim->chain = limits;
+        limits = lim;
+    }
+    double now = mono_now();
+    if (now < lim->next) {
+        lim->suppressed++;
+        return 0;
+    }
+    if (lim->suppressed)
+        limit_write_count(lim);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(lim->last, sizeof lim->last, fmt, ap);
+    va_end(ap);
+    lim->level = level;
+    lim->module = module;
+    lim->next = now + limit_interval(lim);
+    log_write(level, module, "%s", lim->last);
+    return 1;
+}
+
+void log_limits_flush(void)
+{
+    double now = 0;
+    for (struct log_limit *lim = limits; lim; lim = lim->chain) {
+        if (!lim->suppressed)
+            continue;
+        if (now == 0)
+            now = mono_now();
+        if (now < lim->next)
+            continue;
+        limit_write_count(lim);
+        lim->next = now + limit_interval(lim);
+    }
+}
+
+/* sofia's ICMP reports (an unreachable port answered a datagram of ours):
+ * one line and a "reported by" line per error, as many as we send. */
+static struct log_limit icmp_limit;
+
 /* sofia's levels: 0 fatal .. 3 errors/warnings .. 5 info .. 9 debug.
  * sofia calls the logger with fragments of lines; we collect them until a
  * newline so each sofia message stays one line of ours. */
@@ -232,7 +302,13 @@ static void sofia_logger(void *stream, char const *fmt, va_list ap)
     enum log_level lvl = LOG_DEBUG;
     if (strstr(pending, "error") || strstr(pending, "ERROR"))
         lvl = LOG_WARN;
-    log_write(lvl, "sofia", "%s", pending);
+    static int icmp_suppressed; /* the last ICMP line was only counted */
+    if (strncmp(pending, "tport_udp_error", 15) == 0)
+        icmp_suppressed = !log_limited(&icmp_limit, lvl, "sofia", "%s", pending);
+    else if (strncmp(pending, "\treported by", 12) == 0 && icmp_suppressed)
+        ; /* belongs to a line that was counted */
+    else
+        log_write(lvl, "sofia", "%s", pending);
     used = 0;
 }
 

@@ -49,6 +49,34 @@ void log_flush(void);
  * start-up. */
 void log_attach_libraries(void);
 
+/* A warning that can repeat many times a second (ICMP errors, bans,
+ * refused connections): the first occurrence is logged at once, later ones
+ * within `interval` seconds are only counted, and the count is logged with
+ * the next line let through or by log_limits_flush(). Declare one per kind
+ * of message, static and zero-initialised (interval 0 means
+ * LOG_LIMIT_INTERVAL). A suppressed call costs a clock read and an
+ * increment: the message is not formatted. Not thread-safe (one loop). */
+#define LOG_LIMIT_INTERVAL 5.0
+struct log_limit {
+    double interval;         /* seconds; 0: LOG_LIMIT_INTERVAL */
+    double next;             /* monotonic seconds when a line may go again */
+    unsigned long suppressed; /* occurrences counted since the last line */
+    enum log_level level;
+    const char *module;
+    char last[160];           /* the last line let through, for the count */
+    struct log_limit *chain;  /* every limit used so far, for the flush */
+    int registered;
+};
+
+/* Log through `lim`. Returns 1 when the line was written, 0 when it was
+ * only counted (or the level hides it). */
+int log_limited(struct log_limit *lim, enum log_level level, const char *module,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Write the pending counts of every limit whose interval is over ("N more
+ * like: ..."). Cheap when nothing is pending; call it every few seconds. */
+void log_limits_flush(void);
+
 #define log_enabled(level) ((level) <= log_get_level())
 #define log_error(mod, ...) log_write(LOG_ERROR, mod, __VA_ARGS__)
 #define log_warn(mod, ...) log_write(LOG_WARN, mod, __VA_ARGS__)

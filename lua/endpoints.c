@@ -15,6 +15,7 @@
  *   suspensions                     prints what is suspended (accounts and
  *                                   source IPs); suspensions() is an array
  *   suspensions.lift("1001")        lift an account's or an IP's suspension
+ *                                   (an IP's flood ban too: security.c)
  *
  *   function on_register(reg)       called for every successful REGISTER
  *     -- reg.account, reg.contact, reg.expires, reg.source, reg.nat,
@@ -31,6 +32,7 @@
 #include "log.h"
 #include "module.h"
 #include "runtime.h"
+#include "security.h"
 #include "sip/registrar.h"
 #include "task.h"
 
@@ -346,6 +348,7 @@ static int susps_call(lua_State *L)
     struct susp_ctx c = {.L = L};
     if (r)
         registrar_suspensions(r, susp_push, &c);
+    security_push_suspensions(L, RT_UPVALUE(L), c.n); /* flood bans */
     return 1;
 }
 
@@ -372,6 +375,7 @@ static int susps_tostring(lua_State *L)
     struct susp_ctx c = {.L = L, .b = &b, .now = (long long)time(NULL)};
     if (r)
         registrar_suspensions(r, susp_line, &c);
+    c.n += security_add_suspension_lines(RT_UPVALUE(L), &b, c.now); /* flood bans */
     snprintf(line, sizeof line, "(%d suspended)", c.n);
     luaL_addstring(&b, line);
     luaL_pushresult(&b);
@@ -383,7 +387,9 @@ static int susps_lift(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     struct registrar *r = registrar_of(L);
-    lua_pushboolean(L, r && registrar_unsuspend(r, name) > 0);
+    bool lifted = r && registrar_unsuspend(r, name) > 0;
+    lifted |= security_lift(RT_UPVALUE(L), name); /* a flood ban */
+    lua_pushboolean(L, lifted);
     return 1;
 }
 
@@ -517,10 +523,12 @@ static const struct api_help help[] = {
      "    .suspended_until .failures .endpoints .mapping_gateway\n"
      "    :unsuspend()  :unregister()  (removes every binding)\n",
      (const char *const[]){ACCOUNT_MT, NULL}},
-    {"suspensions", "suspended accounts and source IPs; prints them",
+    {"suspensions", "suspended accounts and source IPs, flood bans; prints them",
      "  suspensions                  the table: kind, name, seconds left\n"
-     "  suspensions()                an array of { kind, name, until }\n"
-     "  suspensions.lift(\"1001\")     lift an account's or an IP's suspension\n",
+     "  suspensions()                an array of { kind, name, until }; kind is\n"
+     "                               \"account\", \"source\" or \"flood\"\n"
+     "  suspensions.lift(\"1001\")     lift an account's or an IP's suspension\n"
+     "                               (or an IP's flood ban)\n",
      NULL},
     {NULL, NULL, NULL, NULL},
 };

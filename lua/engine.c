@@ -145,6 +145,13 @@ void engine_attach_calls(struct engine *e, struct calls *cs)
     hooks_attach_calls(cs, &e->current);
 }
 
+/* The flood bans and the on_flood hook, run in the current policy. */
+void engine_attach_flood(struct engine *e, struct flood *fl)
+{
+    e->host.flood = fl;
+    hooks_attach_flood(fl, &e->current);
+}
+
 static int same_listen(const struct config *a, const struct config *b)
 {
     const struct strlist *x = &config_switch(a)->listen, *y = &config_switch(b)->listen;

@@ -63,6 +63,11 @@ struct gw_set;
 /* Gateways' run-time state (online, calls) for `gateways[...]`. */
 void engine_attach_gateways(struct engine *e, struct gw_set *gws);
 
+struct flood;
+/* Hostile traffic: `security` and the flood bans in `suspensions` for
+ * policies, and the policy's on_flood hook before each ban. */
+void engine_attach_flood(struct engine *e, struct flood *fl);
+
 /* Reload atomically: load and validate a fresh runtime, and only then swap.
  * Returns 0 with the diff summary in msg, or -1 with the error (the running
  * policy stays). */

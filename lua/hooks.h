@@ -14,6 +14,7 @@ struct outreg_set;
 struct sipagent;
 struct registrar;
 struct calls;
+struct flood;
 
 /* registrations.c: a registration's `retry_delay` function, called with
  * the registration's handle; runs without a task, so it may not wait. And
@@ -40,5 +41,9 @@ void hooks_attach_registrar(struct registrar *r, struct luart *const *current);
  * and a gateway's callee_rewrite rules, each one call of Lua's string.gsub
  * without a task. */
 void hooks_attach_calls(struct calls *cs, struct luart *const *current);
+
+/* security.c: on_flood(source, rate), synchronously and without a task
+ * (it may not wait), before each ban; false spares the source. */
+void hooks_attach_flood(struct flood *fl, struct luart *const *current);
 
 #endif

@@ -15,12 +15,13 @@ extern const struct api_module api_sip;           /* sip.c: sip.request, message
 extern const struct api_module api_endpoints;     /* endpoints.c: endpoints, accounts,
                                                      suspensions */
 extern const struct api_module api_calls;         /* calls.c: calls, cdrs */
+extern const struct api_module api_security;      /* security.c: security */
 extern const struct api_module api_repl;          /* repl.c: print, help, top; last,
                                                      since top uses sleep and stats */
 
 static const struct api_module *const modules[] = {
     &api_globals, &api_timer,     &api_kv,    &api_registrations, &api_gateways,
-    &api_sip,     &api_endpoints, &api_calls, &api_repl,
+    &api_sip,     &api_endpoints, &api_calls, &api_security, &api_repl,
 };
 
 const struct api_module *const *api_modules(size_t *n)

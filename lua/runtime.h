@@ -48,6 +48,7 @@ struct luahost {
     struct registrar *registrar; /* endpoints(), accounts; NULL until it is up */
     struct calls *calls;         /* calls, cdrs; NULL until it is up */
     struct gw_set *gateways;     /* gateways[].online, .calls; NULL until up */
+    struct flood *flood;         /* security, flood bans in suspensions; NULL until up */
 };
 
 /* `host` must outlive the runtime. Load every *.lua of `dir`, in name

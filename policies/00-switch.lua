@@ -43,6 +43,16 @@ switch {
     no_timer_options_interval = false,   -- in-dialog OPTIONS to legs without timer, seconds; false: off
     e164_display_from = "ignore",        -- SS_SIP_E164_DISPLAY_FROM: "ignore" | "caller" | "none"
   },
+
+  -- Hostile traffic. A source address that is no gateway (mapping and
+  -- routing gateways, registration servers, sources of registered phones)
+  -- sending over source_rate requests a second is ignored for source_ban
+  -- seconds: see suspensions(), suspensions.lift(ip), function on_flood().
+  security = {
+    source_rate = 100,                   -- requests/s per source; 0: no limit
+    source_ban = 600,                    -- seconds a flooding source is dropped
+    max_calls = 0,                       -- calls in progress; over it 503; 0: no limit
+  },
 }
 
 -- Carriers, customers and accounts go in further files, for example

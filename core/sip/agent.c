@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nta_stateless.h>
 #include <sofia-sip/nta_tag.h>
 #include <sofia-sip/sip_header.h>
@@ -37,6 +38,8 @@ struct sipagent {
     unsigned nmethods;
     sipagent_request_h *request_h;
     void *request_arg;
+    sipagent_source_filter_h *stream_filter;
+    void *stream_arg;
 };
 
 /* A stream connection that has sent part of a message gets this long to
@@ -116,6 +119,14 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
 {
     struct sipagent *a = (struct sipagent *)magic;
     (void)nta;
+    if (a->stream_filter && sip && sip->sip_request) {
+        su_addrinfo_t const *ai = msg_addrinfo(msg);
+        if (ai && ai->ai_socktype != SOCK_DGRAM && ai->ai_addr &&
+            !a->stream_filter(ai->ai_addr, (socklen_t)ai->ai_addrlen, a->stream_arg)) {
+            msg_destroy(msg);
+            return 0;
+        }
+    }
     if (!sip || !sip->sip_request) {
         msg_destroy(msg); /* a response nobody asked for */
         return 0;
@@ -358,6 +369,12 @@ void sipagent_set_t1(struct sipagent *a, unsigned t1_ms)
     unsigned t2 = t1_ms * 8 > 4000 ? t1_ms * 8 : 4000;
     nta_agent_set_params(a->nta, NTATAG_SIP_T1(t1_ms), NTATAG_SIP_T1X64(64 * t1_ms),
                          NTATAG_SIP_T2(t2), TAG_END());
+}
+
+void sipagent_set_stream_filter(struct sipagent *a, sipagent_source_filter_h *fn, void *arg)
+{
+    a->stream_filter = fn;
+    a->stream_arg = arg;
 }
 
 nta_agent_t *sipagent_nta(struct sipagent *a)

@@ -20,6 +20,8 @@
 
 #include <sofia-sip/nta.h>
 #include <sofia-sip/sip.h>
+#include <stdbool.h>
+#include <sys/socket.h>
 
 struct strlist;
 struct sipagent;
@@ -63,6 +65,14 @@ int sipagent_set_method_prefilter(struct sipagent *a, sip_method_t method,
 /* Install the handler for requests no method handler took (the policy's
  * on_request hook). */
 void sipagent_set_request_handler(struct sipagent *a, sipagent_request_h *h, void *arg);
+
+/* A source check for requests that arrive over stream transports (TCP,
+ * TLS), which the event port's datagram filter does not see: called for
+ * each request outside a dialog before anything else (not for responses);
+ * false drops it silently. NULL removes it. */
+typedef bool sipagent_source_filter_h(const struct sockaddr *from, socklen_t fromlen,
+                                      void *arg);
+void sipagent_set_stream_filter(struct sipagent *a, sipagent_source_filter_h *fn, void *arg);
 
 nta_agent_t *sipagent_nta(struct sipagent *a);
 
