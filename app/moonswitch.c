@@ -20,6 +20,7 @@
 #include "sip/registrar.h"
 #include "sip/replyaddr.h"
 #include "sip/sipmetrics.h"
+#include "sip/tls.h"
 #include "store.h"
 
 #include <errno.h>
@@ -55,6 +56,7 @@ struct app {
     struct store *store;
     struct engine *engine;
     struct sipagent *agent;
+    struct siptls *tls; /* NULL: no TLS transport */
     struct replyaddr *replies; /* where responses go, per gateway */
     struct outreg_set *outregs;
     struct gw_set *gateways;     /* usability, line counts, OPTIONS checks */
@@ -80,7 +82,7 @@ static void usage(FILE *out)
             "\n"
             "  --policies DIR   load every *.lua in DIR, in name order (default: policies)\n"
             "  --data DIR       LMDB environment and state (default: var)\n"
-            "  --listen URI     udp:IP:PORT, tcp:IP:PORT; repeatable; replaces the "
+            "  --listen URI     udp:IP:PORT, tcp:IP:PORT, tls:IP:PORT; repeatable; replaces the "
             "policy's\n"
             "  --control PATH   the REPL's unix socket (default: DATA/control.sock)\n"
             "  --log-level L    error, warn, info (default) or debug\n"
@@ -147,7 +149,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         int port;
         if (config_parse_listen(o->listen.v[i], proto, sizeof proto, host, sizeof host,
                                 &port) < 0) {
-            fprintf(stderr, "moonswitch: --listen %s: expected udp:IP:PORT or tcp:IP:PORT\n",
+            fprintf(stderr,
+                    "moonswitch: --listen %s: expected udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT\n",
                     o->listen.v[i]);
             return -1;
         }
@@ -229,6 +232,11 @@ static void on_reload(const struct config *before, const struct config *now, voi
     struct app *a = arg;
     (void)before;
     sipagent_set_t1(a->agent, (unsigned)config_switch(now)->sip.resend_interval);
+    if (a->tls)
+        siptls_apply(a->tls, now); /* a renewed certificate, from disk */
+    else if (siptls_wanted(now, &(struct strlist){0})) /* (nor a tls: listener) */
+        log_warn("tls", "the policy needs TLS now: TLS transports are made at start, "
+                        "restart the switch");
     replyaddr_apply(a->replies, now);
     outreg_set_apply(a->outregs, now);
     registrar_apply(a->registrar, now);
@@ -397,8 +405,15 @@ static int run(struct app *a)
         return 1;
 
     const struct strlist *listen = engine_listen(a->engine);
+    /* TLS transports exist from the start or not at all, like listeners. */
+    if (siptls_wanted(engine_config(a->engine), listen)) {
+        if (siptls_create(&a->tls, a->base) < 0)
+            return 1;
+        siptls_apply(a->tls, engine_config(a->engine));
+    }
     if (sipagent_create(&a->agent, a->root, listen,
-                        (unsigned)config_switch(engine_config(a->engine))->sip.resend_interval) < 0)
+                        (unsigned)config_switch(engine_config(a->engine))->sip.resend_interval,
+                        a->tls) < 0)
         return 1;
     if (!(a->replies = replyaddr_create(a->root, sipagent_nta(a->agent))))
         return 1;
@@ -498,6 +513,7 @@ static void cleanup(struct app *a)
     replyaddr_destroy(a->replies);
     sipagent_destroy(a->agent);
     flood_destroy(a->flood); /* after nta: closing connections reports to it */
+    siptls_destroy(a->tls); /* after nta: sofia frees its TLS objects first */
     if (a->root)
         su_root_destroy(a->root);
     store_close(a->store);

@@ -1,6 +1,7 @@
 /* Policy definitions: schemas, defaults, cross-checks and diffs. */
 #include "config.h"
 #include "metrics_server.h"
+#include "sip/tlsfiles.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +25,7 @@ static const char *const endpoint_digest_choices[] = {"sha256,md5", "md5,sha256"
                                                       "sha256", NULL};
 static const char *const endpoint_keepalive_choices[] = {"options", "crlf", "off", NULL};
 static const char *const display_from_choices[] = {"ignore", "caller", "none", NULL};
+static const char *const transport_choices[] = {"udp", "tcp", "tls", NULL};
 
 /* What the B-leg fails over on unless the policy says otherwise. */
 static const short failover_default[] = {408, 480, 500, 502, 503, 504, 0};
@@ -133,6 +135,19 @@ static const struct field security_fields[] = {
     {0},
 };
 
+#define TLS(f) offsetof(struct switch_def, tls) + offsetof(struct tls_settings, f)
+
+/* Offsets from the start of struct switch_def, like sip_fields. */
+static const struct field tls_fields[] = {
+    {.name = "certificate", .type = FT_STRING, .offset = TLS(certificate)},
+    {.name = "key", .type = FT_STRING, .offset = TLS(key)},
+    {.name = "ca", .type = FT_STRING, .offset = TLS(ca)},
+    {.name = "verify_peer", .type = FT_BOOL, .offset = TLS(verify_peer), .def = 0},
+    {.name = "handshake_rate", .type = FT_INT, .offset = TLS(handshake_rate), .min = 0,
+     .max = 100000, .def = 20},
+    {0},
+};
+
 static const struct field switch_fields[] = {
     {.name = "listen", .type = FT_STRLIST, .offset = offsetof(struct switch_def, listen)},
     {.name = "sip", .type = FT_SECTION, .offset = 0, .section = sip_fields},
@@ -140,6 +155,7 @@ static const struct field switch_fields[] = {
     {.name = "metrics",
      .type = FT_STRING,
      .offset = offsetof(struct switch_def, metrics)},
+    {.name = "tls", .type = FT_SECTION, .offset = 0, .section = tls_fields},
     {0},
 };
 
@@ -165,6 +181,8 @@ static const struct field registration_fields[] = {
     {.name = "privacy", .type = FT_ENUM, .offset = REG(privacy), .choices = privacy_choices,
      .def = CONFIG_INHERIT, .vos_name = "SS_SIP_USER_AGENT_PRIVACY"},
     {.name = "enabled", .type = FT_BOOL, .offset = REG(enabled), .def = 1},
+    {.name = "transport", .type = FT_ENUM, .offset = REG(transport), .choices = transport_choices,
+     .def = TRANSPORT_UDP},
     {0},
 };
 
@@ -190,6 +208,8 @@ static const struct field routing_gateway_fields[] = {
      .min = 1, .max = 3600, .def = 0},
     {.name = "failover_codes", .type = FT_STATUS_SET, .offset = RGW(failover_codes),
      .min = 300, .max = 699},
+    {.name = "transport", .type = FT_ENUM, .offset = RGW(transport), .choices = transport_choices,
+     .def = TRANSPORT_UDP},
     {0},
 };
 
@@ -375,6 +395,11 @@ int config_def_check(const struct def_head *def, char *err, size_t errlen)
                          sw->listen.v[i]);
                 return -1;
             }
+            if (strcmp(proto, "tls") == 0 && !sw->tls.certificate) {
+                snprintf(err, errlen, "listen: '%s' needs tls.certificate and tls.key",
+                         sw->listen.v[i]);
+                return -1;
+            }
         }
         char mhost[64];
         int mport;
@@ -389,6 +414,10 @@ int config_def_check(const struct def_head *def, char *err, size_t errlen)
                      sw->sip.session_min_se, sw->sip.session_ttl);
             return -1;
         }
+        /* The files themselves, now: a renewed certificate that does not
+         * load is refused like any other mistake, and the running one stays. */
+        if (tlsfiles_check(sw->tls.certificate, sw->tls.key, sw->tls.ca, err, errlen) < 0)
+            return -1;
         break;
     }
     case KIND_ROUTING_GATEWAY: {

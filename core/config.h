@@ -91,6 +91,8 @@ enum display_from {
     DISPLAY_FROM_CALLER, /* "caller": the caller number */
     DISPLAY_FROM_NONE,   /* "none": no display name */
 };
+/* What requests the switch starts travel over: "udp", "tcp", "tls". */
+enum sip_transport { TRANSPORT_UDP, TRANSPORT_TCP, TRANSPORT_TLS };
 /* Digest algorithms the registrar offers endpoints, most preferred first.
  * "md5" is the default: common clients (SIPp, baresip 1.0) fail on a
  * SHA-256 challenge; accounts and mapping gateways may choose another. */
@@ -152,6 +154,15 @@ struct security_settings {
     int max_calls;   /* calls in progress accepted, above it 503: 0 (no limit)..1000000 */
 };
 
+/* switch.tls: the switch's certificate and how it checks its peers'. */
+struct tls_settings {
+    char *certificate;  /* PEM chain, the switch's own first; NULL: none */
+    char *key;          /* PEM private key of that certificate */
+    char *ca;           /* file or directory of trusted CAs; NULL: the system's */
+    bool verify_peer;   /* check the certificates of the peers the switch connects to */
+    int handshake_rate; /* TLS handshakes one source IP may start per second; 0: no limit */
+};
+
 /* Every definition starts with this header. */
 struct def_head {
     enum config_kind kind;
@@ -166,6 +177,7 @@ struct switch_def {
     struct sip_settings sip;
     struct security_settings security;
     char *metrics; /* "IP:PORT" of the Prometheus listener; NULL: none */
+    struct tls_settings tls;
 };
 
 struct registration_def {
@@ -185,6 +197,7 @@ struct registration_def {
     int mode;            /* enum reg_mode */
     int privacy;         /* CONFIG_INHERIT or enum privacy_mode */
     bool enabled;
+    int transport;       /* enum sip_transport */
 };
 
 struct routing_gateway_def {
@@ -201,6 +214,7 @@ struct routing_gateway_def {
     int request_address; /* enum request_address */
     int options_check;   /* seconds, 0: off */
     struct status_set failover_codes; /* not given: the switch's */
+    int transport;       /* enum sip_transport */
 };
 
 struct mapping_gateway_def {

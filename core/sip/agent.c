@@ -6,6 +6,7 @@
 #include "log.h"
 #include "sip/parsefix.h"
 #include "sip/sipmetrics.h"
+#include "sip/tls.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -27,6 +28,7 @@
 struct sipagent {
     su_root_t *root; /* the event port's, re-armed after calls into sofia */
     nta_agent_t *nta;
+    struct siptls *tls;  /* NULL: no TLS transports */
     nta_leg_t *client_leg; /* for requests we send outside dialogs */
     struct {
         sip_method_t method;
@@ -45,7 +47,8 @@ struct sipagent {
 /* A stream connection that has sent part of a message gets this long to
  * finish it; one that has been silent this long is closed. Without them a
  * peer (or an attacker) holds a descriptor for ever. Registered endpoints on
- * TCP keep their connections open with their own keepalives. */
+ * TCP and TLS keep their connections open with their own keepalives. A TLS
+ * connection must also finish its handshake within tls.c's deadline. */
 #define SIPAGENT_INCOMPLETE_MS 30000
 #define SIPAGENT_IDLE_MS 600000
 
@@ -201,18 +204,18 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
     return 0;
 }
 
-/* "udp:127.0.0.1:5060" -> "sip:127.0.0.1:5060;transport=udp" */
-static int listen_url(const char *spec, char *out, size_t outlen)
+/* "udp:127.0.0.1:5060" -> "sip:127.0.0.1:5060;transport=udp"; *tls tells a
+ * TLS listener, whose URL is sips: (nta binds TLS only for sips:). */
+static int listen_url(const char *spec, char *out, size_t outlen, bool *tls)
 {
     char proto[8], host[64];
     int port;
     if (config_parse_listen(spec, proto, sizeof proto, host, sizeof host, &port) < 0)
         return -EINVAL;
-    if (strcmp(proto, "tls") == 0)
-        return -EPROTONOSUPPORT;
+    *tls = strcmp(proto, "tls") == 0;
     int v6 = strchr(host, ':') != NULL;
-    snprintf(out, outlen, "sip:%s%s%s:%d;transport=%s", v6 ? "[" : "", host, v6 ? "]" : "",
-             port, proto);
+    snprintf(out, outlen, "%s:%s%s%s:%d;transport=%s", *tls ? "sips" : "sip", v6 ? "[" : "",
+             host, v6 ? "]" : "", port, proto);
     return 0;
 }
 
@@ -230,12 +233,61 @@ static bool listens_tls(const struct strlist *listen)
     return false;
 }
 
+/* sofia's TLS transport loads agent.pem and cafile.pem from a directory;
+ * tls.c sets up each TLS context itself instead, so sofia is pointed at a
+ * directory that cannot exist (a child of a file) and loads nothing. */
+#define SIPAGENT_NO_TLS_FILES "/dev/null/moonswitch"
+
+/* What TLS transports get besides the stream limits: sofia's files (none),
+ * and (SDWN_ERROR) a connection that closes under pending requests fails
+ * them at once; without it a failed handshake would leave the request
+ * waiting for timer F. Every listener says which it wants: the first one's
+ * tags are also the defaults of those made after it. */
+#define SIPAGENT_TLS_TAGS(tls)                                                             \
+    TAG_IF(tls, TPTAG_CERTIFICATE(SIPAGENT_NO_TLS_FILES)), TPTAG_SDWN_ERROR(tls)
+
+/* One listener on `url`; the first one creates the agent. A TLS one has
+ * its context set up by tls.c. Returns 0 or a negative errno. */
+static int add_listener(struct sipagent *a, su_root_t *root, const char *url, const char *ident,
+                        bool tls)
+{
+    if (tls)
+        siptls_capture_begin(a->tls);
+    errno = 0;
+    int rc = 0;
+    if (!a->nta) {
+        /* SERVER_RPORT(2): responses go to the source IP:port even when
+         * the request did not ask with rport (reply_address "socket",
+         * the default; replyaddr.c switches it per gateway). */
+        a->nta = nta_agent_create(
+            root, URL_STRING_MAKE(url), on_message, (nta_agent_magic_t *)a, NTATAG_UA(1),
+            NTATAG_SERVER_RPORT(2), NTATAG_CLIENT_RPORT(1), NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE),
+            TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS), TPTAG_IDLE(SIPAGENT_IDLE_MS),
+            TPTAG_UDP_RMEM(SIPAGENT_UDP_RMEM), TPTAG_IDENT(ident), SIPAGENT_TLS_TAGS(tls),
+            TAG_END());
+        if (!a->nta)
+            rc = errno ? -errno : -EIO;
+    } else if (nta_agent_add_tport(a->nta, URL_STRING_MAKE(url),
+                                   TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
+                                   TPTAG_IDLE(SIPAGENT_IDLE_MS), TPTAG_IDENT(ident),
+                                   TAG_IF(!ident, TPTAG_SERVER(0)), SIPAGENT_TLS_TAGS(tls),
+                                   TAG_END()) < 0) {
+        rc = errno ? -errno : -EIO;
+    }
+    if (tls && siptls_capture_end(a->tls) < 0 && rc == 0) {
+        log_error("sip", "no TLS context was made for %s", url);
+        rc = -EPROTONOSUPPORT;
+    }
+    return rc;
+}
+
 int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist *listen,
-                    unsigned t1_ms)
+                    unsigned t1_ms, struct siptls *tls)
 {
     struct sipagent *a = calloc(1, sizeof *a);
     if (!a)
         return -ENOMEM;
+    a->tls = tls;
     if (listen->n == 0) {
         log_error("sip", "no listen address");
         free(a);
@@ -245,47 +297,52 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
     char url[128], ident[24];
     int rc = 0;
     parsefix_check();
-    parsefix_set_streams_tcp(!listens_tls(listen));
-    for (size_t i = 0; i < listen->n; i++) {
+    /* Streams may be TLS with a tls: listener or a TLS client transport. */
+    parsefix_set_streams_tcp(!tls && !listens_tls(listen));
+    bool tls_listener = false;
+    /* The agent is made with the first listener that is not TLS, when
+     * there is one: its address is nta's own contact, which the UDP and TCP
+     * requests we send carry. */
+    size_t first = 0;
+    while (first < listen->n && strncmp(listen->v[first], "tls:", 4) == 0)
+        first++;
+    if (first == listen->n)
+        first = 0;
+    for (size_t k = 0; k < listen->n; k++) {
+        size_t i = k == 0 ? first : k <= first ? k - 1 : k;
         /* Each listener its own ident: nta picks a UDP listener for a
          * request by ident, and the registrar's NAT keepalives must leave
          * from the one the REGISTER came to (NTATAG_TPORT). */
         snprintf(ident, sizeof ident, "l%zu", i);
-        rc = listen_url(listen->v[i], url, sizeof url);
-        if (rc == -EPROTONOSUPPORT) {
-            log_error("sip", "listen %s: tls is not supported yet", listen->v[i]);
-            goto fail;
-        }
+        bool is_tls;
+        rc = listen_url(listen->v[i], url, sizeof url, &is_tls);
         if (rc < 0) {
-            log_error("sip", "listen %s: not udp:IP:PORT or tcp:IP:PORT", listen->v[i]);
+            log_error("sip", "listen %s: not udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT",
+                      listen->v[i]);
             goto fail;
         }
-        if (!a->nta) {
-            /* SERVER_RPORT(2): responses go to the source IP:port even when
-             * the request did not ask with rport (reply_address "socket",
-             * the default; replyaddr.c switches it per gateway). */
-            a->nta = nta_agent_create(root, URL_STRING_MAKE(url), on_message,
-                                      (nta_agent_magic_t *)a, NTATAG_UA(1),
-                                      NTATAG_SERVER_RPORT(2), NTATAG_CLIENT_RPORT(1),
-                                      NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE),
-                                      TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
-                                      TPTAG_IDLE(SIPAGENT_IDLE_MS),
-                                      TPTAG_UDP_RMEM(SIPAGENT_UDP_RMEM), TPTAG_IDENT(ident),
-                                      TAG_END());
-            if (!a->nta) {
-                rc = errno ? -errno : -EIO;
-                log_error("sip", "cannot listen on %s: %s", listen->v[i], strerror(-rc));
-                goto fail;
-            }
-        } else if (nta_agent_add_tport(a->nta, URL_STRING_MAKE(url),
-                                       TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
-                                       TPTAG_IDLE(SIPAGENT_IDLE_MS), TPTAG_IDENT(ident),
-                                       TAG_END()) < 0) {
-            rc = errno ? -errno : -EIO;
+        if (is_tls && (!tls || !siptls_has_certificate(tls))) {
+            rc = -EINVAL;
+            log_error("sip", "listen %s: needs switch.tls with a certificate and key",
+                      listen->v[i]);
+            goto fail;
+        }
+        rc = add_listener(a, root, url, ident, is_tls);
+        if (rc < 0) {
             log_error("sip", "cannot listen on %s: %s", listen->v[i], strerror(-rc));
             goto fail;
         }
+        tls_listener |= is_tls;
         log_info("sip", "listening on %s", listen->v[i]);
+    }
+    /* TLS to carriers without a TLS listener: a client-only transport. */
+    if (tls && !tls_listener) {
+        rc = add_listener(a, root, "sips:*:*;transport=tls", NULL, true);
+        if (rc < 0) {
+            log_error("sip", "cannot create the TLS client transport: %s", strerror(-rc));
+            goto fail;
+        }
+        log_info("sip", "TLS to peers only: no tls: listener, peers cannot connect in");
     }
     sipagent_set_t1(a, t1_ms);
     /* nta sends requests on a leg. Without a default leg (requests come to

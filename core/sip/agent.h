@@ -25,6 +25,7 @@
 
 struct strlist;
 struct sipagent;
+struct siptls;
 
 /* Return 0 when the request was taken (answered now or later through
  * nta_incoming_treply(), then nta_incoming_destroy() by the handler), or a
@@ -43,11 +44,14 @@ typedef int sipagent_request_h(nta_incoming_t *irq, const sip_t *sip, void *arg)
  * nothing (challenges, refusals), so that a flood of them costs no memory. */
 typedef int sipagent_stateless_h(msg_t *msg, sip_t *sip, void *arg);
 
-/* Create the agent on `root`, listening on each "udp:IP:PORT" / "tcp:IP:PORT"
- * of `listen` (tls is refused for now with a clear message). Returns 0 or a
- * negative errno, with the failing address logged. */
+/* Create the agent on `root`, listening on each "udp:IP:PORT",
+ * "tcp:IP:PORT" and "tls:IP:PORT" of `listen`. `tls` (NULL: no TLS at all)
+ * sets up the TLS transports; a tls: listener needs its certificate loaded
+ * (siptls_apply), and without one a client-only TLS transport is made, for
+ * requests to peers over TLS. Returns 0 or a negative errno, with the
+ * failing address logged. */
 int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist *listen,
-                    unsigned t1_ms);
+                    unsigned t1_ms, struct siptls *tls);
 void sipagent_destroy(struct sipagent *a);
 
 /* Install the handler of one method (REGISTER -> the registrar, INVITE ->

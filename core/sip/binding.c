@@ -32,7 +32,7 @@ struct binding {
     uint32_t cseq;
     uint32_t heap_idx;
     uint16_t off_call_id, off_source, off_ua;
-    uint8_t nat : 1, transport : 1, touched : 1;
+    uint8_t nat : 1, transport : 2, touched : 1; /* transport: enum binding_transport */
 };
 
 struct binding_set {
@@ -46,11 +46,11 @@ struct binding_set {
     bool replace;
 };
 
-static const char *const transport_names[] = {"udp", "tcp"};
+static const char *const transport_names[] = {"udp", "tcp", "tls"};
 
 const char *binding_transport_name(enum binding_transport t)
 {
-    return transport_names[t == BINDING_TCP];
+    return transport_names[t <= BINDING_TLS ? t : BINDING_UDP];
 }
 
 void binding_aor_init(struct binding_aor *aor, struct binding_set *set, const char *name)
@@ -442,7 +442,7 @@ static enum registrar_load load_one(const void *key, size_t klen, uint8_t versio
     memcpy(be + 4, v + 8, 4);
     b->cseq = (uint32_t)store_key_u64_read(be);
     b->nat = v[12] ? 1 : 0;
-    b->transport = v[13] == BINDING_TCP ? BINDING_TCP : BINDING_UDP;
+    b->transport = v[13] <= BINDING_TLS ? v[13] : BINDING_UDP;
     if (heap_push(lc->s, b) < 0) {
         binding_free(b);
         return REGISTRAR_LOAD_KEEP;

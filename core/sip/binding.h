@@ -44,8 +44,9 @@ struct binding_set;
 #define BINDING_MAX_CONTACTS REGISTRAR_MAX_BINDINGS
 #define BINDING_CONTACT_MAX 256
 
-enum binding_transport { BINDING_UDP, BINDING_TCP };
-const char *binding_transport_name(enum binding_transport t); /* "udp", "tcp" */
+/* The values of enum sip_transport (transport_of_msg() gives them). */
+enum binding_transport { BINDING_UDP, BINDING_TCP, BINDING_TLS };
+const char *binding_transport_name(enum binding_transport t); /* "udp", "tcp", "tls" */
 
 /* The bindings of one address of record. Read-only outside binding.c. */
 struct binding_aor {

@@ -10,6 +10,7 @@
 #include "sip/digest.h"
 #include "sip/gateway.h"
 #include "sip/registrar.h"
+#include "sip/transport.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -79,10 +80,11 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
     char to[512], from[480], rnd[33], call_id[64], tag[20], ids[1024];
     bool pass_privacy;
     call_identity_headers(c, g, a, ids, sizeof ids, &pass_privacy);
-    char ruri[512], user[3 * CALL_NUM];
+    char ruri[512], user[3 * CALL_NUM], contact[160];
     call_identity_uri_user(routed, user, sizeof user);
-    snprintf(ruri, sizeof ruri, "sip:%s@%s", user, g->address);
+    transport_uri(ruri, sizeof ruri, user, g->address, 0, g->transport);
     call_set_text(&c->b_ruri, ruri);
+    c->b_transport = (uint8_t)g->transport;
     call_set_text(&c->b_addr, g->address);
     c->b_request_address = g->request_address;
     if (use_contact)
@@ -109,8 +111,9 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
     call_timer_invite_headers(c, timer, sizeof timer);
     c->b_orq = nta_outgoing_tcreate(
         c->b_leg, on_b_response, c, NULL, SIP_METHOD_INVITE, URL_STRING_MAKE(c->b_ruri),
-        SIPTAG_CONTACT_STR(cs->contact), SIPTAG_MAX_FORWARDS_STR(mf),
-        SIPTAG_ALLOW_STR(CALL_ALLOW),
+        SIPTAG_CONTACT_STR(transport_contact(cs->nta, g->transport, cs->contact, contact,
+                                             sizeof contact)),
+        SIPTAG_MAX_FORWARDS_STR(mf), SIPTAG_ALLOW_STR(CALL_ALLOW),
         TAG_IF(auth && auth_status == 401, SIPTAG_AUTHORIZATION_STR(auth)),
         TAG_IF(auth && auth_status == 407, SIPTAG_PROXY_AUTHORIZATION_STR(auth)),
         TAG_IF(pass_privacy, SIPTAG_PRIVACY(a->sip_privacy)),
@@ -129,6 +132,7 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
 struct pick {
     char contact[256];
     char target[128]; /* host:port to send to */
+    int transport;    /* enum sip_transport */
     long long expires_at;
 };
 
@@ -139,8 +143,13 @@ static int pick_binding(const struct registrar_binding *b, void *arg)
         return 0;
     p->expires_at = b->expires_at;
     snprintf(p->contact, sizeof p->contact, "%s", b->contact);
-    /* Behind NAT the Contact is unreachable: send where the REGISTER came
-     * from (request address "socket"). */
+    /* Over TLS: down the REGISTER's connection. Behind NAT the Contact is
+     * unreachable: send where the REGISTER came from (request address
+     * "socket"). */
+    p->transport =
+        transport_endpoint(b->transport, b->source, p->target, sizeof p->target);
+    if (p->transport == TRANSPORT_TLS)
+        return 0;
     if (b->nat && b->source && *b->source) {
         snprintf(p->target, sizeof p->target, "%s", b->source);
     } else {
@@ -171,7 +180,8 @@ static bool try_endpoint(struct call *c)
                                     .address = p.target,
                                     .invite_use_contact = TRI_OFF,
                                     .line_limit = CONFIG_UNLIMITED,
-                                    .request_address = REQUEST_SOCKET};
+                                    .request_address = REQUEST_SOCKET,
+                                    .transport = p.transport};
     char name[CDR_FIELD_MAX];
     snprintf(name, sizeof name, "endpoint:%.100s", c->rec.callee);
     call_set_attempt(&c->rec, name, c->rec.callee);
@@ -237,7 +247,8 @@ static void confirm_b(struct call *c, sip_t const *sip, bool hold)
     }
     su_home_t home[1] = {SU_HOME_INIT(home)};
     sip_contact_t const *target = sip->sip_contact;
-    sip_contact_t *fixed = call_b_target(c->b_request_address, home, target, host, port);
+    sip_contact_t *fixed =
+        call_b_target(c->b_request_address, home, target, host, port, c->b_transport);
     if (fixed)
         target = fixed;
     nta_leg_client_route(c->b_leg, sip->sip_record_route, target);

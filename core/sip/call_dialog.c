@@ -11,6 +11,7 @@
 #include "sip/call_internal.h"
 #include "config.h"
 #include "log.h"
+#include "sip/transport.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -74,7 +75,7 @@ void call_flush_b_ack(struct call *c, sip_t const *caller_ack)
  * Contact's port, "contact" takes the Contact as it is (NULL returned).
  * Made in `home`; NULL: use `m`. */
 sip_contact_t *call_b_target(int mode, su_home_t *home, sip_contact_t const *m,
-                             const char *host, const char *port)
+                             const char *host, const char *port, int transport)
 {
     if (!m || mode == REQUEST_CONTACT || !host || !*host)
         return NULL;
@@ -82,8 +83,9 @@ sip_contact_t *call_b_target(int mode, su_home_t *home, sip_contact_t const *m,
     if (mode == REQUEST_CONTACT_PORT)
         port = u->url_port ? u->url_port : "5060";
     char uri[400];
-    snprintf(uri, sizeof uri, "<sip:%s%s%s%s%s>", u->url_user ? u->url_user : "",
-             u->url_user ? "@" : "", host, port ? ":" : "", port ? port : "");
+    snprintf(uri, sizeof uri, "<sip:%s%s%s%s%s%s>", u->url_user ? u->url_user : "",
+             u->url_user ? "@" : "", host, port ? ":" : "", port ? port : "",
+             transport_param(transport));
     return sip_contact_make(home, uri);
 }
 
@@ -103,9 +105,9 @@ static void refresh_target(struct call *c, nta_leg_t *leg, sip_contact_t const *
         sip_contact_t const *now = NULL;
         nta_leg_get_route(leg, NULL, &now);
         const url_t *u = now ? now->m_url : NULL;
-        sip_contact_t *fixed =
-            u ? call_b_target(c->b_request_address, home, m, u->url_host, u->url_port)
-              : NULL;
+        sip_contact_t *fixed = u ? call_b_target(c->b_request_address, home, m,
+                                                 u->url_host, u->url_port, c->b_transport)
+                                 : NULL;
         if (!fixed) {
             /* No address to keep (the answer had no Contact, or no memory):
              * requests go on where they went. */

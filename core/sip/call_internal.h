@@ -139,6 +139,7 @@ struct call {
     char *b_addr;          /* host:port the attempt's INVITE went to */
     int b_request_address; /* enum request_address of the destination */
     bool b_counted;        /* counted in the gateway's calls */
+    uint8_t b_transport;   /* enum sip_transport of the destination */
     unsigned auth_tries;
     bool cancelled;      /* the caller cancelled, or the switch gave up */
     bool acked;          /* the caller ACKed our 2xx */
@@ -237,10 +238,11 @@ void call_flush_b_ack(struct call *c, sip_t const *caller_ack);
 /* Every ACK still held (late offers) goes out bare, before a BYE. */
 void call_release_acks(struct call *c);
 
-/* The B-leg's remote target for Contact `m` by request_address `mode`, made
- * in `home`; NULL: use `m`. See call_dialog.c. */
+/* The B-leg's remote target for Contact `m` by request_address `mode`, over
+ * `transport` (enum sip_transport), made in `home`; NULL: use `m`. See
+ * call_dialog.c. */
 sip_contact_t *call_b_target(int mode, su_home_t *home, sip_contact_t const *m,
-                             const char *host, const char *port);
+                             const char *host, const char *port, int transport);
 
 /* Free the call's relayed requests; those not answered yet get 481. */
 void call_relays_free(struct call *c);

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "evport.h"
 #include "log.h"
+#include "sip/transport.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +21,8 @@ struct gwentry {
     struct gwentry *next;
     struct gw_checks *set;
     char *name, *address;
-    int interval; /* seconds */
+    int interval;  /* seconds */
+    int transport; /* enum sip_transport */
     bool online;
     bool seen; /* still in the policy (during apply) */
     bool in_create;
@@ -132,7 +134,7 @@ static void send_check(struct gwentry *e)
 {
     struct gw_checks *s = e->set;
     char ruri[300], from[300], call_id[40], tag[20];
-    snprintf(ruri, sizeof ruri, "sip:%s", e->address);
+    transport_uri(ruri, sizeof ruri, NULL, e->address, 0, e->transport);
     random_hex(tag, 8);
     random_hex(call_id, 16);
     snprintf(from, sizeof from, "<sip:moonswitch@%s>;tag=%s", s->host, tag);
@@ -209,6 +211,7 @@ static struct gwentry *entry_new(struct gw_checks *s, const struct routing_gatew
     e->name = strdup(g->head.name);
     e->address = strdup(g->address);
     e->interval = g->options_check;
+    e->transport = g->transport;
     e->tick = evtimer_new(s->base, on_tick, e);
     e->timeout = evtimer_new(s->base, on_timeout, e);
     if (!e->name || !e->address || !e->tick || !e->timeout) {
@@ -260,13 +263,14 @@ void gw_check_apply(struct gw_checks *s, const struct config *cfg)
         if (g->options_check <= 0 || !g->address)
             continue;
         struct gwentry *e = find(s, g->head.name);
-        if (e &&
-            (strcmp(e->address, g->address) != 0 || e->interval != g->options_check)) {
+        if (e && (strcmp(e->address, g->address) != 0 ||
+                  e->interval != g->options_check || e->transport != g->transport)) {
             char *addr = strdup(g->address);
             if (addr) {
                 free(e->address);
                 e->address = addr;
                 e->interval = g->options_check;
+                e->transport = g->transport;
                 log_info("gwcheck", "%s: checks start over (OPTIONS to %s every %d s)",
                          e->name, e->address, e->interval);
                 restart(e);

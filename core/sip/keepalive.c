@@ -134,11 +134,13 @@ static int on_options_answer(struct keepalive_node *n, nta_outgoing_t *orq,
         nta_outgoing_destroy(orq);
         return 0;
     }
+    /* Read first: over TCP and TLS the destroy frees the response. */
+    bool answered = sip && !nta_sip_is_internal(sip);
     n->orq = NULL;
     nta_outgoing_destroy(orq);
     if (ka->mode != ENDPOINT_KEEPALIVE_OPTIONS)
         return 0; /* sent before a reload changed the mode: not counted */
-    if (sip && !nta_sip_is_internal(sip)) {
+    if (answered) {
         n->misses = 0;
         return 0;
     }
@@ -244,7 +246,7 @@ static void send_crlf(struct keepalive *ka, struct binding *b)
 {
     tport_t *tp = binding_tport(b);
     enum binding_transport transport = binding_transport(b);
-    bool tcp = transport == BINDING_TCP;
+    bool tcp = transport != BINDING_UDP; /* a connection: TCP or TLS */
     if (tcp && (!tp || tport_is_shutdown(tp) || !tport_is_clear_to_send(tp))) {
         /* Checked first: given a dead connection, tport_tsend() would open
          * a new one, which a NAT does not let in. A binding loaded from the

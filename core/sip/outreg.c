@@ -5,6 +5,7 @@
 #include "config.h"
 #include "log.h"
 #include "sip/agent.h"
+#include "sip/transport.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -370,16 +371,29 @@ static void interval_too_brief(struct outreg *r, int min)
         fail(r, ST_TIMEOUT, 503, "%s", r->last_error);
 }
 
+/* Why the TLS connection for the REGISTER just answered failed, if it did:
+ * a failure within the transaction's life (timer F and the watchdog). */
+static const char *tls_failure(const struct outreg *r)
+{
+    time_t life = (time_t)(64 * r->set->t1_ms / 1000 + WATCHDOG_SLACK + 1);
+    return transport_tls_failure(r->transport, r->proxy, r->server, r->port,
+                                 time(NULL) - life);
+}
+
 /* The answer to a REGISTER (not an un-REGISTER). */
 static void register_answered(struct outreg *r, const struct outreg_response *res)
 {
     int status = res->status;
+    const char *tls;
     if (status >= 200 && status < 300)
         registered(r, res);
     else if ((status == 401 || status == 407) && !res->internal)
         challenged(r, res);
     else if (status == 423 && res->min_expires >= 0 && !res->internal)
         interval_too_brief(r, res->min_expires);
+    else if (res->internal && (tls = tls_failure(r)))
+        /* The carrier's TLS refused us (or we it): a failure, not silence. */
+        fail(r, ST_FAILED, status, "TLS with %s:%d failed: %s", r->server, r->port, tls);
     else if (res->internal)
         fail(r, ST_TIMEOUT, status, "no answer from %s:%d (%d %s)", r->server, r->port,
              status, res->phrase);
@@ -576,6 +590,7 @@ static void copy_def(struct outreg *r, const struct registration_def *d)
     r->mode = d->mode;
     r->privacy = d->privacy;
     r->enabled_cfg = d->enabled;
+    r->transport = d->transport;
 }
 
 static void entry_free(struct outreg *r)
@@ -730,7 +745,8 @@ static bool wire_changed(const struct outreg *r, const struct registration_def *
            !str_eq(r->hostname, d->hostname) || !str_eq(r->proxy, d->proxy) ||
            !str_eq(r->local_ip, d->local_ip) || !str_eq(r->user_agent, d->user_agent) ||
            r->port != d->port || r->expires_cfg != d->expires || r->mode != d->mode ||
-           r->privacy != d->privacy || r->enabled_cfg != d->enabled;
+           r->privacy != d->privacy || r->enabled_cfg != d->enabled ||
+           r->transport != d->transport;
 }
 
 /* An entry the policy keeps: take its definition and act on what changed. */

@@ -78,7 +78,7 @@ static bool authorize(const struct outreg *r, const struct digest_challenge *c,
                       unsigned nc, char *value, size_t len)
 {
     char uri[300], cnonce[17];
-    snprintf(uri, sizeof uri, "sip:%s:%d", r->server, r->port);
+    outreg_register_uri(r, uri, sizeof uri);
     random_hex(cnonce, 8);
     const char *user = r->auth_username ? r->auth_username : r->username;
     return digest_authorization(c, user, r->password, "REGISTER", uri, nc, cnonce, value,

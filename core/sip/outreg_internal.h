@@ -100,6 +100,7 @@ struct outreg {
     char *server, *username, *password, *auth_username, *hostname, *proxy, *local_ip,
         *user_agent;
     int port, expires_cfg, retry_delay_cfg, hook_ref, mode, privacy;
+    int transport; /* enum sip_transport */
     bool enabled_cfg;
 
     int state;      /* outreg.c's file-local enum state */
@@ -152,6 +153,10 @@ uint32_t outreg_next_cseq(struct outreg *r);
 /* Set r->contact: the switch's own address (static mode, or dynamic mode
  * before the registrar said where it sees us), or the learned public one. */
 void outreg_compute_contact(struct outreg *r);
+
+/* The REGISTER's Request-URI, also its digest URI: the server over the
+ * entry's transport. */
+void outreg_register_uri(const struct outreg *r, char *out, size_t len);
 
 /* ---- outreg_auth.c ------------------------------------------------------------- */
 

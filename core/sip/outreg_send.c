@@ -9,6 +9,7 @@
 #include "random.h"
 #include "sip/agent.h"
 #include "sip/outreg_internal.h"
+#include "sip/transport.h"
 #include "store.h"
 
 #include <netinet/in.h>
@@ -103,10 +104,11 @@ uint32_t outreg_next_cseq(struct outreg *r)
 /* The UDP listener REGISTERs leave from when the entry has a local_ip: the
  * one on that IP, else one on every address of its family (the policy was
  * refused unless there is one). NULL without local_ip: nta takes its first
- * UDP listener. Walks the handful of listeners. */
+ * UDP listener; NULL over TCP and TLS: nta opens or reuses a connection.
+ * Walks the handful of listeners. */
 static tport_t *local_listener(const struct outreg *r)
 {
-    if (!r->local_ip || !r->set->agent)
+    if (!r->local_ip || !r->set->agent || r->transport != TRANSPORT_UDP)
         return NULL;
     int family = strchr(r->local_ip, ':') ? AF_INET6 : AF_INET;
     tport_t *any = NULL;
@@ -129,6 +131,10 @@ void outreg_compute_contact(struct outreg *r)
     char hostport[128];
     if (r->mode == REG_MODE_DYNAMIC && r->public_address) {
         snprintf(hostport, sizeof hostport, "%s", r->public_address);
+    } else if (r->transport != TRANSPORT_UDP && r->set->agent) {
+        /* The listener of the entry's transport. */
+        transport_local(sipagent_nta(r->set->agent), r->transport, r->local_ip, hostport,
+                        sizeof hostport);
     } else {
         struct sipagent *agent = r->set->agent;
         sip_contact_t const *m = agent ? nta_agent_contact(sipagent_nta(agent)) : NULL;
@@ -143,8 +149,24 @@ void outreg_compute_contact(struct outreg *r)
                  v6 ? "]" : "", port);
     }
     char contact[300];
-    snprintf(contact, sizeof contact, "sip:%s@%s", r->username, hostport);
+    snprintf(contact, sizeof contact, "sip:%s@%s%s", r->username, hostport,
+             transport_param(r->transport));
     outreg_set_str(&r->contact, contact);
+}
+
+void outreg_register_uri(const struct outreg *r, char *out, size_t len)
+{
+    transport_uri(out, len, NULL, r->server, r->port, r->transport);
+}
+
+/* The route to the proxy, over the entry's transport unless the proxy
+ * names one. */
+static void proxy_route(const struct outreg *r, char *route, size_t len)
+{
+    const char *scheme = strncmp(r->proxy, "sip:", 4) ? "sip:" : "";
+    const char *param =
+        strstr(r->proxy, ";transport=") ? "" : transport_param(r->transport);
+    snprintf(route, len, "%s%s%s", scheme, r->proxy, param);
 }
 
 /* Log the request (or the response) of `orq` in full, when tracing. The
@@ -171,15 +193,14 @@ static int on_answer(struct outreg *r, nta_outgoing_t *orq, sip_t const *sip);
 static bool nta_send(struct outreg *r, int expires, int cred_status, const char *cred)
 {
     char ruri[300], from[300], to[300], contact[260], exp[16], route[300];
-    snprintf(ruri, sizeof ruri, "sip:%s:%d", r->server, r->port);
+    outreg_register_uri(r, ruri, sizeof ruri);
     const char *domain = r->hostname ? r->hostname : r->server;
     snprintf(from, sizeof from, "<sip:%s@%s>;tag=%s", r->username, domain, r->from_tag);
     snprintf(to, sizeof to, "<sip:%s@%s>", r->username, domain);
     snprintf(contact, sizeof contact, "<%s>", r->contact);
     snprintf(exp, sizeof exp, "%d", expires);
     if (r->proxy)
-        snprintf(route, sizeof route, "%s%s", strncmp(r->proxy, "sip:", 4) ? "sip:" : "",
-                 r->proxy);
+        proxy_route(r, route, sizeof route);
     int privacy = outreg_privacy(r);
     const char *privacy_str = privacy == PRIVACY_ID     ? "id"
                               : privacy == PRIVACY_NONE ? "none"

@@ -22,6 +22,7 @@
 #include "sip/guard.h"
 #include "sip/keepalive.h"
 #include "sip/registrar_internal.h"
+#include "sip/transport.h"
 #include "store.h"
 
 #include <arpa/inet.h>
@@ -196,7 +197,7 @@ static int source_of(msg_t *msg, char *ip, size_t iplen, char *source, size_t sr
             snprintf(source, srclen, "[%s]:%u", ip, port);
             rc = 0;
         }
-        *transport = ai->ai_protocol == IPPROTO_TCP ? BINDING_TCP : BINDING_UDP;
+        *transport = (enum binding_transport)transport_of_msg(msg);
     }
     return rc;
 }

@@ -155,7 +155,7 @@ int registrar_event_expires(const struct registrar_event *ev,
 bool registrar_event_nat(const struct registrar_event *ev, unsigned i);
 const char *registrar_event_source(const struct registrar_event *ev); /* "ip:port" */
 const char *
-registrar_event_transport(const struct registrar_event *ev); /* "udp", "tcp" */
+registrar_event_transport(const struct registrar_event *ev); /* "udp", "tcp", "tls" */
 const char *registrar_event_user_agent(const struct registrar_event *ev); /* "" if none */
 const char *registrar_event_call_id(const struct registrar_event *ev);
 
@@ -165,7 +165,7 @@ struct registrar_binding {
     const char *aor;
     const char *contact;
     const char *source;     /* where the REGISTER came from, "ip:port" */
-    const char *transport;  /* "udp" or "tcp" */
+    const char *transport;  /* "udp", "tcp" or "tls" */
     const char *user_agent; /* "" if none */
     const char *call_id;
     uint32_t cseq;

@@ -236,7 +236,7 @@ static int switch_build(struct sw *s)
         config_free(s->cfg);
         s->cfg = make_config(s->port, peers[CARRIER].port);
         sipagent_create(&s->agent, s->root, &config_switch(s->cfg)->listen,
-                        (unsigned)config_switch(s->cfg)->sip.resend_interval);
+                        (unsigned)config_switch(s->cfg)->sip.resend_interval, NULL);
     }
     if (!s->agent)
         return -1;

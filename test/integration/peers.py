@@ -27,6 +27,10 @@ REG_LINE = re.compile(
     r"expires=(?P<expires>\S+) privacy=(?P<privacy>\S+) ua=(?P<ua>.*?) auth=(?P<auth>\S+) "
     r"src=(?P<src>\S+)\s*$")
 AUTHFAIL_LINE = re.compile(r"AUTHFAIL ci=(?P<ci>\S+) auth=(?P<auth>\S+)")
+SAVED_LINE = re.compile(r"SAVED aor=(?P<aor>\S+) proto=(?P<proto>\S+) socket=(?P<socket>\S+) "
+                        r"src=(?P<src>\S+)")
+RELAY_LINE = re.compile(r"RELAY (?P<method>\S+) ci=(?P<ci>\S+) proto=(?P<proto>\S+) "
+                        r"src=(?P<src>\S+)(?: route=(?P<route>.*))?")
 
 
 def wait_until(fn, timeout, interval=0.1, what=None):
@@ -87,10 +91,17 @@ class Kamailio:
     """
 
     def __init__(self, port=None, max_expires=None, min_expires=None, algorithm=None,
-                 cfg="registrar.cfg", label="kamailio", workdir=None):
+                 cfg="registrar.cfg", label="kamailio", workdir=None, tls=None, relay=None):
+        """tls: (certificate path, key path) to listen on tls:127.0.0.1:tls_port
+        too; relay: "sip:IP:PORT" to relay calls to (a carrier)."""
         self.kamailio = require_tool("kamailio")
         self.port = port or free_port()
+        self.tls_port = free_port() if tls else None
         self.defines = []
+        if tls:
+            self.defines += ["WITH_TLS", 'TLS_CERT="%s"' % tls[0], 'TLS_KEY="%s"' % tls[1]]
+        if relay:
+            self.defines.append('RELAY_URI="%s"' % relay)
         if max_expires is not None:
             self.defines.append("MAX_EXPIRES=%d" % max_expires)
         if min_expires is not None:
@@ -111,6 +122,8 @@ class Kamailio:
         args = [self.kamailio, "-f", self.cfg, "-l", "udp:127.0.0.1:%d" % self.port,
                 "-P", os.path.join(self.dir, "kamailio.pid"), "-w", self.dir, "-Y", self.dir,
                 "-E", "-DD"]
+        if self.tls_port:
+            args += ["-l", "tls:127.0.0.1:%d" % self.tls_port]
         for d in self.defines:
             args += ["-A", d]
         return args
@@ -224,6 +237,16 @@ class Kamailio:
             d["expires"] = _int_or_none(d["expires"])
             out.append(d)
         return out
+
+    def saved(self):
+        """Bindings saved (WITH_TLS): dicts with t, aor, proto, socket, src."""
+        return [dict(SAVED_LINE.search(line).groupdict(), t=t)
+                for t, line in self.lines() if SAVED_LINE.search(line)]
+
+    def relayed(self):
+        """Requests relayed to RELAY_URI: dicts with t, method, ci, proto, src."""
+        return [dict(RELAY_LINE.search(line).groupdict(), t=t)
+                for t, line in self.lines() if RELAY_LINE.search(line)]
 
     def authfails(self):
         return [dict(AUTHFAIL_LINE.search(line).groupdict(), t=t)

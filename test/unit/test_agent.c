@@ -123,7 +123,7 @@ static bool setup(struct fixture *f)
     char *v[] = {listen_spec};
     struct strlist listen = {1, v};
     f->agent = NULL;
-    CHECK(f->root && sipagent_create(&f->agent, f->root, &listen, 100) == 0);
+    CHECK(f->root && sipagent_create(&f->agent, f->root, &listen, 100, NULL) == 0);
     return f->agent != NULL;
 }
 

@@ -2,7 +2,8 @@
  * from the Contact, Expires or the default, clamped to endpoint_expire or
  * endpoint_nat_expire, 423, `*`), and the RFC 3261 10.3 rules on one AOR
  * (add, refresh, CSeq order, remove with expires 0, `*`, replace against
- * accumulate), expiry, and the store records across a restart. */
+ * accumulate), the transport each binding keeps, expiry, and the store
+ * records across a restart. */
 #include "check.h"
 
 #include "sip/binding.h"
@@ -285,6 +286,38 @@ static void add_refresh_remove(void)
     binding_set_destroy(s);
 }
 
+/* Each binding keeps the transport of its REGISTER; TLS shows as "tls". */
+static void transport_kept(void)
+{
+    struct binding_set *s = new_set(NULL, false);
+    struct binding_aor aor;
+    binding_aor_init(&aor, s, "1001");
+    const enum binding_transport tps[] = {BINDING_UDP, BINDING_TCP, BINDING_TLS};
+    const char *names[] = {"udp", "tcp", "tls"};
+    for (unsigned i = 0; i < 3; i++) {
+        char contact[80];
+        snprintf(contact, sizeof contact, "Contact: <sip:1001@10.0.0.%u:5060>\r\n",
+                 i + 2);
+        struct reg g;
+        reg_parse(&g, s, contact);
+        CHECK(g.status == 0);
+        struct binding_origin o = origin("c1", i + 1);
+        o.transport = tps[i];
+        binding_update(&aor, &g.req, &o, NOW);
+        reg_done(&g);
+        CHECK(strcmp(binding_transport_name(tps[i]), names[i]) == 0);
+    }
+    struct seen seen;
+    seen_of(&aor, &seen);
+    CHECK(seen.n == 3);
+    for (unsigned i = 0; i < seen.n; i++) {
+        unsigned k = (unsigned)(seen.contact[i][strlen("sip:1001@10.0.0.")] - '2');
+        CHECK(k < 3 && strcmp(seen.b[i].transport, names[k]) == 0);
+    }
+    binding_clear(&aor, NULL);
+    binding_set_destroy(s);
+}
+
 static void star_removes_all(void)
 {
     struct binding_set *s = new_set(NULL, false);
@@ -487,6 +520,7 @@ static void store_round_trip(void)
 }
 
 TEST_MAIN(CASE(grant_clamps), CASE(behind_nat), CASE(parse_expiry),
-          CASE(parse_star_and_limits), CASE(add_refresh_remove), CASE(star_removes_all),
-          CASE(replace_keeps_the_new_one), CASE(accumulate_up_to_the_limit),
-          CASE(expiry_removes_what_is_due), CASE(store_round_trip))
+          CASE(parse_star_and_limits), CASE(add_refresh_remove), CASE(transport_kept),
+          CASE(star_removes_all), CASE(replace_keeps_the_new_one),
+          CASE(accumulate_up_to_the_limit), CASE(expiry_removes_what_is_due),
+          CASE(store_round_trip))
