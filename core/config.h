@@ -120,6 +120,7 @@ struct sip_settings {
     int max_call_duration;        /* answered calls end after this: 0 (off), 1..86400 s */
     int resend_interval;          /* SIP resend interval (RFC 3261 T1): 100..4000 ms */
     struct status_set failover_codes; /* final statuses that try the next gateway */
+    int route_timeout;            /* seconds route() and on_failure() may take: 1..60 */
 };
 
 /* Every definition starts with this header. */
@@ -158,8 +159,9 @@ struct registration_def {
 struct routing_gateway_def {
     struct def_head head;
     int type;            /* enum rgw_type */
-    char *address;       /* host:port */
+    char *address;       /* host:port; NULL for type dynamic */
     char *registration;  /* name of a registration, for type registration */
+    char *account;       /* name of an account, for type dynamic */
     struct strlist prefixes;
     int priority;
     int line_limit;      /* CONFIG_UNLIMITED or 0..1000000 */
@@ -169,6 +171,11 @@ struct routing_gateway_def {
     int request_address; /* enum request_address */
     int options_check;   /* seconds, 0: off */
     struct status_set failover_codes; /* not given: the switch's */
+    int peer_number_information; /* enum caller_from, for calls it sends us */
+    struct config_hook peer_number_hook;
+    char *username;      /* digest credentials for its challenges to our INVITEs */
+    char *password;
+    char *auth_username; /* NULL: username */
 };
 
 struct mapping_gateway_def {
@@ -176,7 +183,9 @@ struct mapping_gateway_def {
     int type;            /* enum mgw_type */
     struct strlist addresses;
     int callee_from;     /* enum callee_from */
+    struct config_hook callee_hook;
     int caller_from;     /* enum caller_from */
+    struct config_hook caller_hook;
     int line_limit;      /* CONFIG_UNLIMITED or 0..1000000 */
 };
 
@@ -197,6 +206,7 @@ enum field_type {
     FT_BOOL,          /* bool */
     FT_TRISTATE,      /* int: nil inherit, false, true */
     FT_ENUM,          /* int: index into choices */
+    FT_ENUM_OR_HOOK,  /* int: index into choices, or a function (hook_offset) */
     FT_STRLIST,       /* struct strlist: an array of strings */
     FT_REWRITES,      /* struct rewrite_list: an array of {pattern, replacement} */
     FT_STATUS_SET,    /* struct status_set: an array of status codes within [min, max] */
@@ -210,9 +220,9 @@ struct field {
     bool required;
     long min, max;
     long def;                   /* default of int-like, bool and enum fields */
-    const char *const *choices; /* FT_ENUM: NULL-terminated */
+    const char *const *choices; /* FT_ENUM, FT_ENUM_OR_HOOK: NULL-terminated */
     const struct field *section; /* FT_SECTION: NULL-name-terminated */
-    size_t hook_offset;          /* FT_INT_OR_HOOK: struct config_hook */
+    size_t hook_offset;          /* FT_*_OR_HOOK: struct config_hook */
     const short *codes;          /* FT_STATUS_SET default, 0-terminated; NULL: not given */
     const char *vos_name;        /* the VOS3000 parameter, for documentation */
 };

@@ -15,10 +15,13 @@ extern const struct api_module api_sip;           /* sip.c: sip.request, message
 extern const struct api_module api_endpoints;     /* endpoints.c: endpoints, accounts,
                                                      suspensions */
 extern const struct api_module api_calls;         /* calls.c: calls, cdrs */
+extern const struct api_module api_call_policy;   /* call_policy.c: the call object of
+                                                     route() and on_failure(), the
+                                                     on_call_end queue */
 
 static const struct api_module *const modules[] = {
-    &api_globals,  &api_timer, &api_kv,        &api_registrations,
-    &api_gateways, &api_sip,   &api_endpoints, &api_calls,
+    &api_globals, &api_timer,     &api_kv,    &api_registrations, &api_gateways,
+    &api_sip,     &api_endpoints, &api_calls, &api_call_policy,
 };
 
 void api_open_all(lua_State *L, struct luart *rt)

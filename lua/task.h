@@ -34,6 +34,15 @@ typedef void task_done_h(lua_State *L, int nres, const char *error, void *arg);
  * called with the error before returning). */
 int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg);
 
+/* As luart_spawn(), with a limit of `seconds` of wall time, waits included.
+ * When it passes with the task still waiting, `done` is called at once with
+ * the error "FILE:LINE: still waiting after its time budget of N s" (where
+ * the task waits), and the task is abandoned: it ends at its next resume
+ * without running further (at once when it is asleep). For hooks whose
+ * caller cannot wait for ever (a call's route). One more libevent timer. */
+int luart_spawn_within(struct luart *rt, int nargs, double seconds, task_done_h *done,
+                       void *arg);
+
 /* Call the function below `nargs` arguments on rt's stack, protected and
  * under the time budget, without a task: it may not wait. Leaves `nres`
  * results, or returns -1 with the message in err. For short hooks such as

@@ -158,7 +158,8 @@ static void bad_enum(void)
                             "mapping_gateway \"m\" { addresses = { \"1.2.3.4\" },\n"
                             "  caller_from = \"contact\" }\n",
                             NULL),
-                 "10.lua", 1, "\"from\", \"rpid\", \"display\" or \"pai\"");
+                 "10.lua", 1,
+                 "\"from\", \"rpid\", \"display\", \"pai\" or a function, not \"contact\"");
 }
 
 /* NAT keepalive settings (issue 4): defaults, values, ranges, choices. */
