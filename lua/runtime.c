@@ -429,7 +429,8 @@ static int list_policy_files(const char *dir, char ***out, char *err, size_t err
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_names);
+    if (n > 1)
+        qsort(names, (size_t)n, sizeof *names, cmp_names);
     *out = names;
     return n;
 }
