@@ -438,6 +438,8 @@ static int run(struct app *a)
     if (gw_create(&a->gateways, sipagent_nta(a->agent), sipagent_client_leg(a->agent), a->root,
                   a->base, a->outregs) < 0)
         return 1;
+    gw_set_registrar(a->gateways,
+                     a->registrar); /* dynamic gateways, accounts' bindings */
     gw_apply(a->gateways, engine_config(a->engine));
     engine_attach_gateways(a->engine, a->gateways);
     /* Calls take INVITE; the registrar authenticates callers from accounts

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CDR_VERSION 1
+#define CDR_VERSION 2
 #define CDR_META_VERSION 1
 
 uint64_t cdr_last_seq(struct store *store)
@@ -66,6 +66,7 @@ int cdr_write(struct store *store, struct cdr *c)
     add_num(buf, &len, cap, c->status, 0);
     add(buf, &len, cap, c->reason);
     add(buf, &len, cap, c->hangup);
+    add(buf, &len, cap, c->direction);
     uint8_t key[8], meta[8];
     store_key_u64(key, c->seq);
     int rc = store_put(store, STORE_CDRS, key, sizeof key, CDR_VERSION, buf, len);
@@ -114,7 +115,7 @@ int cdr_read(struct store *store, uint64_t seq, struct cdr *out)
     memset(out, 0, sizeof *out);
     out->seq = seq;
     const char *p = val, *end = p + vlen;
-    if (version == CDR_VERSION) {
+    if (version == 1 || version == CDR_VERSION) {
         field(&p, end, out->call_id, sizeof out->call_id);
         field(&p, end, out->caller, sizeof out->caller);
         field(&p, end, out->callee, sizeof out->callee);
@@ -129,6 +130,10 @@ int cdr_read(struct store *store, uint64_t seq, struct cdr *out)
         out->status = (int)num(&p, end);
         field(&p, end, out->reason, sizeof out->reason);
         field(&p, end, out->hangup, sizeof out->hangup);
+        if (version >= 2)
+            field(&p, end, out->direction, sizeof out->direction);
+        if (!out->direction[0])
+            snprintf(out->direction, sizeof out->direction, "outbound");
     }
     free(val);
     return 0;

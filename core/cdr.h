@@ -5,10 +5,11 @@
  * order calls ended. Key 0 holds the last sequence used, which makes "the
  * newest n" n direct reads instead of a scan of the whole table.
  *
- * Value (version 1): the fields as text, each terminated by NUL, in the
+ * Value (version 2): the fields as text, each terminated by NUL, in the
  * order of struct cdr below; numbers in decimal, an absent answer time as
  * "". Text so that a record stays readable with mdb_dump and a new field is
- * a new version, not a migration.
+ * a new version, not a migration: version 1 ends before `direction` (its
+ * calls were all outbound).
  *
  * Durability: cdr_write() stages the record in the loop turn's write
  * transaction, whose group commit runs at the end of that turn; the record
@@ -30,16 +31,18 @@ struct cdr {
     uint64_t seq; /* filled by cdr_write() and cdr_read() */
     char call_id[CDR_FIELD_MAX]; /* the caller's Call-ID */
     char caller[CDR_FIELD_MAX];
-    char callee[CDR_FIELD_MAX];          /* the number as the caller sent it */
-    char original_callee[CDR_FIELD_MAX]; /* = callee, before any rewrite */
+    char callee[CDR_FIELD_MAX];          /* routed on: the caller's, or route()'s */
+    char original_callee[CDR_FIELD_MAX]; /* the number as the caller sent it */
     char routed_callee[CDR_FIELD_MAX];   /* after the gateway's callee_rewrite; "" */
-    char mapping_gateway[CDR_FIELD_MAX];
+    char mapping_gateway[CDR_FIELD_MAX]; /* the gateway the call came through */
     char routing_gateway[CDR_FIELD_MAX]; /* the last one tried; "" when none */
     long long start, answer, stop;       /* unix seconds; answer 0: never */
     long long duration;                  /* seconds answered, 0 if never */
     int status;                          /* final status the caller saw */
     char reason[CDR_FIELD_MAX];
     char hangup[16];                     /* "caller", "callee", "switch" */
+    char direction[12];                  /* "outbound", "inbound" (from a routing
+                                            gateway) */
 };
 
 /* Stage `c` under the next sequence number (written into c->seq). Returns

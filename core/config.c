@@ -116,6 +116,9 @@ static const struct field sip_fields[] = {
     {.name = "nat_keep_alive_period", .type = FT_INT,
      .offset = SIP(endpoint_keepalive_interval), .min = 5, .max = 3600, .def = 30,
      .vos_name = "SS_SIP_NAT_KEEP_ALIVE_PERIOD", .alias_of = "endpoint_keepalive_interval"},
+    /* How long the policy may take to decide a call, waits included */
+    {.name = "route_timeout", .type = FT_INT, .offset = SIP(route_timeout), .min = 1,
+     .max = 60, .def = 5, .vos_name = "(none: seconds route() and on_failure() may take)"},
     {0},
 };
 
@@ -192,6 +195,7 @@ static const struct field routing_gateway_fields[] = {
      .def = RGW_STATIC},
     {.name = "address", .type = FT_STRING, .offset = RGW(address)},
     {.name = "registration", .type = FT_STRING, .offset = RGW(registration)},
+    {.name = "account", .type = FT_STRING, .offset = RGW(account)},
     {.name = "prefixes", .type = FT_STRLIST, .offset = RGW(prefixes)},
     {.name = "priority", .type = FT_INT, .offset = RGW(priority), .min = 0, .max = 65535,
      .def = 1},
@@ -210,6 +214,13 @@ static const struct field routing_gateway_fields[] = {
      .min = 300, .max = 699},
     {.name = "transport", .type = FT_ENUM, .offset = RGW(transport), .choices = transport_choices,
      .def = TRANSPORT_UDP},
+    {.name = "peer_number_information", .type = FT_ENUM_OR_HOOK,
+     .offset = RGW(peer_number_information), .choices = caller_choices,
+     .def = CALLER_FROM_FROM, .hook_offset = RGW(peer_number_hook),
+     .vos_name = "Peer number information"},
+    {.name = "username", .type = FT_STRING, .offset = RGW(username)},
+    {.name = "password", .type = FT_STRING, .offset = RGW(password)},
+    {.name = "auth_username", .type = FT_STRING, .offset = RGW(auth_username)},
     {0},
 };
 
@@ -218,10 +229,10 @@ static const struct field mapping_gateway_fields[] = {
     {.name = "type", .type = FT_ENUM, .offset = MGW(type), .choices = mgw_type_choices,
      .def = MGW_STATIC},
     {.name = "addresses", .type = FT_STRLIST, .offset = MGW(addresses)},
-    {.name = "callee_from", .type = FT_ENUM, .offset = MGW(callee_from),
-     .choices = callee_choices, .def = CALLEE_FROM_TO},
-    {.name = "caller_from", .type = FT_ENUM, .offset = MGW(caller_from),
-     .choices = caller_choices, .def = CALLER_FROM_FROM},
+    {.name = "callee_from", .type = FT_ENUM_OR_HOOK, .offset = MGW(callee_from),
+     .choices = callee_choices, .def = CALLEE_FROM_TO, .hook_offset = MGW(callee_hook)},
+    {.name = "caller_from", .type = FT_ENUM_OR_HOOK, .offset = MGW(caller_from),
+     .choices = caller_choices, .def = CALLER_FROM_FROM, .hook_offset = MGW(caller_hook)},
     {.name = "line_limit", .type = FT_INT, .offset = MGW(line_limit), .min = 0,
      .max = 1000000, .def = CONFIG_UNLIMITED},
     {.name = "digest", .type = FT_ENUM, .offset = MGW(digest),
@@ -269,6 +280,7 @@ static void fields_default(void *def, const struct field *fields)
         case FT_INT_OR_HOOK:
         case FT_TRISTATE:
         case FT_ENUM:
+        case FT_ENUM_OR_HOOK:
             *AT(def, f->offset, int) = (int)f->def;
             break;
         case FT_BOOL:
@@ -314,6 +326,7 @@ static void fields_free(void *def, const struct field *fields)
             break;
         }
         case FT_INT_OR_HOOK:
+        case FT_ENUM_OR_HOOK:
             free(AT(def, f->hook_offset, struct config_hook)->signature);
             break;
         case FT_SECTION:
@@ -430,8 +443,31 @@ int config_def_check(const struct def_head *def, char *err, size_t errlen)
             snprintf(err, errlen, "field 'registration' needs type \"registration\"");
             return -1;
         }
+        if (g->type == RGW_DYNAMIC && !g->account) {
+            snprintf(err, errlen, "type \"dynamic\" needs field 'account'");
+            return -1;
+        }
+        if (g->type != RGW_DYNAMIC && g->account) {
+            snprintf(err, errlen, "field 'account' needs type \"dynamic\"");
+            return -1;
+        }
+        if (g->type == RGW_DYNAMIC && g->address) {
+            snprintf(err, errlen,
+                     "type \"dynamic\" takes no 'address': it is where its account "
+                     "registered");
+            return -1;
+        }
         if (g->type != RGW_DYNAMIC && !g->address) {
             snprintf(err, errlen, "missing required field 'address'");
+            return -1;
+        }
+        if ((g->username || g->auth_username) && !g->password) {
+            snprintf(err, errlen, "field '%s' needs field 'password'",
+                     g->username ? "username" : "auth_username");
+            return -1;
+        }
+        if (g->password && !g->username) {
+            snprintf(err, errlen, "field 'password' needs field 'username'");
             return -1;
         }
         if (g->address && check_host_port(g->address) < 0) {
@@ -703,6 +739,11 @@ int config_finish(struct config *cfg, char *err, size_t errlen)
                      g->head.file, g->head.line, g->head.name, g->registration);
             return -1;
         }
+        if (g->account && !config_find(cfg, KIND_ACCOUNT, g->account)) {
+            snprintf(err, errlen, "%s:%d: routing_gateway \"%s\": no account \"%s\"",
+                     g->head.file, g->head.line, g->head.name, g->account);
+            return -1;
+        }
     }
     for (size_t i = 0; i < cfg->kinds[KIND_ACCOUNT].n; i++) {
         const struct account_def *acc = (const void *)cfg->kinds[KIND_ACCOUNT].v[i];
@@ -782,6 +823,7 @@ static bool fields_equal(const void *a, const void *b, const struct field *field
                 return false;
             break;
         case FT_INT_OR_HOOK:
+        case FT_ENUM_OR_HOOK:
             if (!str_equal(AT(a, f->hook_offset, const struct config_hook)->signature,
                            AT(b, f->hook_offset, const struct config_hook)->signature))
                 return false;

@@ -145,6 +145,7 @@ struct sip_settings {
                                      per call attempt or REGISTER: 0..10 */
     int publish_expire;           /* SS_SIP_PUBLISH_EXPIRE: 30..7200 s (PUBLISH is not served) */
     int e164_display_from;        /* SS_SIP_E164_DISPLAY_FROM: enum display_from */
+    int route_timeout;            /* seconds route() and on_failure() may take: 1..60 */
 };
 
 /* Hostile traffic (moonswitch's own; the policy's `switch { security = {...} }`). */
@@ -203,8 +204,9 @@ struct registration_def {
 struct routing_gateway_def {
     struct def_head head;
     int type;            /* enum rgw_type */
-    char *address;       /* host:port */
+    char *address;       /* host:port; NULL for type dynamic */
     char *registration;  /* name of a registration, for type registration */
+    char *account;       /* name of an account, for type dynamic */
     struct strlist prefixes;
     int priority;
     int line_limit;      /* CONFIG_UNLIMITED or 0..1000000 */
@@ -215,6 +217,11 @@ struct routing_gateway_def {
     int options_check;   /* seconds, 0: off */
     struct status_set failover_codes; /* not given: the switch's */
     int transport;       /* enum sip_transport */
+    int peer_number_information; /* enum caller_from, for calls it sends us */
+    struct config_hook peer_number_hook;
+    char *username;      /* digest credentials for its challenges to our INVITEs */
+    char *password;
+    char *auth_username; /* NULL: username */
 };
 
 struct mapping_gateway_def {
@@ -222,7 +229,9 @@ struct mapping_gateway_def {
     int type;            /* enum mgw_type */
     struct strlist addresses;
     int callee_from;     /* enum callee_from */
+    struct config_hook callee_hook;
     int caller_from;     /* enum caller_from */
+    struct config_hook caller_hook;
     int line_limit;      /* CONFIG_UNLIMITED or 0..1000000 */
     int digest;          /* CONFIG_INHERIT or enum endpoint_digest, for its accounts */
 };
@@ -245,6 +254,7 @@ enum field_type {
     FT_BOOL,          /* bool */
     FT_TRISTATE,      /* int: nil inherit, false, true */
     FT_ENUM,          /* int: index into choices */
+    FT_ENUM_OR_HOOK,  /* int: index into choices, or a function (hook_offset) */
     FT_STRLIST,       /* struct strlist: an array of strings */
     FT_REWRITES,      /* struct rewrite_list: an array of {pattern, replacement} */
     FT_STATUS_SET,    /* struct status_set: an array of status codes within [min, max] */
@@ -258,9 +268,9 @@ struct field {
     bool required;
     long min, max;
     long def;                   /* default of int-like, bool and enum fields */
-    const char *const *choices; /* FT_ENUM: NULL-terminated */
+    const char *const *choices; /* FT_ENUM, FT_ENUM_OR_HOOK: NULL-terminated */
     const struct field *section; /* FT_SECTION: NULL-name-terminated */
-    size_t hook_offset;          /* FT_INT_OR_HOOK: struct config_hook */
+    size_t hook_offset;          /* FT_*_OR_HOOK: struct config_hook */
     const short *codes;          /* FT_STATUS_SET default, 0-terminated; NULL: not given */
     const char *vos_name;        /* the VOS3000 parameter, for documentation */
     const char *alias_of;        /* another name of that field: both may not be given */

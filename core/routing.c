@@ -67,35 +67,43 @@ size_t routing_select(const struct config *cfg, const char *callee, const char *
     return k;
 }
 
+const struct routing_gateway_def *routing_check(const struct gw_set *gws,
+                                                const char *name, uint64_t id)
+{
+    const struct routing_gateway_def *g = gw_find(gws, name);
+    switch (gw_usable(gws, name)) {
+    case GW_USABLE:
+        return g;
+    case GW_UNKNOWN:
+        log_warn("call", "%" PRIu64 ": route names unknown gateway \"%s\"", id, name);
+        break;
+    case GW_NOT_REGISTERED:
+        log_debug("call", "%" PRIu64 ": %s skipped: %s", id, name,
+                  g->type == RGW_DYNAMIC ? "its account is not registered"
+                                         : "registration not active");
+        break;
+    case GW_OFFLINE:
+        log_debug("call", "%" PRIu64 ": %s skipped: offline (OPTIONS checks)", id, name);
+        break;
+    case GW_AT_LIMIT:
+        log_debug("call", "%" PRIu64 ": %s skipped: at its line limit %d", id, name,
+                  g->line_limit);
+        break;
+    case GW_NO_ADDRESS:
+        log_debug("call", "%" PRIu64 ": %s skipped: no address", id, name);
+        break;
+    }
+    return NULL;
+}
+
 const struct routing_gateway_def *routing_next(const struct gw_set *gws,
                                                const char *const *names, size_t n,
                                                size_t *next, uint64_t id)
 {
     while (*next < n) {
-        const char *name = names[(*next)++];
-        const struct routing_gateway_def *g = gw_find(gws, name);
-        switch (gw_usable(gws, name)) {
-        case GW_USABLE:
+        const struct routing_gateway_def *g = routing_check(gws, names[(*next)++], id);
+        if (g)
             return g;
-        case GW_UNKNOWN:
-            log_warn("call", "%" PRIu64 ": route names unknown gateway \"%s\"", id, name);
-            break;
-        case GW_NOT_REGISTERED:
-            log_debug("call", "%" PRIu64 ": %s skipped: registration not active", id,
-                      name);
-            break;
-        case GW_OFFLINE:
-            log_debug("call", "%" PRIu64 ": %s skipped: offline (OPTIONS checks)", id,
-                      name);
-            break;
-        case GW_AT_LIMIT:
-            log_debug("call", "%" PRIu64 ": %s skipped: at its line limit %d", id, name,
-                      g->line_limit);
-            break;
-        case GW_NO_ADDRESS:
-            log_debug("call", "%" PRIu64 ": %s skipped: no address", id, name);
-            break;
-        }
     }
     return NULL;
 }

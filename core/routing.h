@@ -39,6 +39,11 @@ struct routing_gateway_def;
 size_t routing_select(const struct config *cfg, const char *callee, const char **out,
                       size_t max);
 
+/* Routing gateway `name` when it can take a call now (gw_usable()): its
+ * running definition; else NULL, with why logged for call `id`. */
+const struct routing_gateway_def *routing_check(const struct gw_set *gws,
+                                                const char *name, uint64_t id);
+
 /* The next gateway of names[*next .. n) that can take a call now
  * (gw_usable()), with *next moved past it: its running definition, or NULL
  * when none is left (*next == n). Each gateway passed over is logged with

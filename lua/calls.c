@@ -5,24 +5,23 @@
  *   calls.count()          calls in progress
  *   calls.list()           an array of call handles, oldest first
  *   calls[id]              one call's handle, or nil
- *   call.id, .state, .caller, .callee, .routed_callee, .mapping_gateway,
- *   .routing_gateway, .call_id, .start, .answer      (read on each access)
+ *   call.id, .state, .direction, .caller, .callee, .routed_callee,
+ *   .mapping_gateway, .routing_gateway, .call_id, .start, .answer
+ *                          (read on each access; calls_handle_fields)
  *   call:hangup()          end it from the switch (BYE, or 503 + CANCEL)
  *   cdrs.last(n)           the newest n records (default 10), newest first
  *   cdrs.csv(n)            the same as CSV text, oldest first, with a header
  *   cdrs.count()           records stored
  *
- *   function route(call)   the policy's routing (hooks.h): call.caller,
- *                          .callee, .mapping_gateway in; gateway names to
- *                          try out, or nothing for prefix and priority
- *   callee_rewrite rules   applied with Lua's own string.gsub
+ * The policy's call hooks (route, on_failure, on_call_end, number
+ * functions, callee_rewrite) are call_policy.c.
  *
  * A call handle names its call by id and looks it up on each access, so a
  * handle kept after the call ended reads state "ended" and nil fields
  * instead of freed memory. O(calls) per lookup: the REPL's pace, not the
  * call path's. */
+#include "calls.h"
 #include "cdr.h"
-#include "hooks.h"
 #include "log.h"
 #include "module.h"
 #include "runtime.h"
@@ -177,47 +176,92 @@ static void push_str(lua_State *L, const char *s)
         lua_pushnil(L);
 }
 
+const char *const calls_handle_fields[] = {
+    "id",      "state",         "direction",       "caller",
+    "callee",  "routed_callee", "mapping_gateway", "routing_gateway",
+    "call_id", "start",         "answer",          "hangup",
+    NULL};
+
+enum {
+    F_ID,
+    F_STATE,
+    F_DIRECTION,
+    F_CALLER,
+    F_CALLEE,
+    F_ROUTED,
+    F_MAPPING,
+    F_ROUTING,
+    F_CALL_ID,
+    F_START,
+    F_ANSWER,
+    F_HANGUP
+};
+
+/* Index of `k` in a NULL-terminated list of names, or -1. */
+int api_field_index(const char *const *fields, const char *k)
+{
+    for (int i = 0; fields[i]; i++)
+        if (strcmp(fields[i], k) == 0)
+            return i;
+    return -1;
+}
+
 static int call_index(lua_State *L)
 {
     struct call_handle *h = luaL_checkudata(L, 1, CALL_MT);
-    const char *k = luaL_checkstring(L, 2);
-    if (strcmp(k, "hangup") == 0) {
+    int f = api_field_index(calls_handle_fields, luaL_checkstring(L, 2));
+    if (f == F_HANGUP) {
         lua_pushcfunction(L, l_hangup);
         return 1;
     }
-    if (strcmp(k, "id") == 0) {
+    if (f == F_ID) {
         lua_pushnumber(L, (double)h->id);
         return 1;
     }
     struct calls *cs = calls_of(h->rt);
     struct call_info i;
     if (!cs || calls_info(cs, h->id, &i) < 0) {
-        if (strcmp(k, "state") == 0)
+        if (f == F_STATE)
             lua_pushliteral(L, "ended");
         else
             lua_pushnil(L);
         return 1;
     }
-    if (strcmp(k, "state") == 0)
+    switch (f) {
+    case F_STATE:
         lua_pushstring(L, i.state);
-    else if (strcmp(k, "caller") == 0)
+        break;
+    case F_DIRECTION:
+        lua_pushstring(L, i.direction);
+        break;
+    case F_CALLER:
         push_str(L, i.caller);
-    else if (strcmp(k, "callee") == 0)
+        break;
+    case F_CALLEE:
         push_str(L, i.callee);
-    else if (strcmp(k, "routed_callee") == 0)
+        break;
+    case F_ROUTED:
         push_str(L, i.routed_callee);
-    else if (strcmp(k, "mapping_gateway") == 0)
+        break;
+    case F_MAPPING:
         push_str(L, i.mapping_gateway);
-    else if (strcmp(k, "routing_gateway") == 0)
+        break;
+    case F_ROUTING:
         push_str(L, i.routing_gateway);
-    else if (strcmp(k, "call_id") == 0)
+        break;
+    case F_CALL_ID:
         push_str(L, i.call_id);
-    else if (strcmp(k, "start") == 0)
+        break;
+    case F_START:
         lua_pushnumber(L, (double)i.start);
-    else if (strcmp(k, "answer") == 0)
+        break;
+    case F_ANSWER:
         i.answer ? lua_pushnumber(L, (double)i.answer) : lua_pushnil(L);
-    else
+        break;
+    default:
         lua_pushnil(L);
+        break;
+    }
     return 1;
 }
 
@@ -237,9 +281,9 @@ static int call_tostring(lua_State *L)
 
 /* ---- CDRs ------------------------------------------------------------------ */
 
-static void push_cdr(lua_State *L, const struct cdr *r)
+void api_push_cdr(lua_State *L, const struct cdr *r)
 {
-    lua_createtable(L, 0, 16);
+    lua_createtable(L, 0, 17);
     lua_pushnumber(L, (double)r->seq);
     lua_setfield(L, -2, "seq");
 #define S(f)                                                                                   \
@@ -254,6 +298,7 @@ static void push_cdr(lua_State *L, const struct cdr *r)
     S(routing_gateway);
     S(reason);
     S(hangup);
+    S(direction);
 #undef S
     lua_pushnumber(L, (double)r->start);
     lua_setfield(L, -2, "start");
@@ -287,7 +332,7 @@ static int l_cdrs_last(lua_State *L)
     for (int i = 1; i <= n && seq > 0; seq--) {
         if (cdr_read(st, seq, &r) < 0)
             continue;
-        push_cdr(L, &r);
+        api_push_cdr(L, &r);
         lua_rawseti(L, -2, i++);
     }
     return 1;
@@ -316,9 +361,10 @@ static int l_cdrs_csv(lua_State *L)
     uint64_t first = last > (uint64_t)n ? last - (uint64_t)n + 1 : 1;
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    luaL_addstring(&b, "seq,call_id,caller,callee,original_callee,routed_callee,"
-                       "mapping_gateway,routing_gateway,start,answer,stop,duration,status,"
-                       "reason,hangup\n");
+    luaL_addstring(&b,
+                   "seq,call_id,caller,callee,original_callee,routed_callee,"
+                   "mapping_gateway,routing_gateway,start,answer,stop,duration,status,"
+                   "reason,hangup,direction\n");
     struct cdr r;
     for (uint64_t seq = first; last && seq <= last; seq++) {
         if (cdr_read(st, seq, &r) < 0)
@@ -343,6 +389,8 @@ static int l_cdrs_csv(lua_State *L)
         csv_field(&b, r.reason);
         luaL_addchar(&b, ',');
         csv_field(&b, r.hangup);
+        luaL_addchar(&b, ',');
+        csv_field(&b, r.direction);
         luaL_addchar(&b, '\n');
     }
     luaL_pushresult(&b);
@@ -355,100 +403,6 @@ static int l_cdrs_count(lua_State *L)
     size_t n = st ? store_count(st, STORE_CDRS) : 0;
     lua_pushinteger(L, n ? (lua_Integer)n - 1 : 0); /* key 0 is the sequence */
     return 1;
-}
-
-/* ---- The route and callee_rewrite hooks ------------------------------------ */
-
-/* The policy's route(call) hook, when the current policy defines one: it
- * runs in a task of its own and may wait; the call waits for its answer.
- * It returns an array of routing gateway names (or several names), or
- * nothing for prefix and priority routing. An error falls back to prefix
- * and priority routing, logged. */
-static void route_done(lua_State *L, int nres, const char *error, void *arg)
-{
-    struct call_route *rq = arg;
-    if (error) {
-        log_error("policy", "route(): %s", error);
-        call_route_done(rq, NULL, 0);
-        return;
-    }
-    const char *names[32];
-    size_t n = 0;
-    int base = lua_gettop(L) - nres;
-    if (nres >= 1 && lua_istable(L, base + 1)) {
-        for (int i = 1; n < 32; i++) {
-            lua_rawgeti(L, base + 1, i);
-            if (lua_type(L, -1) != LUA_TSTRING) {
-                lua_pop(L, 1);
-                break;
-            }
-            names[n++] = lua_tostring(L, -1); /* anchored by the table */
-            lua_pop(L, 1);
-        }
-    } else {
-        for (int i = 1; i <= nres && n < 32; i++)
-            if (lua_type(L, base + i) == LUA_TSTRING)
-                names[n++] = lua_tostring(L, base + i);
-    }
-    call_route_done(rq, names, n);
-}
-
-static bool route_hook(struct call_route *rq, void *arg)
-{
-    struct luart *const *current = arg;
-    struct luart *rt = *current;
-    lua_State *L = luart_state(rt);
-    lua_getglobal(L, "route");
-    if (!lua_isfunction(L, -1)) {
-        lua_pop(L, 1);
-        return false;
-    }
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, call_route_caller(rq));
-    lua_setfield(L, -2, "caller");
-    lua_pushstring(L, call_route_callee(rq));
-    lua_setfield(L, -2, "callee");
-    lua_pushstring(L, call_route_mapping_gateway(rq));
-    lua_setfield(L, -2, "mapping_gateway");
-    luart_spawn(rt, 1, route_done, rq); /* done follows, even on failure */
-    return true;
-}
-
-/* A gateway's callee_rewrite rule, with Lua's own string.gsub so that the
- * rules mean what they mean in Lua. Runs under the time budget. */
-static int rewrite_hook(const char *pattern, const char *replacement, const char *in,
-                        char *out, size_t outlen, void *arg)
-{
-    struct luart *const *current = arg;
-    struct luart *rt = *current;
-    lua_State *L = luart_state(rt);
-    char err[256];
-    lua_getglobal(L, "string");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        return -1;
-    }
-    lua_getfield(L, -1, "gsub");
-    lua_remove(L, -2);
-    lua_pushstring(L, in);
-    lua_pushstring(L, pattern);
-    lua_pushstring(L, replacement);
-    if (luart_call(rt, 3, 1, err, sizeof err) < 0) {
-        log_error("policy", "callee_rewrite { \"%s\", \"%s\" }: %s", pattern, replacement, err);
-        return -1;
-    }
-    const char *s = lua_tostring(L, -1);
-    int rc = s && strlen(s) < outlen ? 0 : -1;
-    if (rc == 0)
-        memcpy(out, s, strlen(s) + 1);
-    lua_pop(L, 1);
-    return rc;
-}
-
-void hooks_attach_calls(struct calls *cs, struct luart *const *current)
-{
-    calls_set_route_hook(cs, route_hook, (void *)current);
-    calls_set_rewrite_hook(cs, rewrite_hook, (void *)current);
 }
 
 /* ---- Opening ------------------------------------------------------------------ */

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,6 +294,12 @@ static void convert_field(struct ctx *c, const struct field *f, int idx, const c
                       type_name(L, idx));
         *AT(def, f->offset, int) = lua_toboolean(L, idx) ? TRI_ON : TRI_OFF;
         break;
+    case FT_ENUM_OR_HOOK:
+        if (t == LUA_TFUNCTION) {
+            set_hook(c, AT(def, f->hook_offset, struct config_hook), idx);
+            break;
+        }
+        __attribute__((fallthrough)); /* else one of the choices */
     case FT_ENUM: {
         if (t == LUA_TSTRING) {
             const char *s = lua_tostring(L, idx);
@@ -303,9 +310,12 @@ static void convert_field(struct ctx *c, const struct field *f, int idx, const c
                 }
         }
         char list[256] = "";
+        bool hook = f->type == FT_ENUM_OR_HOOK;
         for (int i = 0; f->choices[i]; i++)
             snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"",
-                     i ? (f->choices[i + 1] ? ", " : " or ") : "", f->choices[i]);
+                     i ? (f->choices[i + 1] || hook ? ", " : " or ") : "", f->choices[i]);
+        if (hook)
+            snprintf(list + strlen(list), sizeof list - strlen(list), " or a function");
         if (t == LUA_TSTRING)
             def_error(c, "field '%s' must be %s, not \"%s\"", path, list,
                       lua_tostring(L, idx));

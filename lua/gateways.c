@@ -2,11 +2,15 @@
  *
  *   gateways                    prints name, type, online, calls, registration
  *   gateways["carrier-a"]       a handle (handle.h), or nil: .name, .online,
- *                               .calls, .type, .registration, .address,
- *                               .priority, .line_limit
+ *                               .calls, .type, .registration, .account,
+ *                               .address (a dynamic gateway's: where its
+ *                               account registered, nil while not),
+ *                               .prefixes, .priority, .line_limit
+ *                               (gateway_handle_fields)
  *
  * A handle reads its gateway from the running runtime's policy set on each
  * access, and whether it is online and its calls from the core. */
+#include "calls.h"
 #include "config.h"
 #include "handle.h"
 #include "module.h"
@@ -42,33 +46,87 @@ static unsigned gateway_calls(struct luart *rt, const char *name)
     return gws ? gw_routing_calls(gws, name) : 0;
 }
 
+const char *const gateway_handle_fields[] = {
+    "name",     "online",   "calls",      "type", "registration", "account", "address",
+    "prefixes", "priority", "line_limit", NULL};
+
+enum {
+    G_NAME,
+    G_ONLINE,
+    G_CALLS,
+    G_TYPE,
+    G_REGISTRATION,
+    G_ACCOUNT,
+    G_ADDRESS,
+    G_PREFIXES,
+    G_PRIORITY,
+    G_LINE_LIMIT
+};
+
+/* Where calls to g go now: its address, a dynamic one's binding. */
+static void push_address(lua_State *L, struct luart *rt,
+                         const struct routing_gateway_def *g)
+{
+    struct gw_set *gws = luart_host(rt)->gateways;
+    char addr[128];
+    if (g->type != RGW_DYNAMIC)
+        api_push_string(L, g->address);
+    else if (gws && gw_address(gws, g, addr, sizeof addr) == 0)
+        lua_pushstring(L, addr);
+    else
+        lua_pushnil(L);
+}
+
 static int gw_index(lua_State *L)
 {
     struct handle *h = handle_check(L, 1, GW_MT);
-    const char *k = luaL_checkstring(L, 2);
+    int f = api_field_index(gateway_handle_fields, luaL_checkstring(L, 2));
     const struct routing_gateway_def *g =
         (const void *)config_find(luart_config(h->rt), KIND_ROUTING_GATEWAY, h->name);
-    if (strcmp(k, "name") == 0) {
+    static const char *const types[] = {"static", "dynamic", "registration"};
+    if (f == G_NAME) {
         lua_pushstring(L, h->name);
-    } else if (!g) {
+        return 1;
+    }
+    if (!g) {
         lua_pushnil(L);
-    } else if (strcmp(k, "online") == 0) {
+        return 1;
+    }
+    switch (f) {
+    case G_ONLINE:
         lua_pushboolean(L, gateway_online(h->rt, g));
-    } else if (strcmp(k, "calls") == 0) {
+        break;
+    case G_CALLS:
         lua_pushinteger(L, gateway_calls(h->rt, h->name));
-    } else if (strcmp(k, "type") == 0) {
-        static const char *const types[] = {"static", "dynamic", "registration"};
+        break;
+    case G_TYPE:
         lua_pushstring(L, types[g->type]);
-    } else if (strcmp(k, "registration") == 0) {
+        break;
+    case G_REGISTRATION:
         api_push_string(L, g->registration);
-    } else if (strcmp(k, "address") == 0) {
-        api_push_string(L, g->address);
-    } else if (strcmp(k, "priority") == 0) {
+        break;
+    case G_ACCOUNT:
+        api_push_string(L, g->account);
+        break;
+    case G_ADDRESS:
+        push_address(L, h->rt, g);
+        break;
+    case G_PREFIXES:
+        lua_createtable(L, (int)g->prefixes.n, 0);
+        for (size_t i = 0; i < g->prefixes.n; i++) {
+            lua_pushstring(L, g->prefixes.v[i]);
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        break;
+    case G_PRIORITY:
         lua_pushinteger(L, g->priority);
-    } else if (strcmp(k, "line_limit") == 0) {
+        break;
+    case G_LINE_LIMIT:
         g->line_limit < 0 ? lua_pushnil(L) : lua_pushinteger(L, g->line_limit);
-    } else {
+        break;
+    default:
         lua_pushnil(L);
+        break;
     }
     return 1;
 }
@@ -94,7 +152,7 @@ static int gws_tostring(lua_State *L)
     luaL_buffinit(L, &b);
     char line[256];
     snprintf(line, sizeof line, "%-24s %-13s %-7s %5s  %s\n", "name", "type", "online",
-             "calls", "registration");
+             "calls", "registration/account");
     luaL_addstring(&b, line);
     static const char *const types[] = {"static", "dynamic", "registration"};
     for (size_t i = 0; i < n; i++) {
@@ -103,7 +161,9 @@ static int gws_tostring(lua_State *L)
         snprintf(line, sizeof line, "%-24s %-13s %-7s %5d  %s\n", g->head.name,
                  types[g->type], gateway_online(rt, g) ? "yes" : "no",
                  (int)gateway_calls(rt, g->head.name),
-                 g->registration ? g->registration : "-");
+                 g->registration ? g->registration
+                 : g->account    ? g->account
+                                 : "-");
         luaL_addstring(&b, line);
     }
     snprintf(line, sizeof line, "(%zu routing gateways)", n);

@@ -37,9 +37,11 @@ void hooks_attach_sip(struct sipagent *agent, struct luart *const *current);
  * answered when it ends. */
 void hooks_attach_registrar(struct registrar *r, struct luart *const *current);
 
-/* calls.c: route(call), in a task of its own, which the call waits for;
- * and a gateway's callee_rewrite rules, each one call of Lua's string.gsub
- * without a task. */
+/* call_policy.c: route(call) and on_failure(call, attempt), each in a task
+ * of its own with sip.route_timeout seconds, which the call waits for;
+ * on_call_end(cdr) in a task per record once it is durable; number
+ * functions (callee_from, caller_from, peer_number_information) and a
+ * gateway's callee_rewrite rules, each one call without a task. */
 void hooks_attach_calls(struct calls *cs, struct luart *const *current);
 
 /* security.c: on_flood(source, rate), synchronously and without a task

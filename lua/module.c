@@ -15,13 +15,17 @@ extern const struct api_module api_sip;           /* sip.c: sip.request, message
 extern const struct api_module api_endpoints;     /* endpoints.c: endpoints, accounts,
                                                      suspensions */
 extern const struct api_module api_calls;         /* calls.c: calls, cdrs */
+extern const struct api_module api_call_policy;   /* call_policy.c: the call object of
+                                                     route() and on_failure(), the
+                                                     on_call_end queue */
 extern const struct api_module api_security;      /* security.c: security */
 extern const struct api_module api_repl;          /* repl.c: print, help, top; last,
                                                      since top uses sleep and stats */
 
 static const struct api_module *const modules[] = {
-    &api_globals, &api_timer,     &api_kv,    &api_registrations, &api_gateways,
-    &api_sip,     &api_endpoints, &api_calls, &api_security, &api_repl,
+    &api_globals,   &api_timer,       &api_kv,       &api_registrations, &api_gateways,
+    &api_sip,       &api_endpoints,   &api_calls,    &api_call_policy,   &api_security,
+    &api_repl,
 };
 
 const struct api_module *const *api_modules(size_t *n)

@@ -37,6 +37,9 @@ struct task {
     lua_State *co;     /* the coroutine; anchored by `ref` */
     int ref;           /* registry reference to the coroutine */
     struct event *ev;  /* resume event, also the sleep timer */
+    struct event *deadline; /* luart_spawn_within()'s limit, or NULL */
+    double limit;           /* its seconds, for the message */
+    int abandoned;          /* past its deadline: ends at its next resume */
     int pending_args;  /* values waiting on co's stack for the next resume */
     task_done_h *done;
     task_output_h *out;    /* NULL: what it prints goes to the log */
@@ -184,6 +187,8 @@ void luart_close_all(void)
                 t->done(t->co, 0, "stopped: the switch is shutting down", t->done_arg);
             event_free(t->ev);
             strbuf_free(&t->printed);
+            if (t->deadline)
+                event_free(t->deadline);
             free(t);
             rt->tasks--;
         }
@@ -241,6 +246,8 @@ static void task_free(struct task *t)
     if (t->ev)
         event_free(t->ev);
     strbuf_free(&t->printed);
+    if (t->deadline)
+        event_free(t->deadline);
     free(t);
     rt->tasks--;
     rt_maybe_close(rt);
@@ -289,6 +296,10 @@ void task_print(const char *text, size_t len)
  * to its output handler before either. */
 static void task_run(struct task *t)
 {
+    if (t->abandoned) {
+        task_free(t); /* its caller has its answer already */
+        return;
+    }
     int nargs = t->pending_args;
     t->pending_args = 0;
     struct task *outer = slice_task;
@@ -343,18 +354,65 @@ int task_sleep(struct task *t, double seconds)
     return evtimer_add(t->ev, &tv);
 }
 
-int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
+/* Where a suspended coroutine waits: the innermost Lua frame with a line,
+ * as "file:line", or "" when there is none. */
+static void waiting_at(lua_State *co, char *out, size_t outlen)
 {
-    return luart_spawn_output(rt, nargs, done, NULL, arg);
+    lua_Debug ar;
+    *out = '\0';
+    for (int level = 0; lua_getstack(co, level, &ar); level++)
+        if (lua_getinfo(co, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(out, outlen, "%s:%d", ar.short_src, ar.currentline);
+            return;
+        }
 }
 
-int luart_spawn_output(struct luart *rt, int nargs, task_done_h *done, task_output_h *out,
-                       void *arg)
+/* A task's deadline passed while it waits: its caller hears it now, and the
+ * task is ended without running further. A task asleep (its own timer) or
+ * already woken holds nobody else's pointer and goes at once; one waiting
+ * on something else (tx:wait) goes when that wakes it. */
+static void on_task_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct task *t = arg;
+    char where[512], msg[700];
+    waiting_at(t->co, where, sizeof where);
+    snprintf(msg, sizeof msg, "%s%sstill waiting after its time budget of %.3g s", where,
+             where[0] ? ": " : "", t->limit);
+    task_done_h *done = t->done;
+    t->done = NULL;
+    t->abandoned = 1;
+    if (done)
+        done(t->co, 0, msg, t->done_arg);
+    if (event_pending(t->ev, EV_TIMEOUT, NULL))
+        task_free(t);
+}
+
+/* A new task; `limit` > 0: luart_spawn_within()'s wall-time limit; `out`:
+ * luart_spawn_output()'s printed-text handler. */
+static int spawn(struct luart *rt, int nargs, double limit, task_done_h *done,
+                 task_output_h *out, void *arg)
 {
     lua_State *L = rt->L;
     struct task *t = calloc(1, sizeof *t);
     if (t)
         t->ev = event_new(rt->host->base, -1, 0, on_task_event, t);
+    if (t && t->ev && limit > 0) {
+        t->limit = limit;
+        t->deadline = evtimer_new(rt->host->base, on_task_deadline, t);
+        struct timeval tv = {.tv_sec = (time_t)limit,
+                             .tv_usec =
+                                 (suseconds_t)((limit - (double)(time_t)limit) * 1e6)};
+        if (t->deadline && evtimer_add(t->deadline, &tv) < 0) {
+            event_free(t->deadline);
+            t->deadline = NULL;
+        }
+        if (!t->deadline) {
+            event_free(t->ev);
+            t->ev = NULL;
+        }
+    }
     if (!t || !t->ev) {
         if (t)
             free(t);
@@ -385,6 +443,23 @@ int luart_spawn_output(struct luart *rt, int nargs, task_done_h *done, task_outp
     rt->tasks++;
     task_run(t);
     return 0;
+}
+
+int luart_spawn_output(struct luart *rt, int nargs, task_done_h *done, task_output_h *out,
+                       void *arg)
+{
+    return spawn(rt, nargs, 0, done, out, arg);
+}
+
+int luart_spawn(struct luart *rt, int nargs, task_done_h *done, void *arg)
+{
+    return spawn(rt, nargs, 0, done, NULL, arg);
+}
+
+int luart_spawn_within(struct luart *rt, int nargs, double seconds, task_done_h *done,
+                       void *arg)
+{
+    return spawn(rt, nargs, seconds > 0 ? seconds : 0.001, done, NULL, arg);
 }
 
 int luart_call(struct luart *rt, int nargs, int nres, char *err, size_t errlen)
@@ -437,7 +512,8 @@ static int list_policy_files(const char *dir, char ***out, char *err, size_t err
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_names);
+    if (n > 1)
+        qsort(names, (size_t)n, sizeof *names, cmp_names);
     *out = names;
     return n;
 }

@@ -18,6 +18,7 @@
 #include "module.h"
 #include "runtime.h"
 #include "sip/agent.h"
+#include "sipmsg.h"
 #include "strbuf.h"
 #include "task.h"
 
@@ -132,18 +133,27 @@ static void push_header_value(lua_State *L, msg_header_t const *h)
     lua_pushlstring(L, buf, (size_t)n);
 }
 
+void sipmsg_push_header(lua_State *L, msg_t *msg, const char *name)
+{
+    if (msg)
+        for (msg_header_t *h = *msg_chain_head(msg); h; h = h->sh_succ)
+            if (is_header_fragment(h) && header_named(h, name)) {
+                push_header_value(L, h);
+                return;
+            }
+    lua_pushnil(L);
+}
+
+void sipmsg_push(lua_State *L, msg_t *msg)
+{
+    push_msg(L, msg ? msg_ref_create(msg) : NULL, NULL);
+}
+
 /* m:header(name): the first value, or nil. O(headers). */
 static int msg_header(lua_State *L)
 {
     struct lmsg *m = luaL_checkudata(L, 1, MSG_MT);
-    const char *name = luaL_checkstring(L, 2);
-    if (m->msg)
-        for (msg_header_t *h = *msg_chain_head(m->msg); h; h = h->sh_succ)
-            if (is_header_fragment(h) && header_named(h, name)) {
-                push_header_value(L, h);
-                return 1;
-            }
-    lua_pushnil(L);
+    sipmsg_push_header(L, m->msg, luaL_checkstring(L, 2));
     return 1;
 }
 

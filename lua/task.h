@@ -51,6 +51,15 @@ int luart_spawn_output(struct luart *rt, int nargs, task_done_h *done, task_outp
  * "lua", one record per line. Copies the text. */
 void task_print(const char *text, size_t len);
 
+/* As luart_spawn(), with a limit of `seconds` of wall time, waits included.
+ * When it passes with the task still waiting, `done` is called at once with
+ * the error "FILE:LINE: still waiting after its time budget of N s" (where
+ * the task waits), and the task is abandoned: it ends at its next resume
+ * without running further (at once when it is asleep). For hooks whose
+ * caller cannot wait for ever (a call's route). One more libevent timer. */
+int luart_spawn_within(struct luart *rt, int nargs, double seconds, task_done_h *done,
+                       void *arg);
+
 /* Call the function below `nargs` arguments on rt's stack, protected and
  * under the time budget, without a task: it may not wait. Leaves `nres`
  * results, or returns -1 with the message in err. For short hooks such as

@@ -1,9 +1,8 @@
-/* The call module's front: the caller's INVITE (ingress: loop check,
- * mapping gateway or account, a new call), its route (the policy's hook or
- * prefix and priority), the caller's ACK or CANCEL of that INVITE, the
- * calls' timer, the module's life, and the live view. The B-leg is
- * call_bleg.c, the answered dialog call_dialog.c, the end call_end.c. See
- * call.h and call_internal.h. */
+/* The call module's front: the caller's INVITE (ingress: loop check, where
+ * it comes from, a new call), the caller's ACK or CANCEL of that INVITE,
+ * the calls' timer, the module's life, and the live view. The route is
+ * call_route.c, the B-leg call_bleg.c, the answered dialog call_dialog.c,
+ * the end call_end.c. See call.h and call_internal.h. */
 #include "sip/call_internal.h"
 #include "config.h"
 #include "log.h"
@@ -118,10 +117,22 @@ void calls_apply(struct calls *cs, const struct config *cfg)
     cs->cfg = cfg;
 }
 
-void calls_set_route_hook(struct calls *cs, calls_route_h *h, void *arg)
+void calls_set_query_hook(struct calls *cs, calls_query_h *h, void *arg)
 {
-    cs->route_h = h;
-    cs->route_arg = arg;
+    cs->query_h = h;
+    cs->query_arg = arg;
+}
+
+void calls_set_number_hook(struct calls *cs, calls_number_h *h, void *arg)
+{
+    cs->number_h = h;
+    cs->number_arg = arg;
+}
+
+void calls_set_end_hook(struct calls *cs, calls_end_h *h, void *arg)
+{
+    cs->end_h = h;
+    cs->end_arg = arg;
 }
 
 void calls_set_rewrite_hook(struct calls *cs, routing_rewrite_h *h, void *arg)
@@ -144,90 +155,18 @@ void calls_destroy(struct calls *cs)
     free(cs);
 }
 
-/* ---- Routing ----------------------------------------------------------------- */
-
-const char *call_route_caller(const struct call_route *rq)
-{
-    return rq->caller;
-}
-
-const char *call_route_callee(const struct call_route *rq)
-{
-    return rq->callee;
-}
-
-const char *call_route_mapping_gateway(const struct call_route *rq)
-{
-    return rq->mapping_gateway;
-}
-
-/* Called once per call (by the route hook's answer or the default). */
-static void set_candidates(struct call *c, const char *const *names, size_t n)
-{
-    if (n > CALL_MAX_CANDIDATES)
-        n = CALL_MAX_CANDIDATES;
-    if (!n || !(c->cands = calloc(n, sizeof *c->cands)))
-        return;
-    for (size_t i = 0; i < n; i++)
-        if (names[i] && (c->cands[c->ncands] = strdup(names[i])))
-            c->ncands++;
-}
-
-static void route_default(struct call *c)
-{
-    const char *names[CALL_MAX_CANDIDATES];
-    size_t n = routing_select(c->cs->cfg, c->rec.callee, names, CALL_MAX_CANDIDATES);
-    set_candidates(c, names, n);
-}
-
-void call_route_done(struct call_route *rq, const char *const *names, size_t n)
-{
-    struct call *c = rq->call;
-    free(rq);
-    if (!c)
-        return;
-    struct calls *cs = c->cs;
-    c->route = NULL;
-    if (n)
-        set_candidates(c, names, n);
-    else
-        route_default(c);
-    call_try_next(c); /* may end c */
-    call_kick(cs);
-}
-
-static void start_routing(struct call *c)
-{
-    struct calls *cs = c->cs;
-    if (cs->route_h) {
-        struct call_route *rq = calloc(1, sizeof *rq);
-        if (rq) {
-            rq->call = c;
-            snprintf(rq->caller, sizeof rq->caller, "%s", c->rec.caller);
-            snprintf(rq->callee, sizeof rq->callee, "%s", c->rec.callee);
-            snprintf(rq->mapping_gateway, sizeof rq->mapping_gateway, "%s",
-                     c->rec.mapping_gateway);
-            c->route = rq;
-            if (cs->route_h(rq, cs->route_arg))
-                return; /* call_route_done() follows (maybe already did) */
-            c->route = NULL;
-            free(rq);
-        }
-    }
-    route_default(c);
-    call_try_next(c);
-}
-
 /* ---- Ingress ----------------------------------------------------------------- */
 
-/* The source IP of a request, as text. */
-static void source_ip(msg_t *msg, char *out, size_t outlen)
+/* The source IP of a request, as text, and its port. */
+static void source_ip(msg_t *msg, char *out, size_t outlen, unsigned *port)
 {
     *out = '\0';
+    *port = 0;
     su_addrinfo_t *ai = msg_addrinfo(msg);
     if (!ai || !ai->ai_addr)
         return;
     su_sockaddr_t *su = (su_sockaddr_t *)ai->ai_addr;
+    *port = ntohs(su->su_port);
     if (su->su_family == AF_INET)
         inet_ntop(AF_INET, &su->su_sin.sin_addr, out, (socklen_t)outlen);
     else if (su->su_family == AF_INET6)
@@ -309,38 +248,68 @@ static int on_a_ack_cancel(void *magic, nta_incoming_t *irq, sip_t const *sip)
     return 0;
 }
 
-/* The mapping gateway an INVITE comes through: the static one whose address
- * it comes from, else the one of the account it authenticates as. NULL
- * when neither; then *answered says whether the registrar has answered the
- * request itself (a challenge, a refusal). */
-static const struct mapping_gateway_def *caller_gateway(struct calls *cs,
-                                                        nta_incoming_t *irq,
-                                                        const sip_t *sip, const char *ip,
-                                                        bool *answered)
+void call_identify_source(const struct calls *cs, const sip_t *sip, const char *ip,
+                          unsigned port, struct call_source *out)
+{
+    *out = (struct call_source){.kind = CALL_SOURCE_NONE};
+    if (!cs->cfg || !ip || !*ip)
+        return;
+    if ((out->mapping = gw_mapping_by_source(cs->gws, ip))) {
+        out->kind = CALL_SOURCE_MAPPING;
+        return;
+    }
+    const url_t *ruri = sip->sip_request ? sip->sip_request->rq_url : NULL;
+    if ((out->routing = gw_routing_by_source(cs->gws, ruri, ip, port)))
+        out->kind = CALL_SOURCE_ROUTING;
+}
+
+/* Where an INVITE comes from: call_identify_source(), else the mapping
+ * gateway of the account it authenticates as. NONE when neither; then
+ * *answered says whether the registrar has answered the request itself (a
+ * challenge, a refusal). */
+static void caller_source(struct calls *cs, nta_incoming_t *irq, const sip_t *sip,
+                          const char *ip, unsigned port, struct call_source *src,
+                          bool *answered)
 {
     *answered = false;
-    const struct mapping_gateway_def *m = gw_mapping_by_source(cs->gws, ip);
-    if (m || !cs->registrar || config_count(cs->cfg, KIND_ACCOUNT) == 0)
-        return m;
-    /* Not a customer's address: perhaps a registered endpoint. The
+    call_identify_source(cs, sip, ip, port, src);
+    if (src->kind != CALL_SOURCE_NONE || !cs->registrar ||
+        config_count(cs->cfg, KIND_ACCOUNT) == 0)
+        return;
+    /* Not a gateway's address: perhaps a registered endpoint. The
      * registrar challenges and answers itself when it is not. */
     const char *account = NULL;
     if (registrar_authenticate(cs->registrar, irq, sip, &account)) {
         *answered = true;
-        return NULL;
+        return;
     }
     const struct account_def *acc =
         (const void *)config_find(cs->cfg, KIND_ACCOUNT, account);
-    return acc ? (const void *)config_find(cs->cfg, KIND_MAPPING_GATEWAY,
-                                           acc->mapping_gateway)
-               : NULL;
+    src->mapping = acc ? (const void *)config_find(cs->cfg, KIND_MAPPING_GATEWAY,
+                                                   acc->mapping_gateway)
+                       : NULL;
+    if (src->mapping)
+        src->kind = CALL_SOURCE_MAPPING;
+}
+
+/* Whether the gateway the call comes through has line_limit calls already. */
+static bool source_full(const struct calls *cs, const struct call_source *src, int *limit)
+{
+    if (src->kind == CALL_SOURCE_ROUTING) {
+        const struct routing_gateway_def *g = src->routing;
+        *limit = g->line_limit;
+        return g->line_limit >= 0 &&
+               gw_routing_calls(cs->gws, g->head.name) >= (unsigned)g->line_limit;
+    }
+    *limit = src->mapping->line_limit;
+    return gw_mapping_full(cs->gws, src->mapping);
 }
 
 /* A new call for the caller's INVITE `irq` (whose message `msg` it takes)
- * through mapping gateway m, at the end of the list and counted against
- * m's line limit. NULL when out of memory. */
+ * through the gateway of `src`, at the end of the list and counted against
+ * the gateway's line limit. NULL when out of memory. */
 static struct call *call_new(struct calls *cs, nta_incoming_t *irq, msg_t *msg,
-                             const sip_t *sip, const struct mapping_gateway_def *m,
+                             const sip_t *sip, const struct call_source *src,
                              int max_forwards)
 {
     struct call *c = calloc(1, sizeof *c);
@@ -352,11 +321,31 @@ static struct call *call_new(struct calls *cs, nta_incoming_t *irq, msg_t *msg,
     c->a_irq = irq;
     c->a_max_forwards = max_forwards > 70 ? 70 : max_forwards;
     c->late_offer = !sip->sip_payload || sip->sip_payload->pl_len == 0;
+    c->inbound = src->kind == CALL_SOURCE_ROUTING;
     call_record_init(c);
+    struct call_number_rule rule;
+    const char *name;
+    if (c->inbound) {
+        const struct routing_gateway_def *g = src->routing;
+        rule = (struct call_number_rule){.callee_from = CALLEE_FROM_TO,
+                                         .caller_from = g->peer_number_information,
+                                         .caller_hook = g->peer_number_hook.ref};
+        name = g->head.name;
+    } else {
+        const struct mapping_gateway_def *m = src->mapping;
+        rule = (struct call_number_rule){.callee_from = m->callee_from,
+                                         .caller_from = m->caller_from,
+                                         .callee_hook = m->callee_hook.ref,
+                                         .caller_hook = m->caller_hook.ref};
+        name = m->head.name;
+    }
     char callee[CALL_NUM], caller[CALL_NUM];
-    call_identity_numbers(m, sip, caller, sizeof caller, callee, sizeof callee);
-    call_set_fixed(&c->rec, sip->sip_call_id->i_id, caller, callee, m->head.name);
-    gw_mapping_take(cs->gws, c->rec.mapping_gateway);
+    call_identity_numbers(cs, &rule, msg, caller, sizeof caller, callee, sizeof callee);
+    call_set_fixed(&c->rec, sip->sip_call_id->i_id, caller, callee, name, callee);
+    if (c->inbound)
+        gw_routing_take(cs->gws, c->rec.mapping_gateway);
+    else
+        gw_mapping_take(cs->gws, c->rec.mapping_gateway);
 
     c->prev = cs->tail;
     if (cs->tail)
@@ -385,15 +374,17 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     }
     msg_t *msg = nta_incoming_getrequest(irq);
     char ip[64];
-    source_ip(msg, ip, sizeof ip);
+    unsigned port;
+    source_ip(msg, ip, sizeof ip, &port);
     bool answered;
-    const struct mapping_gateway_def *m = caller_gateway(cs, irq, sip, ip, &answered);
+    struct call_source src;
+    caller_source(cs, irq, sip, ip, port, &src, &answered);
     if (answered) {
         msg_destroy(msg);
         nta_incoming_destroy(irq);
         return 0;
     }
-    if (!m) {
+    if (src.kind == CALL_SOURCE_NONE) {
         msg_destroy(msg);
         log_info("call", "INVITE from unknown source %s: 403", ip);
         return 403;
@@ -402,15 +393,17 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
         msg_destroy(msg);
         return 0;
     }
-    if (gw_mapping_full(cs->gws, m)) {
+    const char *gw = src.mapping ? src.mapping->head.name : src.routing->head.name;
+    int limit;
+    if (source_full(cs, &src, &limit)) {
         msg_destroy(msg);
-        log_info("call", "INVITE from %s: mapping gateway %s at its line limit %d", ip,
-                 m->head.name, m->line_limit);
+        log_info("call", "INVITE from %s: %s gateway %s at its line limit %d", ip,
+                 src.mapping ? "mapping" : "routing", gw, limit);
         nta_incoming_treply(irq, 503, "Line Limit Reached", TAG_END());
         nta_incoming_destroy(irq);
         return 0;
     }
-    struct call *c = call_new(cs, irq, msg, sip, m, mf);
+    struct call *c = call_new(cs, irq, msg, sip, &src, mf);
     if (!c) {
         msg_destroy(msg);
         return 500;
@@ -427,9 +420,9 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     nta_leg_server_route(c->a_leg, sip->sip_record_route, sip->sip_contact);
     nta_incoming_bind(irq, on_a_ack_cancel, c);
     nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
-    log_info("call", "%" PRIu64 ": INVITE %s -> %s from %s (%s)", c->id, c->rec.caller,
-             c->rec.callee, m->head.name, ip);
-    start_routing(c);
+    log_info("call", "%" PRIu64 ": %s INVITE %s -> %s from %s (%s)", c->id,
+             c->inbound ? "inbound" : "outbound", c->rec.caller, c->rec.callee, gw, ip);
+    call_route_start(c);
     return 0;
 }
 
@@ -444,6 +437,7 @@ static void fill_info(const struct call *c, struct call_info *out)
 {
     out->id = c->id;
     out->state = statename(c->state);
+    out->direction = c->inbound ? "inbound" : "outbound";
     out->caller = c->rec.caller;
     out->callee = c->rec.callee;
     out->routed_callee = c->rec.routed_callee;

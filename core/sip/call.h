@@ -1,15 +1,27 @@
 /* Calls: the signalling B2BUA.
  *
- * Each call is an A-leg (the caller's INVITE, taken from a mapping gateway)
- * and a B-leg (our own INVITE to a routing gateway), each a dialog of its
- * own in nta: its own Call-ID, tags, CSeq and Via. SDP passes through
+ * Each call is an A-leg (the caller's INVITE) and a B-leg (our own INVITE
+ * to a routing gateway or a registered account), each a dialog of its own
+ * in nta: its own Call-ID, tags, CSeq and Via. SDP passes through
  * unchanged; there is no media.
  *
+ * Directions: a call from a mapping gateway (a customer, or a registered
+ * account) is outbound; one from a routing gateway (a carrier: a static
+ * one by address, a registration gateway by its server and our Contact in
+ * the Request-URI, a dynamic one by its binding) is inbound, its caller
+ * taken by the gateway's peer_number_information. Both are routed alike:
+ * the policy's route() decides when it is defined (call_query below);
+ * otherwise a callee that names an account goes to its binding, then
+ * prefix routing; an inbound call with nowhere to go gets 404 (480 when
+ * the callee is an account without a binding).
+ *
  *   routing --> calling --1xx--> proceeding --2xx--> answered --BYE--> (end)
- *      |           |                  |
- *      |           +---- failure (408 480 500 502 503 504, nta's own 408/503,
- *      |                 invite_timeout, call_progress_timeout) --> next gateway
- *      +--- no usable gateway left --> 503 (or the last failure) to the caller
+ *    ^  |           |                  |
+ *    |  |           +---- failure (a final status, nta's own 408/503,
+ *    |  |                 invite_timeout, call_progress_timeout)
+ *    |  |                   |
+ *    +--|-- on_failure() ---+ (its decision, else failover_codes: next target)
+ *       +--- no usable target left --> 503 (or the last failure) to the caller
  *
  * ACK of 2xx: the switch ACKs the B-leg's 2xx as soon as it arrives and
  * relays the 2xx to the caller, whose ACK ends the A-leg's transaction (nta
@@ -81,7 +93,8 @@ struct gw_set;
 struct sipagent;
 struct store;
 struct calls;
-struct call_route;
+struct mapping_gateway_def;
+struct routing_gateway_def;
 
 /* Create the call module. `store` may be NULL (no CDRs). `gws` is the
  * gateway module, which must outlive the call module (destroy calls first);
@@ -100,15 +113,30 @@ void calls_destroy(struct calls *cs);
  * names and look definitions up again at each attempt. */
 void calls_apply(struct calls *cs, const struct config *cfg);
 
-/* Accounts: an INVITE from outside every static mapping gateway is
- * authenticated against them (registrar_authenticate), and a call to an
- * account with a binding goes to that binding before any gateway. */
+/* Accounts: an INVITE from outside every gateway is authenticated against
+ * them (registrar_authenticate). Where accounts' bindings are is the
+ * gateway module's answer (gw_account_target()). */
 struct registrar;
 void calls_set_registrar(struct calls *cs, struct registrar *r);
 
 /* The INVITE handler for sipagent_set_method_handler(); arg is the module.
  * Returns 0 (taken) or a status for the agent to answer with. */
 int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg);
+
+/* Where an INVITE comes from, told by its source address `ip` (text) and
+ * `port`, and its Request-URI alone: a static mapping gateway by address
+ * (IP), else a routing gateway (gw_routing_by_source()). NONE: a registered account
+ * (digest, which needs a transaction) or a stranger. Reads only and
+ * allocates nothing, so it may run before any state exists for the
+ * request. O(gateways + bindings of dynamic gateways' accounts). */
+enum call_source_kind { CALL_SOURCE_NONE, CALL_SOURCE_MAPPING, CALL_SOURCE_ROUTING };
+struct call_source {
+    enum call_source_kind kind;
+    const struct mapping_gateway_def *mapping; /* CALL_SOURCE_MAPPING */
+    const struct routing_gateway_def *routing; /* CALL_SOURCE_ROUTING: inbound */
+};
+void call_identify_source(const struct calls *cs, const sip_t *sip, const char *ip,
+                          unsigned port, struct call_source *out);
 
 /* End every call (BYE the answered ones on both legs, 503 and CANCEL the
  * others), refuse new ones, and call `done` once every BYE is answered or
@@ -117,23 +145,100 @@ void calls_shutdown(struct calls *cs, void (*done)(void *arg), void *arg);
 
 /* ---- Hooks installed by the policy engine --------------------------------- */
 
-/* A new call asks its route: return false when no hook is defined (the call
- * uses prefix and priority routing), or true to take the request: then
- * call_route_done() must follow, now or later. */
-typedef bool calls_route_h(struct call_route *rq, void *arg);
-void calls_set_route_hook(struct calls *cs, calls_route_h *h, void *arg);
+/* A query asks the policy to decide: the route of a new call
+ * (CALL_QUERY_ROUTE, the policy's route()), or what follows a failed attempt
+ * (CALL_QUERY_FAILURE, on_failure()). The hook returns false when the
+ * policy has no such function (the call goes on by default), or true to
+ * take the query: then call_query_done() must follow, now or later, and the
+ * call waits (a caller's CANCEL still ends it). Bounding the wait is the
+ * hook's (sip.route_timeout). A query costs about 1 KiB while it lives. */
+struct call_query;
+enum call_query_kind { CALL_QUERY_ROUTE, CALL_QUERY_FAILURE };
+typedef bool calls_query_h(struct call_query *q, void *arg);
+void calls_set_query_hook(struct calls *cs, calls_query_h *h, void *arg);
 
-const char *call_route_caller(const struct call_route *rq);
-const char *call_route_callee(const struct call_route *rq);
-const char *call_route_mapping_gateway(const struct call_route *rq);
+/* What the policy reads. Strings are the query's, valid until
+ * call_query_done(); caller, callee and display follow call_query_set(). */
+struct call_query_info {
+    enum call_query_kind kind;
+    uint64_t id;                           /* the call's */
+    bool inbound;                          /* from a routing gateway */
+    const char *source;                    /* the gateway it came through */
+    const char *caller, *callee, *display; /* display: "" when none */
+    const char *source_address;            /* "ip:port" */
+    /* CALL_QUERY_FAILURE: the attempt that failed */
+    const char *gateway; /* "endpoint:NAME" for an account's binding */
+    const char *routed_callee, *reason;
+    int status;
+    double duration; /* seconds from its INVITE to the failure */
+};
+const struct call_query_info *call_query_info(const struct call_query *q);
 
-/* The hook's answer: gateway names in the order to try (copied), or n = 0
- * for prefix and priority routing. Frees rq; when the call ended meanwhile,
- * only frees. */
-void call_route_done(struct call_route *rq, const char *const *names, size_t n);
+/* The caller's INVITE, for reading its headers: the query's own reference,
+ * valid until call_query_done(). */
+msg_t *call_query_request(const struct call_query *q);
+
+/* Change the call: its caller and callee numbers (letters, digits and
+ * + * # . - _, at most 127) and the display name of the B-leg's From
+ * (printable, no quote or backslash; "" falls back to the caller's).
+ * Applied to the call at call_query_done(). Returns 0 or -EINVAL. */
+enum call_query_field { CALL_FIELD_CALLER, CALL_FIELD_CALLEE, CALL_FIELD_DISPLAY };
+int call_query_set(struct call_query *q, enum call_query_field f, const char *value);
+
+/* A header for the B-leg's INVITEs (value NULL: none). The headers the
+ * switch writes itself (Via, From, To, Call-ID, CSeq, Contact, Max-Forwards,
+ * Route, Record-Route, Content-*, Allow, Authorization, Proxy-Authorization,
+ * and the identity headers Privacy and P-Asserted-Identity, which the
+ * gateway's privacy decides) are refused, as are names that are no token
+ * and values with CR or LF: -EINVAL. */
+int call_query_set_header(struct call_query *q, const char *name, const char *value);
+
+/* One target of a decision: a routing gateway, or an account's binding;
+ * `callee` (NULL: the gateway's callee_rewrite of the call's callee) and
+ * `timeout` (seconds without a provisional answer; 0: invite_timeout)
+ * apply to that attempt only. */
+struct call_target {
+    const char *gateway, *account; /* exactly one */
+    const char *callee;
+    int timeout;
+};
+
+enum call_verdict {
+    CALL_DEFAULT,  /* route: default routing; failure: failover_codes decide */
+    CALL_CONTINUE, /* failure: the next target, whatever the status */
+    CALL_TARGETS,  /* these targets (copied), in order; for a failure they
+                      replace those not tried yet */
+    CALL_REFUSE,   /* the caller gets status (300..699) and reason */
+    CALL_ERROR,    /* the policy failed: 500 with reason (logged by the hook) */
+};
+struct call_decision {
+    enum call_verdict verdict;
+    int status;
+    const char *reason; /* NULL: the standard phrase */
+    const struct call_target *targets;
+    size_t n;
+};
+
+/* The policy's decision. Frees q; when the call ended meanwhile, only
+ * frees. */
+void call_query_done(struct call_query *q, const struct call_decision *d);
 
 /* The callee rewrite (string.gsub from the engine); NULL: the C subset. */
 void calls_set_rewrite_hook(struct calls *cs, routing_rewrite_h *h, void *arg);
+
+/* A number chosen by a policy function (a mapping gateway's callee_from or
+ * caller_from, a routing gateway's peer_number_information): `hook_ref` is
+ * its config_hook's ref, `msg` the INVITE. Write the number to out and
+ * return 0, or return -1 to fall back to the From user (the To user for a
+ * callee). Runs while the INVITE is handled: it may not wait. */
+typedef int calls_number_h(int hook_ref, msg_t *msg, char *out, size_t outlen, void *arg);
+void calls_set_number_hook(struct calls *cs, calls_number_h *h, void *arg);
+
+/* Told of each call's record once it is staged (cdr_write()); it is
+ * durable at the store's next commit (store_commit() makes that now). */
+struct cdr;
+typedef void calls_end_h(const struct cdr *r, void *arg);
+void calls_set_end_hook(struct calls *cs, calls_end_h *h, void *arg);
 
 /* ---- Live view ----------------------------------------------------------- */
 
@@ -142,8 +247,10 @@ size_t calls_count(const struct calls *cs);
 struct call_info {
     uint64_t id;
     const char *state; /* "routing", "calling", "proceeding", "answered", "ending" */
+    const char *direction; /* "outbound", "inbound" */
     const char *caller, *callee, *routed_callee;
-    const char *mapping_gateway, *routing_gateway; /* "" when none yet */
+    const char *mapping_gateway, *routing_gateway; /* "" when none yet; mapping:
+                                                      the gateway it came through */
     const char *call_id; /* the caller's */
     long long start, answer; /* unix seconds; answer 0: not answered */
 };

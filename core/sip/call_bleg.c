@@ -1,7 +1,8 @@
-/* B-leg attempts: the call's INVITE to a registered callee's binding or to
- * each usable routing gateway in turn, a digest retry for registration
- * gateways, failover on the gateway's failover codes and on our timeouts,
- * and the answer relayed to the caller. See call_internal.h. */
+/* B-leg attempts: the call's INVITE to each usable target in turn (a
+ * routing gateway, or a registered account's binding), a digest retry for
+ * gateways with credentials (a registration gateway's registration's, or a
+ * static gateway's own), failures handed to call_route_failed(), our
+ * timeouts, and the answer relayed to the caller. See call_internal.h. */
 #include "sip/call_internal.h"
 #include "cdr.h"
 #include "config.h"
@@ -55,11 +56,7 @@ void call_drop_b(struct call *c)
  * the last failure. About 200 bytes of a held call. */
 static void forget_routing(struct call *c)
 {
-    for (size_t i = 0; i < c->ncands; i++)
-        free(c->cands[i]);
-    free(c->cands);
-    c->cands = NULL;
-    c->ncands = c->next_cand = 0;
+    call_cands_free(c, 0);
     call_free_text(&c->b_ruri);
     call_free_text(&c->b_addr);
     call_free_text(&c->last_reason);
@@ -69,7 +66,7 @@ static void forget_routing(struct call *c)
  * (401) or Proxy-Authorization (407) value for a retry, else NULL. Returns
  * 0, or -1 when it could not even be sent. */
 static int send_invite(struct call *c, const struct routing_gateway_def *g,
-                       int auth_status, const char *auth)
+                       const char *addr, int auth_status, const char *auth)
 {
     struct calls *cs = c->cs;
     sip_t const *a = sip_object(c->a_msg);
@@ -77,19 +74,21 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
     int use_contact = g->invite_use_contact == TRI_INHERIT
                           ? config_switch(cs->cfg)->sip.routing_gateway_invite_use_contact
                           : g->invite_use_contact == TRI_ON;
-    char to[512], from[480], rnd[33], call_id[64], tag[20], ids[1024];
+    char to[512], from[480], rnd[33], call_id[64], tag[20], ids[1024 + 8192];
     bool pass_privacy;
     call_identity_headers(c, g, a, ids, sizeof ids, &pass_privacy);
+    size_t idlen = strlen(ids);
+    snprintf(ids + idlen, sizeof ids - idlen, "%s", c->headers); /* the policy's */
     char ruri[512], user[3 * CALL_NUM], contact[160];
     call_identity_uri_user(routed, user, sizeof user);
-    transport_uri(ruri, sizeof ruri, user, g->address, 0, g->transport);
+    transport_uri(ruri, sizeof ruri, user, addr, 0, g->transport);
     call_set_text(&c->b_ruri, ruri);
     c->b_transport = (uint8_t)g->transport;
-    call_set_text(&c->b_addr, g->address);
+    call_set_text(&c->b_addr, addr);
     c->b_request_address = g->request_address;
     if (use_contact)
         call_identity_uri_user(callee, user, sizeof user);
-    snprintf(to, sizeof to, "<sip:%s@%s>", user, g->address);
+    snprintf(to, sizeof to, "<sip:%s@%s>", user, addr);
     if (!c->b_leg) {
         c->session_offer = 0; /* a new attempt offers sip.session_ttl again */
         c->session_retries = 0;
@@ -97,7 +96,7 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
         random_hex(rnd, 16);
         /* Marked ours: see own_call_id() in call.c. */
         snprintf(call_id, sizeof call_id, "%s-%s", rnd, cs->instance);
-        call_identity_from(a->sip_from, c->rec.caller,
+        call_identity_from(a->sip_from, c->display, c->rec.caller,
                            config_switch(cs->cfg)->sip.e164_display_from, cs->host, tag,
                            from, sizeof from);
         c->b_leg =
@@ -124,106 +123,106 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
     if (!c->b_orq)
         return -1;
     c->state = ST_CALLING;
-    call_arm(c, config_switch(cs->cfg)->sip.invite_timeout);
+    call_arm(c, c->b_timeout ? c->b_timeout : config_switch(cs->cfg)->sip.invite_timeout);
     return 0;
 }
 
-/* The binding a call to an account goes to: the most recent one. */
-struct pick {
-    char contact[256];
-    char target[128]; /* host:port to send to */
-    int transport;    /* enum sip_transport */
-    long long expires_at;
-};
-
-static int pick_binding(const struct registrar_binding *b, void *arg)
+static double now_monotonic(void)
 {
-    struct pick *p = arg;
-    if (b->expires_at <= p->expires_at)
-        return 0;
-    p->expires_at = b->expires_at;
-    snprintf(p->contact, sizeof p->contact, "%s", b->contact);
-    /* Over TLS: down the REGISTER's connection. Behind NAT the Contact is
-     * unreachable: send where the REGISTER came from (request address
-     * "socket"). */
-    p->transport =
-        transport_endpoint(b->transport, b->source, p->target, sizeof p->target);
-    if (p->transport == TRANSPORT_TLS)
-        return 0;
-    if (b->nat && b->source && *b->source) {
-        snprintf(p->target, sizeof p->target, "%s", b->source);
-    } else {
-        url_t url[1];
-        char tmp[256];
-        snprintf(tmp, sizeof tmp, "%s", b->contact);
-        if (url_d(url, tmp) == 0 && url->url_host)
-            snprintf(p->target, sizeof p->target, "%s:%s", url->url_host,
-                     url->url_port ? url->url_port : "5060");
-    }
-    return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* A call to a registered account goes to its binding first. Returns true
- * when an INVITE went out. */
-static bool try_endpoint(struct call *c)
+/* A target that is an account: its binding, as a gateway-shaped
+ * destination (the endpoint's address, the account as the number unless
+ * the target names one, no rewriting). Returns true when an INVITE went
+ * out. */
+static bool try_account(struct call *c, const struct call_cand *t)
 {
     struct calls *cs = c->cs;
-    if (!cs->registrar || !config_find(cs->cfg, KIND_ACCOUNT, c->rec.callee))
+    char target[128];
+    if (!config_find(cs->cfg, KIND_ACCOUNT, t->name)) {
+        log_warn("call", "%" PRIu64 ": route names unknown account \"%s\"", c->id,
+                 t->name);
         return false;
-    struct pick p = {.expires_at = 0};
-    registrar_bindings(cs->registrar, c->rec.callee, pick_binding, &p);
-    if (!p.target[0])
+    }
+    int transport = gw_account_target(cs->gws, t->name, target, sizeof target, NULL, 0);
+    if (transport < 0) {
+        log_debug("call", "%" PRIu64 ": account %s skipped: not registered", c->id,
+                  t->name);
         return false;
-    /* A gateway-shaped destination: the endpoint's address, the account as
-     * the number, no rewriting. */
+    }
     struct routing_gateway_def g = {.type = RGW_STATIC,
-                                    .address = p.target,
+                                    .address = target,
                                     .invite_use_contact = TRI_OFF,
                                     .line_limit = CONFIG_UNLIMITED,
                                     .request_address = REQUEST_SOCKET,
-                                    .transport = p.transport};
+                                    .transport = transport};
     char name[CDR_FIELD_MAX];
-    snprintf(name, sizeof name, "endpoint:%.100s", c->rec.callee);
-    call_set_attempt(&c->rec, name, c->rec.callee);
+    snprintf(name, sizeof name, "endpoint:%.100s", t->name);
+    call_set_attempt(&c->rec, name, t->callee ? t->callee : t->name);
     c->auth_tries = 1; /* an endpoint's challenge is not ours to answer */
-    if (send_invite(c, &g, 0, NULL) != 0)
+    c->b_timeout = t->timeout;
+    c->b_started = now_monotonic();
+    if (send_invite(c, &g, target, 0, NULL) != 0) {
+        c->last_status = 503;
+        call_drop_b(c);
         return false;
+    }
     log_info("call", "%" PRIu64 ": %s -> registered %s at %s", c->id, c->rec.caller,
-             c->rec.callee, p.target);
+             t->name, target);
     return true;
 }
 
-/* Try the next usable candidate, or fail the call when none is left. */
-void call_try_next(struct call *c)
+/* A target that is a routing gateway, when it can take the call now.
+ * Returns true when an INVITE went out. */
+static bool try_gateway(struct call *c, const struct call_cand *t)
 {
     struct calls *cs = c->cs;
-    if (!c->endpoint_tried) {
-        c->endpoint_tried = true;
-        if (try_endpoint(c))
-            return;
+    const struct routing_gateway_def *g = routing_check(cs->gws, t->name, c->id);
+    char addr[128];
+    if (!g)
+        return false;
+    if (gw_address(cs->gws, g, addr, sizeof addr) < 0) {
+        log_debug("call", "%" PRIu64 ": %s skipped: no address", c->id, t->name);
+        return false;
     }
-    const struct routing_gateway_def *g;
-    while ((g = routing_next(cs->gws, (const char *const *)c->cands, c->ncands,
-                             &c->next_cand, c->id))) {
-        const char *name = g->head.name;
-        char routed[CALL_NUM];
+    char routed[CALL_NUM];
+    if (t->callee)
+        snprintf(routed, sizeof routed, "%s", t->callee);
+    else
         routing_rewrite(&g->callee_rewrite, c->rec.callee, cs->rewrite_h, cs->rewrite_arg,
                         routed, sizeof routed);
-        call_set_attempt(&c->rec, name, routed);
-        gw_routing_take(cs->gws, name);
-        c->b_counted = true;
-        c->auth_tries = 0;
-        if (send_invite(c, g, 0, NULL) == 0) {
-            log_info("call", "%" PRIu64 ": %s -> %s via %s", c->id, c->rec.caller,
-                     c->rec.routed_callee, name);
+    call_set_attempt(&c->rec, g->head.name, routed);
+    gw_routing_take(cs->gws, g->head.name);
+    c->b_counted = true;
+    c->auth_tries = 0;
+    c->b_timeout = t->timeout;
+    c->b_started = now_monotonic();
+    if (send_invite(c, g, addr, 0, NULL) == 0) {
+        log_info("call", "%" PRIu64 ": %s -> %s via %s", c->id, c->rec.caller,
+                 c->rec.routed_callee, g->head.name);
+        return true;
+    }
+    log_warn("call", "%" PRIu64 ": cannot send the INVITE to %s", c->id, g->head.name);
+    c->last_status = 503;
+    call_drop_b(c);
+    return false;
+}
+
+/* Try the next usable target, or fail the call when none is left. */
+void call_try_next(struct call *c)
+{
+    while (c->next_cand < c->ncands) {
+        const struct call_cand *t = &c->cands[c->next_cand++];
+        if (t->account ? try_account(c, t) : try_gateway(c, t))
             return;
-        }
-        log_warn("call", "%" PRIu64 ": cannot send the INVITE to %s", c->id, name);
-        c->last_status = 503;
-        call_drop_b(c);
     }
     if (c->last_status)
         call_fail(c, c->last_status, c->last_reason[0] ? c->last_reason : NULL, "switch");
+    else if (c->no_route)
+        call_fail(c, c->no_route, NULL, "switch");
     else
         call_fail(c, 503, "No Route", "switch");
 }
@@ -265,36 +264,60 @@ static void confirm_b(struct call *c, sip_t const *sip, bool hold)
     call_send_ack(c->b_leg, c->b_orq, NULL);
 }
 
-/* Answer a 401/407 from a registration gateway with its registration's
- * credentials, up to sip.authentication_retry times per attempt. Returns
- * true when a new INVITE went out. */
+/* The credentials gateway g answers challenges with: its registration's
+ * (type registration), else its own (username, password, auth_username).
+ * False when it has none. */
+static bool credentials(const struct calls *cs, const struct routing_gateway_def *g,
+                        const char **user, const char **password)
+{
+    if (g->registration) {
+        const struct registration_def *reg =
+            (const void *)config_find(cs->cfg, KIND_REGISTRATION, g->registration);
+        if (!reg)
+            return false;
+        *user = reg->auth_username ? reg->auth_username : reg->username;
+        *password = reg->password ? reg->password : "";
+        return true;
+    }
+    if (!g->password)
+        return false;
+    *user = g->auth_username ? g->auth_username : g->username;
+    *password = g->password;
+    return *user != NULL;
+}
+
+/* Answer a 401/407 from a gateway with credentials, up to
+ * sip.authentication_retry times per attempt. Returns true when a new
+ * INVITE went out. */
 static bool answer_challenge(struct call *c, int status, sip_t const *sip)
 {
     struct calls *cs = c->cs;
     const struct routing_gateway_def *g = gw_find(cs->gws, c->rec.routing_gateway);
+    const char *user, *password;
     unsigned retry = (unsigned)config_switch(cs->cfg)->sip.authentication_retry;
-    if (!g || !g->registration || c->auth_tries >= retry)
+    if (!g || c->auth_tries >= retry || !credentials(cs, g, &user, &password))
         return false;
     c->auth_tries++;
-    const struct registration_def *reg =
-        (const void *)config_find(cs->cfg, KIND_REGISTRATION, g->registration);
     msg_auth_t const *au =
         status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
-    if (!reg || !au)
+    if (!au)
         return false;
     struct digest_challenge ch;
     if (digest_challenge_parse(&ch, (const char *const *)au->au_params) < 0)
         return false;
     char cnonce[17], value[2048];
     random_hex(cnonce, 8);
-    const char *user = reg->auth_username ? reg->auth_username : reg->username;
-    if (digest_authorization(&ch, user, reg->password ? reg->password : "", "INVITE",
-                             c->b_ruri, 1, cnonce, value, sizeof value) < 0)
+    if (digest_authorization(&ch, user, password, "INVITE", c->b_ruri, 1, cnonce, value,
+                             sizeof value) < 0)
         return false;
     nta_outgoing_destroy(c->b_orq);
     c->b_orq = NULL;
     call_disarm(c);
-    return send_invite(c, g, status, value) == 0;
+    char addr[128];
+    snprintf(addr, sizeof addr, "%s", c->b_addr); /* send_invite() replaces b_addr */
+    log_debug("call", "%" PRIu64 ": %s challenged the INVITE (%d): answering as %s",
+              c->id, g->head.name, status, user);
+    return send_invite(c, g, addr, status, value) == 0;
 }
 
 /* A 422 (RFC 4028): the INVITE goes again with the gateway's Min-SE.
@@ -307,7 +330,9 @@ static bool retry_422(struct call *c, sip_t const *sip)
     nta_outgoing_destroy(c->b_orq);
     c->b_orq = NULL;
     call_disarm(c);
-    return send_invite(c, g, 0, NULL) == 0;
+    char addr[128];
+    snprintf(addr, sizeof addr, "%s", c->b_addr); /* send_invite() replaces b_addr */
+    return send_invite(c, g, addr, 0, NULL) == 0;
 }
 
 /* A 2xx to the attempt: relay it to the caller, and the call is answered;
@@ -392,16 +417,8 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
         return 0;
     c->last_status = status;
     call_set_text(&c->last_reason, phrase);
-    if (internal || gw_failover(cs->gws, c->rec.routing_gateway, status)) {
-        log_info("call", "%" PRIu64 ": %s answered %d%s, trying the next gateway", c->id,
-                 c->rec.routing_gateway, status, internal ? " (local)" : "");
-        call_drop_b(c);
-        call_try_next(c);
-        return 0;
-    }
-    /* A final answer about the callee (404, 486, ...): relay it. */
     call_drop_b(c);
-    call_fail(c, status, phrase, "callee");
+    call_route_failed(c, status, internal); /* may end c */
     return 0;
 }
 
@@ -422,8 +439,8 @@ void call_attempt_timeout(struct call *c)
     c->last_status = 408;
     call_set_text(&c->last_reason,
                   c->state == ST_CALLING ? "INVITE Timeout" : "Call Progress Timeout");
-    log_info("call", "%" PRIu64 ": %s: %s, trying the next gateway", c->id,
-             c->rec.routing_gateway, c->last_reason);
+    log_info("call", "%" PRIu64 ": %s: %s", c->id, c->rec.routing_gateway,
+             c->last_reason);
     call_drop_b(c);
-    call_try_next(c);
+    call_route_failed(c, 408, true); /* may end c */
 }

@@ -47,33 +47,45 @@ void call_free_text(char **field)
 void call_record_init(struct call *c)
 {
     struct call_record *r = &c->rec;
-    char **texts[] = {&c->b_ruri, &c->b_addr, &c->last_reason, &r->attempt, &r->reason};
+    char **texts[] = {&c->b_ruri, &c->b_addr,  &c->last_reason, &r->attempt,
+                      &r->reason, &c->display, &c->headers};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         *texts[i] = call_empty_text;
     r->routed_callee = r->routing_gateway = call_empty_text;
     r->start = (long long)time(NULL);
 }
 
-/* The four texts fixed at the INVITE, packed in one allocation. */
+/* The five texts fixed at the INVITE, packed in one allocation. The
+ * values may point into the old pack, which goes afterwards. */
 void call_set_fixed(struct call_record *r, const char *call_id, const char *caller,
-                    const char *callee, const char *mapping_gateway)
+                    const char *callee, const char *mapping_gateway,
+                    const char *original_callee)
 {
-    const char *v[4] = {call_id ? call_id : "", caller, callee, mapping_gateway};
-    size_t len[4], total = 0;
-    for (int i = 0; i < 4; i++)
+    const char *v[5] = {call_id ? call_id : "", caller, callee, mapping_gateway,
+                        original_callee};
+    size_t len[5], total = 0;
+    for (int i = 0; i < 5; i++)
         total += (len[i] = strlen(v[i])) + 1;
+    char *old = r->fixed;
     r->fixed = malloc(total);
-    const char **out[4] = {&r->call_id, &r->caller, &r->callee, &r->mapping_gateway};
+    const char **out[5] = {&r->call_id, &r->caller, &r->callee, &r->mapping_gateway,
+                           &r->original_callee};
     char *p = r->fixed;
-    for (int i = 0; i < 4; i++) {
+    if (!p && old) { /* out of memory again: keep the old pack */
+        r->fixed = old;
+        log_error("call", "out of memory for a call's record");
+        return;
+    }
+    for (int i = 0; i < 5; i++) {
         if (!p) {
             *out[i] = call_empty_text;
             continue;
         }
-        memcpy(p, v[i], len[i] + 1);
+        memmove(p, v[i], len[i] + 1);
         *out[i] = p;
         p += len[i] + 1;
     }
+    free(old);
     if (!r->fixed)
         log_error("call", "out of memory for a call's record");
 }
@@ -121,8 +133,8 @@ void call_free(struct call *c)
     else
         cs->tail = c->prev;
     cs->count--;
-    if (c->route)
-        c->route->call = NULL; /* the hook's answer only frees it */
+    if (c->query)
+        c->query->call = NULL; /* the policy's answer only frees it */
     /* A 2xx is ACKed, whatever ended the call. */
     call_release_acks(c);
     call_relays_free(c);
@@ -137,13 +149,13 @@ void call_free(struct call *c)
     if (c->a_msg)
         msg_destroy(c->a_msg);
     wheel_del(cs->timers, &c->timer);
-    if (c->rec.mapping_gateway[0])
+    if (c->inbound)
+        gw_routing_release(cs->gws, c->rec.mapping_gateway);
+    else if (c->rec.mapping_gateway[0])
         gw_mapping_release(cs->gws, c->rec.mapping_gateway);
-    for (size_t i = 0; i < c->ncands; i++)
-        free(c->cands[i]);
-    free(c->cands);
-    char **texts[] = {&c->b_ruri, &c->b_addr, &c->last_reason, &c->rec.attempt,
-                      &c->rec.reason};
+    call_cands_free(c, 0);
+    char **texts[] = {&c->b_ruri,     &c->b_addr,  &c->last_reason, &c->rec.attempt,
+                      &c->rec.reason, &c->display, &c->headers};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         call_free_text(texts[i]);
     free(c->rec.fixed);
@@ -160,7 +172,9 @@ void call_end(struct call *c, const char *hangup, int status, const char *reason
     snprintf(r->call_id, sizeof r->call_id, "%s", rec->call_id);
     snprintf(r->caller, sizeof r->caller, "%s", rec->caller);
     snprintf(r->callee, sizeof r->callee, "%s", rec->callee);
-    snprintf(r->original_callee, sizeof r->original_callee, "%s", rec->callee);
+    snprintf(r->original_callee, sizeof r->original_callee, "%s", rec->original_callee);
+    snprintf(r->direction, sizeof r->direction, "%s",
+             c->inbound ? "inbound" : "outbound");
     snprintf(r->routed_callee, sizeof r->routed_callee, "%s", rec->routed_callee);
     snprintf(r->mapping_gateway, sizeof r->mapping_gateway, "%s", rec->mapping_gateway);
     snprintf(r->routing_gateway, sizeof r->routing_gateway, "%s", rec->routing_gateway);
@@ -179,6 +193,8 @@ void call_end(struct call *c, const char *hangup, int status, const char *reason
                                              : "");
     snprintf(r->hangup, sizeof r->hangup, "%s", hangup);
     cdr_write(c->cs->store, r);
+    if (c->cs->end_h)
+        c->cs->end_h(r, c->cs->end_arg);
     log_info("call", "%" PRIu64 " ended: %s -> %s via %s, %d %s, hangup %s, %llds", c->id,
              r->caller, r->routed_callee[0] ? r->routed_callee : r->callee,
              r->routing_gateway[0] ? r->routing_gateway : "-", r->status, r->reason,

@@ -1,8 +1,10 @@
 /* Identity: who calls whom, and what the carrier is told about the caller.
  *
  * In: the callee number comes from To or the Request-Line (the mapping
- * gateway's callee_from), the caller number from From, Remote-Party-ID,
- * From's display name or P-Asserted-Identity (caller_from).
+ * gateway's callee_from; To for a routing gateway's inbound calls), the
+ * caller number from From, Remote-Party-ID, From's display name or
+ * P-Asserted-Identity (caller_from, or a routing gateway's
+ * peer_number_information); either may be a policy function instead.
  * Out: the B-leg From carries that caller number under the caller's display
  * name (or the number, or none: sip.e164_display_from); Privacy and
  * P-Asserted-Identity pass between trusted operators as they came, and a
@@ -10,12 +12,14 @@
  * (RFC 3323, RFC 3325). See call_internal.h. */
 #include "sip/call_internal.h"
 #include "config.h"
+#include "log.h"
 #include "sip/gateway.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include <sofia-sip/sip_header.h>
 /* Characters a SIP URI's user part may hold unescaped (RFC 3261 25.1:
  * unreserved and user-unreserved). */
 static bool user_char(unsigned char c)
@@ -109,7 +113,7 @@ static void user_of_value(const char *value, char *out, size_t outlen)
     copy_number(out, outlen, q, strcspn(q, "@;>? "));
 }
 
-static void display_of(const sip_from_t *from, char *out, size_t outlen)
+void call_identity_display(const sip_from_t *from, char *out, size_t outlen)
 {
     *out = '\0';
     if (!from || !from->a_display)
@@ -126,15 +130,48 @@ static void display_of(const sip_from_t *from, char *out, size_t outlen)
     out[n] = '\0';
 }
 
-void call_identity_numbers(const struct mapping_gateway_def *m, const sip_t *sip,
-                           char *caller, size_t callerlen, char *callee, size_t calleelen)
+bool call_identity_valid_number(const char *s)
 {
-    if (m->callee_from == CALLEE_FROM_REQUEST_LINE)
+    size_t n = strlen(s);
+    return n > 0 && n < CALL_NUM &&
+           strspn(s, "0123456789abcdefghijklmnopqrstuvwxyz"
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ+*#.-_") == n;
+}
+
+/* A number from the policy's function `ref`, or "" when it gave none (or
+ * one that cannot be a URI's user part). */
+static void from_hook(struct calls *cs, int ref, msg_t *msg, char *out, size_t outlen)
+{
+    *out = '\0';
+    if (!ref || !cs->number_h)
+        return;
+    if (cs->number_h(ref, msg, out, outlen, cs->number_arg) < 0)
+        *out = '\0';
+    if (*out && !call_identity_valid_number(out)) {
+        log_warn("call", "a number function gave \"%s\", which is no number: ignored",
+                 out);
+        *out = '\0';
+    }
+}
+
+void call_identity_numbers(struct calls *cs, const struct call_number_rule *rule,
+                           msg_t *msg, char *caller, size_t callerlen, char *callee,
+                           size_t calleelen)
+{
+    sip_t const *sip = sip_object(msg);
+    /* A function that gives no number falls back to To (callee) and From
+     * (caller). */
+    from_hook(cs, rule->callee_hook, msg, callee, calleelen);
+    bool request_line =
+        rule->callee_from == CALLEE_FROM_REQUEST_LINE && !rule->callee_hook;
+    if (!callee[0] && request_line)
         copy_user(callee, calleelen, sip->sip_request->rq_url);
-    else
+    else if (!callee[0])
         copy_user(callee, calleelen, sip->sip_to ? sip->sip_to->a_url : NULL);
-    *caller = '\0';
-    switch (m->caller_from) {
+    from_hook(cs, rule->caller_hook, msg, caller, callerlen);
+    if (caller[0])
+        return;
+    switch (rule->caller_hook ? CALLER_FROM_FROM : rule->caller_from) {
     case CALLER_FROM_RPID:
         user_of_value(unknown_header(sip, "Remote-Party-ID"), caller, callerlen);
         break;
@@ -142,7 +179,7 @@ void call_identity_numbers(const struct mapping_gateway_def *m, const sip_t *sip
         user_of_value(unknown_header(sip, "P-Asserted-Identity"), caller, callerlen);
         break;
     case CALLER_FROM_DISPLAY:
-        display_of(sip->sip_from, caller, callerlen);
+        call_identity_display(sip->sip_from, caller, callerlen);
         break;
     default:
         break;
@@ -166,12 +203,14 @@ static void quoted_display(const sip_from_t *from, char *out, size_t outlen)
     snprintf(out, outlen, quoted ? "%s " : "\"%s\" ", d);
 }
 
-void call_identity_from(const sip_from_t *caller_from, const char *caller,
-                        int display_from, const char *host, const char *tag, char *out,
-                        size_t outlen)
+void call_identity_from(const sip_from_t *caller_from, const char *display_set,
+                        const char *caller, int display_from, const char *host,
+                        const char *tag, char *out, size_t outlen)
 {
     char display[160] = "", user[3 * CALL_NUM];
-    if (display_from == DISPLAY_FROM_IGNORE)
+    if (display_set && *display_set) /* checked: no quote, backslash or control */
+        snprintf(display, sizeof display, "\"%.140s\" ", display_set);
+    else if (display_from == DISPLAY_FROM_IGNORE)
         quoted_display(caller_from, display, sizeof display);
     else if (display_from == DISPLAY_FROM_CALLER && caller[0])
         snprintf(display, sizeof display, "\"%.100s\" ", caller);

@@ -1,11 +1,15 @@
 /* The call module's private declarations, shared by its files and by no one
  * else (call.h is the public face):
  *
- *   call.c          ingress (the caller's INVITE), routing requests, the
- *                   calls' timers, the module's life and its public view
+ *   call.c          ingress (the caller's INVITE: where it comes from, a
+ *                   new call), the calls' timers, the module's life and its
+ *                   public view
+ *   call_route.c    the call's targets: the policy's route() and
+ *                   on_failure() (queries), default routing, what follows
+ *                   a failed attempt
  *   call_identity.c caller and callee numbers, display name, Privacy and
  *                   P-Asserted-Identity towards the carrier
- *   call_bleg.c     B-leg attempts: INVITE, digest retry, failover, answer
+ *   call_bleg.c     B-leg attempts: INVITE, digest retry, the answer
  *   call_dialog.c   in-dialog requests once answered: relay, held ACKs of
  *                   late offers, target refresh
  *   call_end.c      the call's record, teardown and CDR, shutdown
@@ -66,10 +70,14 @@ struct calls {
     struct call *head, *tail;
     size_t count;
     uint64_t next_id;
-    calls_route_h *route_h;
-    void *route_arg;
+    calls_query_h *query_h;
+    void *query_arg;
     routing_rewrite_h *rewrite_h;
     void *rewrite_arg;
+    calls_number_h *number_h;
+    void *number_arg;
+    calls_end_h *end_h;
+    void *end_arg;
     char contact[256]; /* "<sip:IP:PORT>" */
     char host[128];    /* our address for From */
     char instance[16]; /* random per process, ends our B-leg Call-IDs (loop check) */
@@ -82,9 +90,30 @@ struct calls {
     size_t nbyes;
 };
 
-struct call_route {
+/* A decision asked of the policy (call.h). It lives until
+ * call_query_done(), also when the call ends first (then `call` is NULL),
+ * and holds its own reference to the caller's INVITE. The hook's changes
+ * (caller, callee, display, headers) stay here until the decision, which
+ * hands them to the call. */
+struct call_query {
     struct call *call; /* NULL once the call ended */
-    char caller[CALL_NUM], callee[CALL_NUM], mapping_gateway[CALL_NUM];
+    msg_t *request;
+    struct call_query_info info; /* points into the fields below */
+    char caller[CALL_NUM], callee[CALL_NUM], display[CALL_NUM];
+    char source[CALL_NUM], source_address[64];
+    char gateway[CALL_NUM], routed_callee[CALL_NUM], reason[128];
+    bool failure_internal; /* the failure was our own (timeout, nta) */
+    char *headers;         /* the B-leg's extra header lines: a text */
+};
+
+/* One target of a call, tried in order: a routing gateway, or (account) a
+ * registered account's binding; callee and timeout override the gateway's
+ * rewrite rules and invite_timeout when set. Strings malloc'd. */
+struct call_cand {
+    char *name;
+    char *callee; /* NULL: the gateway's callee_rewrite of the call's callee */
+    int timeout;  /* 0: invite_timeout */
+    bool account;
 };
 
 /* An in-dialog request relayed to the other leg. A re-INVITE without SDP
@@ -107,10 +136,13 @@ struct relay {
  * call ends. Strings are text fields (call_set_text()): malloc'd to their
  * length, or the shared "" when empty, never NULL. */
 struct call_record {
-    /* Set by the INVITE and never changed: one allocation, `fixed`, holds
-     * all four (a held call pays one malloc header instead of four). */
+    /* Set by the INVITE (caller and callee changed by the policy's
+     * route() before any attempt): one allocation, `fixed`, holds all five
+     * (a held call pays one malloc header instead of five). The mapping
+     * gateway is the gateway the call came through: a routing gateway for
+     * an inbound call. */
     char *fixed;
-    const char *call_id, *caller, *callee, *mapping_gateway;
+    const char *call_id, *caller, *callee, *mapping_gateway, *original_callee;
     /* Of the latest attempt: `attempt` holds both. */
     char *attempt;
     const char *routed_callee, *routing_gateway;
@@ -138,8 +170,11 @@ struct call {
     char *b_ruri;          /* the attempt's Request-URI (digest retries sign it) */
     char *b_addr;          /* host:port the attempt's INVITE went to */
     int b_request_address; /* enum request_address of the destination */
+    int b_timeout;         /* the attempt's invite_timeout, seconds */
+    double b_started;      /* when its first INVITE went, monotonic seconds */
     bool b_counted;        /* counted in the gateway's calls */
     uint8_t b_transport;   /* enum sip_transport of the destination */
+    bool inbound;          /* from a routing gateway, counted in its calls */
     unsigned auth_tries;
     bool cancelled;      /* the caller cancelled, or the switch gave up */
     bool acked;          /* the caller ACKed our 2xx */
@@ -152,13 +187,16 @@ struct call {
     struct call_timer *st;   /* session timers once answered (call_timer.c); NULL: none */
     struct wheel_node timer; /* invite_timeout, call_progress_timeout, then the
                                 no-ACK wait, then call_timer.c's deadlines */
-    struct call_route *route;
+    struct call_query *query; /* the policy's decision being waited for */
     struct relay *relays;
     /* routing */
-    char **cands; /* gateway names, tried in order; malloc'd to fit */
+    struct call_cand *cands; /* tried in order; malloc'd to fit */
     size_t ncands, next_cand;
+    int no_route; /* when nothing could be tried: 404 or 480 inbound, else 0 (503) */
     int last_status;
     char *last_reason; /* text: see call_set_text() */
+    char *display;     /* the B-leg From's display name set by the policy; "" */
+    char *headers;     /* extra B-leg header lines set by the policy; "" */
     struct call_record rec;
 };
 
@@ -177,13 +215,37 @@ static inline void call_kick(struct calls *cs)
 void call_arm(struct call *c, int seconds);
 void call_disarm(struct call *c);
 
+/* ---- call_route.c ------------------------------------------------------------ */
+
+/* A new call's route: the policy's route() when it has one, else default
+ * routing; then the first attempt. May end the call. */
+void call_route_start(struct call *c);
+
+/* Attempt `c->rec.routing_gateway` failed with `status` (`internal`: our
+ * own timeout or nta's): ask the policy's on_failure() when it has one,
+ * else go on by failover_codes. The attempt is dropped already; the
+ * failure is in last_status and last_reason. May end the call. */
+void call_route_failed(struct call *c, int status, bool internal);
+
+/* Free the targets from `from` on. */
+void call_cands_free(struct call *c, size_t from);
+
 /* ---- call_identity.c -------------------------------------------------------- */
 
-/* The callee (To or the Request-Line, by m's callee_from) and the caller
- * (m's caller_from: From, Remote-Party-ID, From's display name or
- * P-Asserted-Identity, falling back to From) of the caller's INVITE. */
-void call_identity_numbers(const struct mapping_gateway_def *m, const sip_t *sip,
-                           char *caller, size_t callerlen, char *callee,
+/* Where a call's numbers come from: the fixed choices and the policy's
+ * functions (ref 0: none). */
+struct call_number_rule {
+    int callee_from; /* enum callee_from */
+    int caller_from; /* enum caller_from */
+    int callee_hook, caller_hook;
+};
+
+/* The callee (To or the Request-Line, by the rule's callee_from, or its
+ * function) and the caller (caller_from: From, Remote-Party-ID, From's
+ * display name or P-Asserted-Identity, or its function; falling back to
+ * From) of the caller's INVITE `msg`. */
+void call_identity_numbers(struct calls *cs, const struct call_number_rule *rule,
+                           msg_t *msg, char *caller, size_t callerlen, char *callee,
                            size_t calleelen);
 
 /* `number` as a SIP URI's user part into out[outlen]: characters a user
@@ -191,12 +253,21 @@ void call_identity_numbers(const struct mapping_gateway_def *m, const sip_t *sip
  * it (%20) as they are. Stops at a character that does not fit whole. */
 void call_identity_uri_user(const char *number, char *out, size_t outlen);
 
+/* Whether `s` can be a caller or callee number: 1 to CALL_NUM - 1 of
+ * letters, digits and + * # . - _ (a URI's user part without escapes). */
+bool call_identity_valid_number(const char *s);
+
+/* The display name of a From header, without its quotes ("" when none). */
+void call_identity_display(const sip_from_t *from, char *out, size_t outlen);
+
 /* Our B-leg From, `"Display" <sip:CALLER@HOST>;tag=TAG`: the number
- * caller_from chose (or "anonymous") under a display name chosen by
+ * caller_from chose (or "anonymous") under `display_set` when not NULL or
+ * empty (the policy's, quoted here), else under a display name chosen by
  * `display_from` (enum display_from): the caller's From display name, the
  * number itself, or none. */
-void call_identity_from(const sip_from_t *caller_from, const char *caller,
-                        int display_from, const char *host, const char *tag, char *out,
+void call_identity_from(const sip_from_t *caller_from, const char *display_set,
+                        const char *caller, int display_from, const char *host,
+                        const char *tag, char *out,
                         size_t outlen);
 
 /* Identity header lines towards gateway g (Privacy, P-Asserted-Identity) for
@@ -207,8 +278,8 @@ void call_identity_headers(const struct call *c, const struct routing_gateway_de
 
 /* ---- call_bleg.c ------------------------------------------------------------ */
 
-/* Try the next usable candidate (a registered callee's binding first), or
- * fail the call when none is left: may end the call. */
+/* Try the next usable target, or fail the call when none is left: may end
+ * the call. */
 void call_try_next(struct call *c);
 
 /* Forget the B-leg attempt: its transaction, its dialog, its line count. */
@@ -308,9 +379,11 @@ void call_free_text(char **field);
 /* Every text field of a new call "", its start now. */
 void call_record_init(struct call *c);
 
-/* The four texts fixed at the INVITE, packed in one allocation. */
+/* The five texts fixed at the INVITE, packed in one allocation (again
+ * when route() changes a number: the old pack is freed). */
 void call_set_fixed(struct call_record *r, const char *call_id, const char *caller,
-                    const char *callee, const char *mapping_gateway);
+                    const char *callee, const char *mapping_gateway,
+                    const char *original_callee);
 
 /* The gateway and routed number of a new attempt, in one allocation. */
 void call_set_attempt(struct call_record *r, const char *gateway, const char *routed);

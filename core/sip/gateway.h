@@ -9,9 +9,13 @@
  *    (gateway_check.h, part of this module);
  *  - the answers that depend on the running policy and on other modules:
  *    whether a routing gateway is usable (known, its registration active
- *    for type "registration", online per its checks, under its line
- *    limit, with an address), the privacy it asks for (its registration's),
- *    and which final statuses send a call on to the next gateway.
+ *    for type "registration", its account registered for type "dynamic",
+ *    online per its checks, under its line limit, with an address), where
+ *    it is (a dynamic gateway: where its account registered), the privacy
+ *    it asks for (its registration's), and which final statuses send a
+ *    call on to the next gateway;
+ *  - which gateway a request comes from (gw_mapping_by_source(),
+ *    gw_routing_by_source()), without allocating.
  *
  * The application creates it and hands it to the call module and to the
  * policies' live objects (`gateways[...]`), and applies each policy set to
@@ -19,12 +23,15 @@
  *
  * Counters are a linear array per kind (a handful of gateways; names of
  * removed gateways stay, a few bytes each): O(gateways) per lookup, as is
- * finding a definition in the policy. Nothing here allocates per call.
+ * finding a definition in the policy. A dynamic gateway's address costs a
+ * registrar lookup (O(log accounts + its bindings)). Nothing here allocates
+ * per call.
  * Threads: everything belongs to the loop's thread. */
 #ifndef MOON_SIP_GATEWAY_H
 #define MOON_SIP_GATEWAY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <sofia-sip/nta.h>
 
@@ -32,6 +39,7 @@ struct config;
 struct event_base;
 struct mapping_gateway_def;
 struct outreg_set;
+struct registrar;
 struct routing_gateway_def;
 struct gw_set;
 
@@ -55,6 +63,10 @@ void gw_apply(struct gw_set *s, const struct config *cfg);
 /* Shutdown: no more OPTIONS checks. The policy stays for the answers. */
 void gw_stop_checks(struct gw_set *s);
 
+/* The registrar whose bindings place dynamic gateways and accounts; NULL
+ * (the default): no dynamic gateway is usable. It must outlive the set. */
+void gw_set_registrar(struct gw_set *s, struct registrar *r);
+
 /* The running definition of routing gateway `name`, or NULL. */
 const struct routing_gateway_def *gw_find(const struct gw_set *s, const char *name);
 
@@ -63,7 +75,8 @@ const struct routing_gateway_def *gw_find(const struct gw_set *s, const char *na
 enum gw_verdict {
     GW_USABLE,
     GW_UNKNOWN,        /* no routing gateway of that name in the policy */
-    GW_NOT_REGISTERED, /* type "registration" and its registration not active */
+    GW_NOT_REGISTERED, /* type "registration" and its registration not active,
+                          or type "dynamic" and its account without a binding */
     GW_OFFLINE,        /* its OPTIONS checks go unanswered */
     GW_AT_LIMIT,       /* as many calls in progress as its line_limit */
     GW_NO_ADDRESS,     /* nowhere to send the INVITE */
@@ -73,9 +86,25 @@ enum gw_verdict {
  * or GW_USABLE. */
 enum gw_verdict gw_usable(const struct gw_set *s, const char *name);
 
-/* Online: its registration (if any) active and its checks (if any)
- * answered; the line limit does not count. False for unknown names. */
+/* Online: its registration (if any) active, its account (dynamic)
+ * registered, and its checks (if any) answered; the line limit does not
+ * count. False for unknown names. */
 bool gw_online(const struct gw_set *s, const char *name);
+
+/* Where calls to g go, "host:port", in `out`: its address, or for a dynamic
+ * gateway where its account registered (gw_account_target()). Returns 0,
+ * or -ENOENT (a dynamic gateway not registered). */
+int gw_address(const struct gw_set *s, const struct routing_gateway_def *g, char *out,
+               size_t outlen);
+
+/* Where a call to account `name` goes, "host:port": its most recent
+ * binding's source (behind NAT: the Contact cannot be reached; over TLS:
+ * down the REGISTER's connection) or its Contact's host and port.
+ * `contact`, when not NULL, gets that binding's Contact URI. Returns the
+ * transport to use (enum sip_transport, >= 0), or -ENOENT when it has no
+ * binding (or there is no registrar). */
+int gw_account_target(const struct gw_set *s, const char *name, char *out, size_t outlen,
+                      char *contact, size_t contactlen);
 
 /* A call's attempt through routing gateway `name` begins or ends: each take
  * is followed by one release. */
@@ -94,6 +123,19 @@ int gw_privacy(const struct gw_set *s, const struct routing_gateway_def *g);
  * one: the gateway's failover_codes, else the switch's (also for names that
  * are no routing gateway, such as a registered endpoint). */
 bool gw_failover(const struct gw_set *s, const char *name, int status);
+
+/* The routing gateway a request with Request-URI `ruri` from source
+ * `ip`:`port` comes from, or NULL. In this order: a registration gateway
+ * whose registration's server (or its own address) is `ip` and whose
+ * registered Contact the Request-URI names (user, host and port); a
+ * dynamic gateway whose account has a binding from `ip` (any port: NATs
+ * move ports); a static gateway whose address is `ip`:`port` (both: the
+ * address a carrier sends from is its SIP port, and a customer on the
+ * same host must not be taken for it). Reads only; allocates nothing.
+ * O(gateways + bindings of the dynamic gateways' accounts). */
+const struct routing_gateway_def *gw_routing_by_source(const struct gw_set *s,
+                                                       const url_t *ruri, const char *ip,
+                                                       unsigned port);
 
 /* ---- Mapping gateways ------------------------------------------------------ */
 

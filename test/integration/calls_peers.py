@@ -89,20 +89,55 @@ def scenario(name, code=None, subst=None):
     return out
 
 
-def carrier(name="call_uas.xml", code=None, calls=1, extra=(), subst=None):
+def carrier(name="call_uas.xml", code=None, calls=1, extra=(), subst=None, ip="127.0.0.1",
+            port=None):
     """A SIPp carrier (UAS) for `calls` calls; use as a context manager."""
     return Sipp(scenario(name, code, subst), workdir=scratch_dir("uas-" + name[:-4]),
-                extra=["-m", str(calls)] + list(extra))
+                extra=["-m", str(calls)] + list(extra), ip=ip, port=port)
+
+
+def register_account(sw, user, ip, port, password=None, scenario_name="regsrv_register.xml",
+                     expires=300):
+    """Register account `user` with Contact ip:port, sent from ip:port
+    through SIPp with digest (the password defaults to "pw" + user); with
+    regsrv_unregister.xml, remove that binding. The SIPp process has ended
+    (and let go of the port) when this returns."""
+    csv = os.path.join(sw.dir, "reg-%s-%d.csv" % (ip, port))
+    with open(csv, "w") as f:
+        f.write("SEQUENTIAL\n%s;[authentication username=%s password=%s];%s;%d;\n"
+                % (user, user, password or "pw" + user, ip, expires))
+    with Sipp(scenario_name, port=port, ip=ip, remote="127.0.0.1:%d" % sw.port,
+              extra=["-inf", csv]) as s:
+        rc = s.wait(20)
+        if rc != 0:
+            fail("%s of %s from %s:%d: sipp exited %r\n%s\n%s" % (
+                scenario_name, user, ip, port, rc, s.report(), sw.log_tail(40)))
+    time.sleep(0.3)  # the port is free again for the peer that answers there
+
+
+def received_header(sipp, name, method="INVITE"):
+    """The value of header `name` in the first `method` request a SIPp peer
+    received (None when absent)."""
+    for chunk in sipp_messages(sipp):
+        if not chunk.startswith(method + " "):
+            continue
+        for line in chunk.split("\n")[1:]:
+            k, sep, v = line.partition(":")
+            if sep and k.strip().lower() == name.lower():
+                return v.strip()
+        return None
+    return None
 
 
 CALLER_KEYS = {"caller": "1001", "display": "2002", "rpid": "3003", "pai": "4004"}
 
 
 def caller(sw, name="call_uac.xml", number="1555", to_user=None, code=None, hold_ms=200,
-           calls=1, rate=None, extra=(), keys=None):
+           calls=1, rate=None, extra=(), keys=None, ip="127.0.0.1", port=None):
     """A SIPp caller (UAC) towards the switch. `number` is the Request-Line
     user, `to_user` the To user (default: the same); `keys` replace or add
-    to CALLER_KEYS."""
+    to CALLER_KEYS; `ip` and `port` where it sends from (a carrier at
+    127.0.0.2, say)."""
     args = ["-s", number, "-key", "to_user", to_user or number, "-d", str(hold_ms),
             "-m", str(calls)]
     for k, v in dict(CALLER_KEYS, **(keys or {})).items():
@@ -111,7 +146,7 @@ def caller(sw, name="call_uac.xml", number="1555", to_user=None, code=None, hold
         args += ["-r", str(rate)]
     return Sipp(scenario(name, code),
                 workdir=scratch_dir("uac-" + os.path.basename(name)[:-4]),
-                remote="127.0.0.1:%d" % sw.port, extra=args + list(extra))
+                remote="127.0.0.1:%d" % sw.port, extra=args + list(extra), ip=ip, port=port)
 
 
 def run(sipp, sw, timeout=20, want=0):

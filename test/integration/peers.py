@@ -363,8 +363,9 @@ class Sipp:
     """SIPp running a scenario from test/integration/scenarios in the
     background (UAS when no remote is given)."""
 
-    def __init__(self, scenario, workdir=None, port=None, remote=None, extra=()):
+    def __init__(self, scenario, workdir=None, port=None, remote=None, extra=(), ip="127.0.0.1"):
         self.sipp = require_tool("sipp")
+        self.ip = ip
         self.port = port or free_port()
         if workdir is None:
             self.dir = scratch_dir("sipp-" + os.path.splitext(scenario)[0])
@@ -376,7 +377,7 @@ class Sipp:
         if remote:
             self.args.append(remote)
         self.args += ["-sf", os.path.join(SCENARIOS, scenario), "-p", str(self.port),
-                      "-i", "127.0.0.1", "-m", "1", "-timeout", "30", "-timeout_error",
+                      "-i", ip, "-m", "1", "-timeout", "30", "-timeout_error",
                       "-nostdin", "-trace_err", "-trace_msg"] + list(extra)
         self.proc = None
 
@@ -389,7 +390,7 @@ class Sipp:
         while time.monotonic() < deadline:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                s.bind(("127.0.0.1", self.port))
+                s.bind((self.ip, self.port))
             except OSError:
                 return self
             finally:
@@ -397,7 +398,7 @@ class Sipp:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
-        fail("sipp did not bind udp:127.0.0.1:%d\n%s" % (self.port, self.report()))
+        fail("sipp did not bind udp:%s:%d\n%s" % (self.ip, self.port, self.report()))
 
     def wait(self, timeout):
         try:

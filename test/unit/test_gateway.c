@@ -2,7 +2,8 @@
  * gateway is usable while under its line limit, online per its OPTIONS
  * checks, and (type registration) while its registration is active; each
  * answer names the first reason it is not. Also the privacy a gateway asks
- * for, its failover codes, and mapping gateways by source and line limit.
+ * for, its failover codes, mapping gateways by source and line limit, and
+ * routing gateways by source (a carrier's own calls).
  * No SIP agent: OPTIONS checks cannot be sent, so each one is a miss. */
 #include "check.h"
 #include "cfgbuild.h"
@@ -243,6 +244,65 @@ static void mapping_gateways(void)
     teardown(NULL);
 }
 
+/* Where an INVITE from a carrier comes from: a registration gateway by its
+ * server and our Contact as Request-URI, a static one by IP and port; a
+ * dynamic one needs the registrar (none here: never, and unusable). */
+static void routing_gateways_by_source(void)
+{
+    begin();
+    cfg_registration(cfg, "r"); /* server 127.0.0.1, username u */
+    cfg_rgw_registered(cfg, "via-r", "r");
+    cfg_rgw(cfg, "st", "10.0.0.1:5060", NULL);
+    struct routing_gateway_def *d = cfg_rgw(cfg, "pbx", NULL, NULL);
+    d->type = RGW_DYNAMIC;
+    cfg_set_string(&d->account, "pbx");
+    cfg_add(cfg, KIND_MAPPING_GATEWAY, "phones");
+    struct account_def *acc = (void *)cfg_add(cfg, KIND_ACCOUNT, "pbx");
+    cfg_set_string(&acc->password, "p");
+    cfg_set_string(&acc->mapping_gateway, "phones");
+    ((struct mapping_gateway_def *)config_find(cfg, KIND_MAPPING_GATEWAY, "phones"))
+        ->type = MGW_REGISTER;
+    struct outreg_set *outregs = NULL;
+    CHECK(outreg_set_create(&outregs, NULL, base, NULL) == 0);
+    setup(outregs);
+    outreg_set_apply(outregs, cfg);
+    struct outreg *r = outreg_find(outregs, "r");
+    CHECK(r && strcmp(outreg_contact(r), "sip:u@127.0.0.1:5060") == 0);
+    static const struct {
+        const char *ruri, *ip;
+        unsigned port;
+        const char *gateway; /* NULL: none */
+    } cases[] = {
+        {"sip:u@127.0.0.1:5060", "127.0.0.1", 40000, "via-r"},
+        {"sip:u@127.0.0.1;transport=udp", "127.0.0.1", 5060, "via-r"}, /* 5060 implied */
+        {"sip:x@127.0.0.1:5060", "127.0.0.1", 5060, NULL}, /* not our Contact */
+        {"sip:u@127.0.0.1:5070", "127.0.0.1", 5060, NULL}, /* nor this */
+        {"sip:u@127.0.0.1:5060", "127.0.0.2", 5060, NULL}, /* not its server */
+        {"sip:1555@192.0.2.1", "10.0.0.1", 5060, "st"},    /* IP and port */
+        {"sip:1555@192.0.2.1", "10.0.0.1", 5070, NULL},
+        {"sip:1555@192.0.2.1", "10.0.0.11", 5060, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[128];
+        url_t url[1];
+        snprintf(buf, sizeof buf, "%s", cases[i].ruri);
+        CHECK(url_d(url, buf) == 0);
+        const struct routing_gateway_def *g =
+            gw_routing_by_source(gws, url, cases[i].ip, cases[i].port);
+        CHECK(cases[i].gateway ? g && strcmp(g->head.name, cases[i].gateway) == 0 : !g);
+        if (cases[i].gateway ? !g || strcmp(g->head.name, cases[i].gateway) != 0
+                             : g != NULL)
+            fprintf(stderr, "  case %zu: %s\n", i, g ? g->head.name : "none");
+    }
+    char addr[64];
+    CHECK(gw_usable(gws, "pbx") == GW_NOT_REGISTERED && !gw_online(gws, "pbx"));
+    CHECK(gw_address(gws, d, addr, sizeof addr) < 0);
+    CHECK(gw_address(gws, gw_find(gws, "st"), addr, sizeof addr) == 0 &&
+          strcmp(addr, "10.0.0.1:5060") == 0);
+    teardown(outregs);
+}
+
 TEST_MAIN(CASE(line_limit), CASE(offline_after_missed_checks),
           CASE(stopped_checks_leave_gateways_online), CASE(registration_not_active),
-          CASE(privacy_per_gateway), CASE(failover_codes), CASE(mapping_gateways))
+          CASE(privacy_per_gateway), CASE(failover_codes), CASE(mapping_gateways),
+          CASE(routing_gateways_by_source))

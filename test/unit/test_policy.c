@@ -161,7 +161,8 @@ static void bad_enum(void)
                             "mapping_gateway \"m\" { addresses = { \"1.2.3.4\" },\n"
                             "  caller_from = \"contact\" }\n",
                             NULL),
-                 "10.lua", 1, "\"from\", \"rpid\", \"display\" or \"pai\"");
+                 "10.lua", 1,
+                 "\"from\", \"rpid\", \"display\", \"pai\" or a function, not \"contact\"");
 }
 
 /* NAT keepalive settings (issue 4): defaults, values, ranges, choices. */
@@ -232,6 +233,74 @@ static void cross_references(void)
                             "  address = \"1.2.3.4:5060\" }\n",
                             NULL),
                  "10.lua", 1, "needs field 'registration'");
+}
+
+/* Dynamic routing gateways name an account and no address; the number
+ * fields take a function as well as their choices. */
+static void inbound_fields(void)
+{
+    static const char phones[] =
+        "mapping_gateway \"p\" { type = \"register\" }\n"
+        "account \"pbx\" { password = \"x\", mapping_gateway = \"p\" }\n";
+    expect_error(policy_dir("10.lua", phones, "20.lua",
+                            "routing_gateway \"g\" { type = \"dynamic\" }\n", NULL),
+                 "20.lua", 1, "type \"dynamic\" needs field 'account'");
+    expect_error(
+        policy_dir("10.lua", phones, "20.lua",
+                   "routing_gateway \"g\" { type = \"dynamic\", account = \"pbx\",\n"
+                   "  address = \"1.2.3.4:5060\" }\n",
+                   NULL),
+        "20.lua", 1, "takes no 'address'");
+    expect_error(
+        policy_dir("10.lua", phones, "20.lua",
+                   "routing_gateway \"g\" { type = \"dynamic\", account = \"nope\" }\n",
+                   NULL),
+        "20.lua", 1, "no account \"nope\"");
+    expect_error(
+        policy_dir(
+            "10.lua",
+            "routing_gateway \"g\" { address = \"1.2.3.4:5060\", account = \"a\" }\n",
+            NULL),
+        "10.lua", 1, "field 'account' needs type \"dynamic\"");
+    expect_error(policy_dir("10.lua",
+                            "routing_gateway \"g\" { address = \"1.2.3.4:5060\",\n"
+                            "  peer_number_information = 5 }\n",
+                            NULL),
+                 "10.lua", 1, "\"pai\" or a function, not number");
+    char err[1024];
+    struct luart *rt =
+        load(policy_dir(
+                 "10.lua", phones, "20.lua",
+                 "routing_gateway \"g\" { type = \"dynamic\", account = \"pbx\",\n"
+                 "  peer_number_information = function(req) return req.to.user end }\n"
+                 "routing_gateway \"s\" { address = \"1.2.3.4:5060\", username = \"u\",\n"
+                 "  password = \"p\", peer_number_information = \"rpid\" }\n"
+                 "mapping_gateway \"m\" { addresses = { \"1.2.3.4\" },\n"
+                 "  caller_from = function(req) return \"1\" end, callee_from = "
+                 "\"request_line\" }\n",
+                 NULL),
+             err, sizeof err);
+    CHECK(rt != NULL);
+    if (!rt) {
+        fprintf(stderr, "  %s\n", err);
+        return;
+    }
+    const struct config *cfg = luart_config(rt);
+    const struct routing_gateway_def *g =
+        (const void *)config_find(cfg, KIND_ROUTING_GATEWAY, "g");
+    const struct routing_gateway_def *st =
+        (const void *)config_find(cfg, KIND_ROUTING_GATEWAY, "s");
+    const struct mapping_gateway_def *m =
+        (const void *)config_find(cfg, KIND_MAPPING_GATEWAY, "m");
+    CHECK(g && g->type == RGW_DYNAMIC && strcmp(g->account, "pbx") == 0 && !g->address);
+    CHECK(g && g->peer_number_hook.ref != 0 && g->peer_number_hook.signature);
+    CHECK(st && st->peer_number_information == CALLER_FROM_RPID &&
+          st->peer_number_hook.ref == 0);
+    CHECK(st && strcmp(st->username, "u") == 0 && strcmp(st->password, "p") == 0);
+    CHECK(m && m->caller_hook.ref != 0 && m->callee_hook.ref == 0);
+    CHECK(m && m->callee_from == CALLEE_FROM_REQUEST_LINE);
+    CHECK(config_switch(cfg)->sip.route_timeout == 5);
+    luart_retire(rt);
 }
 
 static void lua_errors(void)
@@ -503,4 +572,4 @@ TEST_MAIN(CASE(setup), CASE(unknown_field), CASE(missing_required), CASE(wrong_t
           CASE(out_of_range), CASE(bad_enum), CASE(keepalive_settings),
           CASE(duplicate_name), CASE(cross_references), CASE(lua_errors),
           CASE(contract_example), CASE(diff), CASE(sealed_after_load),
-          CASE(every_module_opened), CASE(every_global_has_help))
+          CASE(every_module_opened), CASE(every_global_has_help), CASE(inbound_fields))
