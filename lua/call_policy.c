@@ -642,6 +642,11 @@ static void open_call_policy(lua_State *L, struct luart *rt)
     lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
+/* It opens no global: the call and attempt objects reach the hooks as
+ * arguments (documented in docs/scripting.md). */
+static const struct api_help no_globals[] = {{NULL, NULL, NULL, NULL}};
+
 const struct api_module api_call_policy = {.name = "route, on_failure, on_call_end",
+                                           .help = no_globals,
                                            .open = open_call_policy,
                                            .retire = retire_call_policy};

@@ -342,6 +342,7 @@ static struct call *call_new(struct calls *cs, nta_incoming_t *irq, msg_t *msg,
     char callee[CALL_NUM], caller[CALL_NUM];
     call_identity_numbers(cs, &rule, msg, caller, sizeof caller, callee, sizeof callee);
     call_set_fixed(&c->rec, sip->sip_call_id->i_id, caller, callee, name, callee);
+    metrics_call_begin(&c->metrics, metrics_mapping_gateway(name));
     if (c->inbound)
         gw_routing_take(cs->gws, c->rec.mapping_gateway);
     else
@@ -386,7 +387,7 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     }
     if (src.kind == CALL_SOURCE_NONE) {
         msg_destroy(msg);
-        log_info("call", "INVITE from unknown source %s: 403", ip);
+        log_debug("call", "INVITE from unknown source %s: 403", ip);
         return 403;
     }
     if (calls_timer_refuse(cs, irq, sip)) { /* 422: below our Min-SE */
@@ -420,7 +421,7 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     nta_leg_server_route(c->a_leg, sip->sip_record_route, sip->sip_contact);
     nta_incoming_bind(irq, on_a_ack_cancel, c);
     nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
-    log_info("call", "%" PRIu64 ": %s INVITE %s -> %s from %s (%s)", c->id,
+    log_debug("call", "%" PRIu64 ": %s INVITE %s -> %s from %s (%s)", c->id,
              c->inbound ? "inbound" : "outbound", c->rec.caller, c->rec.callee, gw, ip);
     call_route_start(c);
     return 0;

@@ -170,7 +170,10 @@ static bool try_account(struct call *c, const struct call_cand *t)
         call_drop_b(c);
         return false;
     }
-    log_info("call", "%" PRIu64 ": %s -> registered %s at %s", c->id, c->rec.caller,
+    /* One series for all registered phones: per-account labels would make
+     * one per phone. */
+    metrics_call_attempt(&c->metrics, metrics_routing_gateway("endpoint"));
+    log_debug("call", "%" PRIu64 ": %s -> registered %s at %s", c->id, c->rec.caller,
              t->name, target);
     return true;
 }
@@ -201,7 +204,8 @@ static bool try_gateway(struct call *c, const struct call_cand *t)
     c->b_timeout = t->timeout;
     c->b_started = now_monotonic();
     if (send_invite(c, g, addr, 0, NULL) == 0) {
-        log_info("call", "%" PRIu64 ": %s -> %s via %s", c->id, c->rec.caller,
+        metrics_call_attempt(&c->metrics, metrics_routing_gateway(g->head.name));
+        log_debug("call", "%" PRIu64 ": %s -> %s via %s", c->id, c->rec.caller,
                  c->rec.routed_callee, g->head.name);
         return true;
     }
@@ -364,6 +368,7 @@ static void answered(struct call *c, sip_t const *sip, int status, const char *p
      * transaction is kept until then. */
     c->state = ST_ANSWERED;
     c->rec.answer = (long long)time(NULL);
+    metrics_call_answered(&c->metrics);
     /* No more attempts: the caller's INVITE (and its SDP) can go, and
      * so can what only failover and digest retries needed. */
     msg_destroy(c->a_msg);
@@ -373,7 +378,7 @@ static void answered(struct call *c, sip_t const *sip, int status, const char *p
     call_arm(c, (int)(64 * config_switch(cs->cfg)->sip.resend_interval / 1000) + 2);
     c->rec.status = status;
     call_set_reason(c, status, phrase ? phrase : "OK");
-    log_info("call", "%" PRIu64 ": answered by %s", c->id, c->rec.routing_gateway);
+    log_debug("call", "%" PRIu64 ": answered by %s", c->id, c->rec.routing_gateway);
 }
 
 static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
@@ -392,6 +397,8 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
             c->state = ST_PROCEEDING;
             call_arm(c, config_switch(cs->cfg)->sip.call_progress_timeout);
         }
+        if (status > 100)
+            metrics_call_progress(&c->metrics);
         if (status > 100 && c->a_irq && !c->cancelled)
             nta_incoming_treply(
                 c->a_irq, status, phrase, SIPTAG_CONTACT_STR(cs->contact),

@@ -133,6 +133,7 @@ void call_free(struct call *c)
     else
         cs->tail = c->prev;
     cs->count--;
+    metrics_call_end(&c->metrics, c->rec.status ? c->rec.status : 500); /* if not yet */
     if (c->query)
         c->query->call = NULL; /* the policy's answer only frees it */
     /* A 2xx is ACKed, whatever ended the call. */
@@ -195,10 +196,9 @@ void call_end(struct call *c, const char *hangup, int status, const char *reason
     cdr_write(c->cs->store, r);
     if (c->cs->end_h)
         c->cs->end_h(r, c->cs->end_arg);
-    log_info("call", "%" PRIu64 " ended: %s -> %s via %s, %d %s, hangup %s, %llds", c->id,
-             r->caller, r->routed_callee[0] ? r->routed_callee : r->callee,
-             r->routing_gateway[0] ? r->routing_gateway : "-", r->status, r->reason,
-             r->hangup, r->duration);
+    metrics_call_end(&c->metrics, r->status);
+    if (log_enabled(LOG_INFO))
+        cdr_log(r, c->id); /* the one info line per call, with the CDR's fields */
     call_free(c);
 }
 

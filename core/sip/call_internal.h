@@ -31,6 +31,7 @@
 #define NTA_INCOMING_MAGIC_T void
 
 #include "evport.h"
+#include "metrics.h"
 #include "routing.h"
 #include "sip/call.h"
 #include "wheel.h"
@@ -188,6 +189,7 @@ struct call {
     struct wheel_node timer; /* invite_timeout, call_progress_timeout, then the
                                 no-ACK wait, then call_timer.c's deadlines */
     struct call_query *query; /* the policy's decision being waited for */
+    struct metrics_call metrics; /* its Prometheus series (metrics.h) */
     struct relay *relays;
     /* routing */
     struct call_cand *cands; /* tried in order; malloc'd to fit */

@@ -317,6 +317,7 @@ static void failover_default(struct call *c, bool internal)
 void call_route_failed(struct call *c, int status, bool internal)
 {
     struct calls *cs = c->cs;
+    metrics_call_attempt_failed(&c->metrics, status);
     c->state = ST_ROUTING;
     if (cs->query_h) {
         struct call_query *q = query_new(c, CALL_QUERY_FAILURE);

@@ -524,7 +524,7 @@ static void every_global_has_help(void)
     size_t n;
     const struct api_module *const *mods = api_modules(&n);
     for (size_t m = 0; m < n; m++) {
-        CHECK(mods[m]->help != NULL && mods[m]->help[0].global != NULL);
+        CHECK(mods[m]->help != NULL); /* empty for a module that opens no global */
         for (const struct api_help *h = mods[m]->help; h && h->global; h++) {
             lua_getglobal(L, h->global);
             CHECK(!lua_isnil(L, -1));
