@@ -179,6 +179,12 @@ static void run(lua_State *L, const uint8_t *p, size_t n)
 static struct luart *rt;
 static struct luahost host;
 
+/* At exit the runtime closes, with the events its modules made. */
+static void close_runtime(void)
+{
+    luart_close_all();
+}
+
 /* A runtime of one empty policy file, so that its state has the time
  * budget's hook and its last slice the harness's budget. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -201,6 +207,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     host.base = event_base_new();
     host.budget = 0.005;
     rt = luart_load(&host, dir, err, sizeof err);
+    atexit(close_runtime);
     unlink(file);
     rmdir(dir);
     if (!rt) {

@@ -60,9 +60,11 @@ static void count(enum diff_verdict verdict, const struct def_head *before,
     (*(unsigned *)arg)++;
 }
 
-/* At exit: the policy files and their directory go. */
+/* At exit: the runtimes still open (the baseline) close, and the policy
+ * files and their directory go. */
 static void cleanup(void)
 {
+    luart_close_all();
     unlink(file);
     unlink(prelude_file);
     rmdir(dir);
