@@ -6,6 +6,7 @@
  */
 #include "module.h"
 #include "runtime.h"
+#include "sip/agent.h"
 #include "sip/outreg.h"
 #include "store.h"
 #include "task.h"
@@ -68,6 +69,14 @@ static int l_stats(lua_State *L)
     lua_setfield(L, -2, "tasks");
     lua_pushinteger(L, host->outregs ? (lua_Integer)outreg_set_count(host->outregs) : 0);
     lua_setfield(L, -2, "registrations");
+    if (host->agent) {
+        struct sipagent_stats st;
+        sipagent_stats(host->agent, &st);
+        lua_pushinteger(L, (lua_Integer)st.server_tr);
+        lua_setfield(L, -2, "nta_irq");
+        lua_pushinteger(L, (lua_Integer)st.client_tr);
+        lua_setfield(L, -2, "nta_orq");
+    }
     if (host->store) {
         lua_pushnumber(L, (double)store_used_bytes(host->store));
         lua_setfield(L, -2, "store_bytes");

@@ -8,8 +8,8 @@
  * method handler (REGISTER, INVITE) or the policy's on_request takes becomes
  * a server transaction owned by the handler, which must answer it and call
  * nta_incoming_destroy(). A method may also have a stateless prefilter that
- * answers first what needs no transaction (the registrar's challenges). Malformed messages never reach this far: nta
- * answers 400 when it can and drops them otherwise. */
+ * answers first what needs no transaction (the registrar's challenges). Malformed
+ * messages never reach this far: nta answers 400 when it can and drops them otherwise. */
 #ifndef MOON_SIP_AGENT_H
 #define MOON_SIP_AGENT_H
 
@@ -61,6 +61,32 @@ int sipagent_set_method_prefilter(struct sipagent *a, sip_method_t method,
  * on_request hook). */
 void sipagent_set_request_handler(struct sipagent *a, sipagent_request_h *h, void *arg);
 
+/* ---- Dialogs --------------------------------------------------------------
+ *
+ * nta answers every request it matches to a dialog (a leg) in a server
+ * transaction, which it keeps 64 * T1 after the answer (J) with both
+ * messages: a BYE costs 8 KB for 32 s. The switch's dialogs are created
+ * with URLTAG_URL(SIPAGENT_DIALOG_URL), which no request matches, so their
+ * requests come here without a transaction, and go to the dialog handler
+ * with the leg nta_leg_by_dialog() found. The handler owns msg: it answers
+ * a BYE with sipagent_reply_final() (no transaction; a retransmission gets
+ * the same answer from the answer cache), drops an ACK, and makes the
+ * others a transaction with nta_incoming_create(nta, leg, msg, sip, ...)
+ * as nta would have. */
+#define SIPAGENT_DIALOG_URL "sip:dialog.moonswitch.invalid"
+
+typedef void sipagent_dialog_h(void *arg, nta_leg_t *leg, msg_t *msg, sip_t *sip);
+void sipagent_set_dialog_handler(struct sipagent *a, sipagent_dialog_h *h, void *arg);
+
+/* Answer request msg statelessly with a final `status` (phrase NULL: the
+ * standard one); takes msg. A BYE's answer is remembered for 64 * T1, so
+ * its retransmissions get it again. */
+void sipagent_reply_final(struct sipagent *a, msg_t *msg, const sip_t *sip, int status,
+                          const char *phrase);
+
+/* The INVITEs sent through sipagent_invite() (sip/invite.h). */
+struct sipinv_set *sipagent_invites(struct sipagent *a);
+
 nta_agent_t *sipagent_nta(struct sipagent *a);
 
 /* The leg to send out-of-dialog requests on (nta_default_leg() is NULL
@@ -111,6 +137,23 @@ bool sipagent_cancel(struct sipagent *a, nta_outgoing_t *orq);
 /* After calling into sofia from outside its callbacks (rule 2 above). One
  * su_timer_next_expires() and at most one evtimer_add(). */
 void sipagent_after_sofia(struct sipagent *a);
+
+/* What the agent holds now, and its message counters. Transactions are
+ * nta's, answered ones it keeps for retransmissions included; their bytes
+ * are estimated (SIPAGENT_TR_BYTES each: a transaction and its parsed
+ * request and answer, measured with heaptrack). INVITEs are those sent
+ * with sipagent_invite(), `light` the ones nta no longer holds; answers
+ * the answer cache's entries and their bytes (measured). */
+#define SIPAGENT_TR_BYTES 8192
+struct sipagent_stats {
+    size_t server_tr, client_tr, dialogs; /* nta's, alive now */
+    size_t tr_bytes; /* (server_tr + client_tr) * SIPAGENT_TR_BYTES */
+    size_t invites, invites_light;
+    size_t answers, answer_bytes;
+    size_t recv_msg, sent_msg, recv_retry, retry_request, retry_response;
+    size_t trless_request, trless_response;
+};
+void sipagent_stats(struct sipagent *a, struct sipagent_stats *st);
 
 /* Apply a new SIP resend interval (T1, ms), e.g. after a reload. */
 void sipagent_set_t1(struct sipagent *a, unsigned t1_ms);

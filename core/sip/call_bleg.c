@@ -7,6 +7,7 @@
 #include "config.h"
 #include "log.h"
 #include "random.h"
+#include "sip/agent.h"
 #include "sip/digest.h"
 #include "sip/gateway.h"
 #include "sip/registrar.h"
@@ -20,6 +21,7 @@
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su.h>
+#include <sofia-sip/url_tag.h>
 
 /* nta marks the responses it makes up itself (timer B's 408, a transport
  * error's 503) with this message flag; the value is in nta_internal.h,
@@ -28,7 +30,7 @@
 #define NTA_INTERNAL_MSG (1 << 15)
 #endif
 
-static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip);
+static void on_b_response(void *magic, struct sipinv *inv, sip_t const *sip, int status);
 
 /* ---- Attempts ---------------------------------------------------------------- */
 
@@ -36,9 +38,9 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip);
  * caller of this did what the protocol needs) and its dialog. */
 void call_drop_b(struct call *c)
 {
-    if (c->b_orq) {
-        nta_outgoing_destroy(c->b_orq);
-        c->b_orq = NULL;
+    if (c->b_inv) {
+        sipinv_destroy(c->b_inv);
+        c->b_inv = NULL;
     }
     if (c->b_leg) {
         nta_leg_destroy(c->b_leg);
@@ -91,16 +93,16 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
         /* Marked ours: see own_call_id() in call.c. */
         snprintf(call_id, sizeof call_id, "%s-%s", rnd, cs->instance);
         call_identity_from(a->sip_from, c->rec.caller, cs->host, tag, from, sizeof from);
-        c->b_leg =
-            nta_leg_tcreate(cs->nta, call_b_leg_request, c, SIPTAG_FROM_STR(from),
-                            SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id), TAG_END());
+        c->b_leg = nta_leg_tcreate(cs->nta, call_b_leg_request, c, SIPTAG_FROM_STR(from),
+                                   SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id),
+                                   URLTAG_URL(SIPAGENT_DIALOG_URL), TAG_END());
         if (!c->b_leg)
             return -1;
     }
     char mf[16];
     snprintf(mf, sizeof mf, "%d", c->a_max_forwards - 1);
-    c->b_orq = nta_outgoing_tcreate(
-        c->b_leg, on_b_response, c, NULL, SIP_METHOD_INVITE, URL_STRING_MAKE(c->b_ruri),
+    c->b_inv = sipagent_invite(
+        cs->agent, NULL, c->b_leg, on_b_response, c, URL_STRING_MAKE(c->b_ruri),
         SIPTAG_CONTACT_STR(cs->contact), SIPTAG_MAX_FORWARDS_STR(mf),
         SIPTAG_ALLOW_STR(CALL_ALLOW),
         TAG_IF(auth && auth_status == 401, SIPTAG_AUTHORIZATION_STR(auth)),
@@ -109,7 +111,7 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
         TAG_IF(ids[0], SIPTAG_HEADER_STR(ids)),
         TAG_IF(a->sip_content_type, SIPTAG_CONTENT_TYPE(a->sip_content_type)),
         TAG_IF(a->sip_payload, SIPTAG_PAYLOAD(a->sip_payload)), TAG_END());
-    if (!c->b_orq)
+    if (!c->b_inv)
         return -1;
     c->state = ST_CALLING;
     call_arm(c, config_switch(cs->cfg)->sip.invite_timeout);
@@ -242,7 +244,7 @@ static void confirm_b(struct call *c, sip_t const *sip, bool hold)
                   c->id, c->rec.routing_gateway);
         return;
     }
-    call_send_ack(c->b_leg, c->b_orq, NULL);
+    sipinv_ack(c->b_inv, c->b_leg, NULL);
 }
 
 /* Answer a 401/407 from a registration gateway once, with its registration's
@@ -268,8 +270,8 @@ static bool answer_challenge(struct call *c, int status, sip_t const *sip)
     if (digest_authorization(&ch, user, reg->password ? reg->password : "", "INVITE",
                              c->b_ruri, 1, cnonce, value, sizeof value) < 0)
         return false;
-    nta_outgoing_destroy(c->b_orq);
-    c->b_orq = NULL;
+    sipinv_destroy(c->b_inv);
+    c->b_inv = NULL;
     call_disarm(c);
     return send_invite(c, g, status, value) == 0;
 }
@@ -282,8 +284,8 @@ static void answered(struct call *c, sip_t const *sip, int status, const char *p
     bool relayed = !c->cancelled && c->a_irq;
     confirm_b(c, sip, relayed && c->late_offer);
     if (!c->b_ack_held) {
-        nta_outgoing_destroy(c->b_orq);
-        c->b_orq = NULL;
+        sipinv_destroy(c->b_inv);
+        c->b_inv = NULL;
     }
     if (!relayed) {
         /* The 200 crossed the caller's CANCEL (who got 487): hang up. */
@@ -313,16 +315,14 @@ static void answered(struct call *c, sip_t const *sip, int status, const char *p
     log_info("call", "%" PRIu64 ": answered by %s", c->id, c->rec.routing_gateway);
 }
 
-static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
+static void on_b_response(void *magic, struct sipinv *inv, sip_t const *sip, int status)
 {
     struct call *c = magic;
     struct calls *cs = c->cs;
-    int status =
-        sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
     bool internal = !sip || (sip->sip_flags & NTA_INTERNAL_MSG);
     const char *phrase = sip && sip->sip_status ? sip->sip_status->st_phrase : NULL;
-    if (orq != c->b_orq)
-        return 0;
+    if (inv != c->b_inv)
+        return;
 
     if (status < 200) {
         if (c->state == ST_CALLING) {
@@ -335,21 +335,21 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
                 SIPTAG_ALLOW_STR(CALL_ALLOW),
                 TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
                 TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());
-        return 0;
+        return;
     }
     call_disarm(c);
 
     if (status < 300) {
         answered(c, sip, status, phrase);
-        return 0;
+        return;
     }
 
     if (c->cancelled) {
         call_end(c, "caller", 487, "Request Terminated");
-        return 0;
+        return;
     }
     if ((status == 401 || status == 407) && !internal && answer_challenge(c, status, sip))
-        return 0;
+        return;
     c->last_status = status;
     call_set_text(&c->last_reason, phrase);
     if (internal || gw_failover(cs->gws, c->rec.routing_gateway, status)) {
@@ -357,23 +357,20 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
                  c->rec.routing_gateway, status, internal ? " (local)" : "");
         call_drop_b(c);
         call_try_next(c);
-        return 0;
+        return;
     }
     /* A final answer about the callee (404, 486, ...): relay it. */
     call_drop_b(c);
     call_fail(c, status, phrase, "callee");
-    return 0;
+    return;
 }
 
 /* ---- Timeouts ---------------------------------------------------------------- */
 
 void call_attempt_timeout(struct call *c)
 {
-    if (c->b_orq) {
-        nta_outgoing_t *cancel = nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
-        if (cancel)
-            nta_outgoing_destroy(cancel);
-    }
+    if (c->b_inv)
+        sipinv_cancel(c->b_inv);
     if (c->cancelled) {
         /* The caller is gone and the gateway never answered the CANCEL. */
         call_end(c, "caller", 487, "Request Terminated");
