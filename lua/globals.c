@@ -2,7 +2,8 @@
  *
  *   sleep(seconds)     yield the running task for that long
  *   reload()           load the policies again; true, summary or nil, error
- *   stats()            heap, Lua memory, tasks, registrations, store size
+ *   stats()            heap, Lua memory, tasks, registrations, store size, and
+ *                      `sip`: transactions and answer records held, by kind
  */
 #include "module.h"
 #include "runtime.h"
@@ -51,7 +52,10 @@ static int l_reload(lua_State *L)
 
 /* stats(): what the switch holds now. heap_in_use is malloc's count of
  * live bytes (what benchmarks divide by entries); heap_mapped includes
- * freed memory glibc has not returned yet. */
+ * freed memory glibc has not returned yet. stats().sip: nta's server and
+ * client transactions (answered ones kept for retransmissions included)
+ * and their estimated bytes, dialogs, INVITEs in flight (and of them those
+ * nta no longer holds), the answer cache's records and their bytes. */
 static int l_stats(lua_State *L)
 {
     struct luart *rt = RT_UPVALUE(L);
@@ -70,12 +74,27 @@ static int l_stats(lua_State *L)
     lua_pushinteger(L, host->outregs ? (lua_Integer)outreg_set_count(host->outregs) : 0);
     lua_setfield(L, -2, "registrations");
     if (host->agent) {
+        /* What the SIP side holds for transactions, by kind (see
+         * sipagent_stats() in core/sip/agent.h). */
         struct sipagent_stats st;
         sipagent_stats(host->agent, &st);
-        lua_pushinteger(L, (lua_Integer)st.server_tr);
-        lua_setfield(L, -2, "nta_irq");
-        lua_pushinteger(L, (lua_Integer)st.client_tr);
-        lua_setfield(L, -2, "nta_orq");
+        lua_createtable(L, 0, 8);
+        const struct {
+            const char *name;
+            size_t v;
+        } f[] = {{"server_transactions", st.server_tr},
+                 {"client_transactions", st.client_tr},
+                 {"transaction_bytes", st.tr_bytes},
+                 {"dialogs", st.dialogs},
+                 {"invites", st.invites},
+                 {"invites_light", st.invites_light},
+                 {"answers", st.answers},
+                 {"answer_bytes", st.answer_bytes}};
+        for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+            lua_pushnumber(L, (double)f[i].v);
+            lua_setfield(L, -2, f[i].name);
+        }
+        lua_setfield(L, -2, "sip");
     }
     if (host->store) {
         lua_pushnumber(L, (double)store_used_bytes(host->store));

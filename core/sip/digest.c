@@ -8,8 +8,26 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <sys/random.h>
+
+/* OpenSSL 3 looks an algorithm up by name on each EVP_sha256() digest or
+ * one-shot HMAC(), and allocates a context each time: for the registrar's
+ * one nonce and three hashes per REGISTER that was most of the cost of
+ * digest. The algorithms are fetched once here and one context of each
+ * kind is reused. Loop thread only; held until exit. */
+static EVP_MD *fetched[2];
+static EVP_MD_CTX *md_ctx;
+
+static const EVP_MD *md_of(enum digest_alg alg)
+{
+    int i = alg == DIGEST_SHA256;
+    if (!fetched[i])
+        fetched[i] = EVP_MD_fetch(NULL, i ? "SHA256" : "MD5", NULL);
+    return fetched[i] ? fetched[i] : i ? EVP_sha256() : EVP_md5();
+}
 
 enum digest_alg digest_alg_parse(const char *name)
 {
@@ -29,11 +47,11 @@ const char *digest_alg_name(enum digest_alg alg)
 static int hash_hex(enum digest_alg alg, char out[DIGEST_HEX_MAX], const char *const *parts,
                     int n)
 {
-    const EVP_MD *md = alg == DIGEST_SHA256 ? EVP_sha256() : EVP_md5();
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx)
+    if (!md_ctx && !(md_ctx = EVP_MD_CTX_new()))
         return -1;
-    EVP_DigestInit_ex(ctx, md, NULL);
+    EVP_MD_CTX *ctx = md_ctx;
+    if (!EVP_DigestInit_ex2(ctx, md_of(alg), NULL))
+        return -1;
     for (int i = 0; i < n; i++) {
         if (i)
             EVP_DigestUpdate(ctx, ":", 1);
@@ -42,7 +60,6 @@ static int hash_hex(enum digest_alg alg, char out[DIGEST_HEX_MAX], const char *c
     unsigned char raw[EVP_MAX_MD_SIZE];
     unsigned len = 0;
     EVP_DigestFinal_ex(ctx, raw, &len);
-    EVP_MD_CTX_free(ctx);
     static const char hex[] = "0123456789abcdef";
     for (unsigned i = 0; i < len; i++) {
         out[2 * i] = hex[raw[i] >> 4];
@@ -221,11 +238,42 @@ static int from_hex(const char *in, unsigned char *out, size_t n)
 /* time(8) || random(8) || HMAC-SHA256(secret, time || random)[0..16) */
 #define NONCE_RAW 32
 
+/* One HMAC context, keyed with the secret it last saw: re-initialised
+ * with its key kept (no lookup, no allocation) for each nonce. */
+static EVP_MAC_CTX *mac_ctx;
+static unsigned char mac_key[DIGEST_SECRET_LEN];
+
+static bool mac_keyed(const unsigned char secret[DIGEST_SECRET_LEN])
+{
+    if (mac_ctx && memcmp(mac_key, secret, DIGEST_SECRET_LEN) == 0)
+        return EVP_MAC_init(mac_ctx, NULL, 0, NULL) == 1;
+    if (!mac_ctx) {
+        EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        mac_ctx = m ? EVP_MAC_CTX_new(m) : NULL;
+        EVP_MAC_free(m);
+        if (!mac_ctx)
+            return false;
+    }
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end()};
+    if (EVP_MAC_init(mac_ctx, secret, DIGEST_SECRET_LEN, params) != 1) {
+        memset(mac_key, 0, sizeof mac_key);
+        return false;
+    }
+    memcpy(mac_key, secret, DIGEST_SECRET_LEN);
+    return true;
+}
+
 static void nonce_mac(const unsigned char secret[DIGEST_SECRET_LEN], const unsigned char head[16],
                       unsigned char mac[32])
 {
-    unsigned len = 0;
-    HMAC(EVP_sha256(), secret, DIGEST_SECRET_LEN, head, 16, mac, &len);
+    size_t len = 0;
+    if (mac_keyed(secret) && EVP_MAC_update(mac_ctx, head, 16) == 1 &&
+        EVP_MAC_final(mac_ctx, mac, &len, 32) == 1 && len == 32)
+        return;
+    unsigned ulen = 0;
+    HMAC(EVP_sha256(), secret, DIGEST_SECRET_LEN, head, 16, mac, &ulen);
 }
 
 void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long now_ms,
