@@ -1,14 +1,31 @@
-/* The answer cache: see answer.h. */
+/* The answer cache: see answer.h.
+ *
+ * Entries and their texts live in chunks of their own, mapped apart from
+ * malloc's heap: an entry outlives by far the transactions' allocations
+ * around it, and in the heap each one would keep its page mapped for 64*T1
+ * after a burst. Entries are allocated and freed in the same order, so a
+ * chunk is handed back to the system as soon as its last entry expired. */
 #include "sip/answer.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#define CHUNK_BYTES (256 * 1024)
+
+struct chunk {
+    struct chunk *next; /* younger */
+    size_t used, cap;   /* bytes of data */
+    size_t refs;        /* entries and texts allocated here and alive */
+    char data[];
+};
 
 struct node {
     struct answer a;
     struct node *fifo;  /* next younger entry */
     struct node *chain; /* next in its bucket */
+    struct chunk *in, *text_in;
     uint64_t born_ms;
 };
 
@@ -19,7 +36,58 @@ struct answer_cache {
     size_t nbuckets; /* a power of 2, or 0 */
     size_t count;
     size_t text_bytes;
+    struct chunk *first, *last; /* oldest and newest chunk */
+    size_t chunk_bytes;         /* mapped */
 };
+
+static void chunk_drop(struct answer_cache *ac, struct chunk *c)
+{
+    if (--c->refs || c == ac->last)
+        return;
+    /* Chunks empty out oldest first; one in the middle waits its turn. */
+    while (ac->first && ac->first->refs == 0 && ac->first != ac->last) {
+        struct chunk *f = ac->first;
+        ac->first = f->next;
+        ac->chunk_bytes -= sizeof *f + f->cap;
+        munmap(f, sizeof *f + f->cap);
+    }
+}
+
+/* `size` bytes, 16-aligned, from the newest chunk (a new one when full).
+ * *in says which chunk, for chunk_drop(). */
+static void *chunk_alloc(struct answer_cache *ac, size_t size, struct chunk **in)
+{
+    size = (size + 15) & ~(size_t)15;
+    struct chunk *c = ac->last;
+    if (!c || c->cap - c->used < size) {
+        size_t cap = size > CHUNK_BYTES - sizeof *c ? size : CHUNK_BYTES - sizeof *c;
+        void *m = mmap(NULL, sizeof *c + cap, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+            return NULL;
+        struct chunk *old = ac->last;
+        c = m;
+        c->next = NULL;
+        c->used = 0;
+        c->cap = cap;
+        c->refs = 0;
+        if (old)
+            old->next = c;
+        else
+            ac->first = c;
+        ac->last = c;
+        ac->chunk_bytes += sizeof *c + cap;
+        if (old && old->refs == 0) { /* emptied while it was the newest */
+            old->refs = 1;
+            chunk_drop(ac, old);
+        }
+    }
+    void *p = c->data + c->used;
+    c->used += size;
+    c->refs++;
+    *in = c;
+    return p;
+}
 
 struct answer_cache *answer_cache_create(unsigned ttl_ms)
 {
@@ -29,24 +97,30 @@ struct answer_cache *answer_cache_create(unsigned ttl_ms)
     return ac;
 }
 
-static void node_free(struct answer_cache *ac, struct node *n)
+static void text_free(struct answer_cache *ac, struct node *n)
 {
     if (n->a.text) {
         ac->text_bytes -= n->a.len;
-        free(n->a.text);
+        chunk_drop(ac, n->text_in);
+        n->a.text = NULL;
     }
-    free(n);
+}
+
+static void node_free(struct answer_cache *ac, struct node *n)
+{
+    text_free(ac, n);
+    chunk_drop(ac, n->in);
 }
 
 void answer_cache_destroy(struct answer_cache *ac)
 {
     if (!ac)
         return;
-    struct node *n = ac->oldest;
-    while (n) {
-        struct node *next = n->fifo;
-        node_free(ac, n);
-        n = next;
+    struct chunk *c = ac->first;
+    while (c) {
+        struct chunk *next = c->next;
+        munmap(c, sizeof *c + c->cap);
+        c = next;
     }
     free(ac->buckets);
     free(ac);
@@ -147,36 +221,30 @@ int answer_put(struct answer_cache *ac, uint64_t now_ms, uint64_t key,
                enum answer_kind kind, int status, const char *text, size_t len)
 {
     answer_expire(ac, now_ms);
-    char *copy = NULL;
-    if (text) {
-        if (!(copy = malloc(len + 1)))
-            return -1;
-        memcpy(copy, text, len);
-        copy[len] = '\0';
-    }
     struct node *n = find(ac, key);
-    if (n) {
+    bool fresh = !n;
+    if (fresh) {
+        struct chunk *in;
+        if (grow(ac) < 0 || !(n = chunk_alloc(ac, sizeof *n, &in)))
+            return -1;
+        memset(n, 0, sizeof *n);
+        n->in = in;
+    } else {
         /* Replaced in place: it keeps its place in the FIFO (a little
          * earlier expiry than a new entry would get, never later). */
-        if (n->a.text) {
-            ac->text_bytes -= n->a.len;
-            free(n->a.text);
-        }
-        n->a.kind = kind;
-        n->a.status = status;
-        n->a.text = copy;
-        n->a.len = copy ? len : 0;
-        ac->text_bytes += n->a.len;
-        return 0;
+        text_free(ac, n);
     }
-    if (grow(ac) < 0 || !(n = calloc(1, sizeof *n))) {
-        free(copy);
-        return -1;
+    char *copy = NULL;
+    if (text && (copy = chunk_alloc(ac, len + 1, &n->text_in))) {
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+        ac->text_bytes += len;
     }
     n->a = (struct answer){
         .key = key, .kind = kind, .status = status, .text = copy, .len = copy ? len : 0};
+    if (!fresh)
+        return 0;
     n->born_ms = now_ms;
-    ac->text_bytes += n->a.len;
     struct node **s = slot(ac, key);
     n->chain = *s;
     *s = n;
@@ -203,7 +271,5 @@ size_t answer_count(const struct answer_cache *ac)
 
 size_t answer_bytes(const struct answer_cache *ac)
 {
-    /* Each entry is one malloc'd node (plus malloc's 16-byte header). */
-    return ac->count * (sizeof(struct node) + 16) + ac->text_bytes +
-           ac->nbuckets * sizeof(struct node *);
+    return ac->chunk_bytes + ac->nbuckets * sizeof(struct node *);
 }

@@ -45,8 +45,8 @@ const char *digest_alg_name(enum digest_alg alg)
 }
 
 /* H(a:b:c...) of up to 6 parts, as lowercase hex. */
-static int hash_hex(enum digest_alg alg, char out[DIGEST_HEX_MAX], const char *const *parts,
-                    int n)
+static int hash_hex(enum digest_alg alg, char out[DIGEST_HEX_MAX],
+                    const char *const *parts, int n)
 {
     if (!md_ctx && !(md_ctx = EVP_MD_CTX_new()))
         return -1;
@@ -72,8 +72,8 @@ static int hash_hex(enum digest_alg alg, char out[DIGEST_HEX_MAX], const char *c
 
 int digest_response(enum digest_alg alg, const char *user, const char *realm,
                     const char *password, const char *method, const char *uri,
-                    const char *nonce, const char *nc, const char *cnonce, const char *qop,
-                    char out[DIGEST_HEX_MAX])
+                    const char *nonce, const char *nc, const char *cnonce,
+                    const char *qop, char out[DIGEST_HEX_MAX])
 {
     if (alg == DIGEST_UNSUPPORTED)
         return -1;
@@ -110,8 +110,8 @@ void digest_unquote(const char *in, char *out, size_t outlen)
  * as given (not terminated: `nlen` bytes). Stops when buf is full. */
 typedef void param_set_h(const char *name, size_t nlen, const char *value, void *ctx);
 
-static void each_param(const char *const *params, char *buf, size_t buflen, param_set_h *set,
-                       void *ctx)
+static void each_param(const char *const *params, char *buf, size_t buflen,
+                       param_set_h *set, void *ctx)
 {
     size_t used = 0;
     for (int i = 0; params && params[i]; i++) {
@@ -176,8 +176,8 @@ int digest_authorization(const struct digest_challenge *c, const char *user,
     char ncs[9], response[DIGEST_HEX_MAX];
     snprintf(ncs, sizeof ncs, "%08x", nc);
     const char *qop = c->qop_auth ? "auth" : NULL;
-    if (digest_response(c->alg, user, c->realm, password, method, uri, c->nonce, ncs, cnonce,
-                        qop, response) < 0)
+    if (digest_response(c->alg, user, c->realm, password, method, uri, c->nonce, ncs,
+                        cnonce, qop, response) < 0)
         return -1;
     int n = snprintf(out, outlen,
                      "Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\", "
@@ -192,8 +192,8 @@ int digest_authorization(const struct digest_challenge *c, const char *user,
         n += m;
     }
     if (qop) {
-        int m = snprintf(out + n, outlen - (size_t)n, ", qop=auth, nc=%s, cnonce=\"%s\"", ncs,
-                         cnonce);
+        int m = snprintf(out + n, outlen - (size_t)n, ", qop=auth, nc=%s, cnonce=\"%s\"",
+                         ncs, cnonce);
         if (m < 0 || (size_t)(n + m) >= outlen)
             return -1;
         n += m;
@@ -266,8 +266,8 @@ static bool mac_keyed(const unsigned char secret[DIGEST_SECRET_LEN])
     return true;
 }
 
-static void nonce_mac(const unsigned char secret[DIGEST_SECRET_LEN], const unsigned char head[16],
-                      unsigned char mac[32])
+static void nonce_mac(const unsigned char secret[DIGEST_SECRET_LEN],
+                      const unsigned char head[16], unsigned char mac[32])
 {
     size_t len = 0;
     if (mac_keyed(secret) && EVP_MAC_update(mac_ctx, head, 16) == 1 &&
@@ -294,11 +294,13 @@ void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long 
 }
 
 enum digest_nonce_state digest_nonce_check(const unsigned char secret[DIGEST_SECRET_LEN],
-                                           const char *nonce, long long now_ms, unsigned ttl,
-                                           long long *issued_ms, unsigned long long *id)
+                                           const char *nonce, long long now_ms,
+                                           unsigned ttl, long long *issued_ms,
+                                           unsigned long long *id)
 {
     unsigned char raw[NONCE_RAW], mac[32];
-    if (!nonce || strlen(nonce) != DIGEST_NONCE_LEN || from_hex(nonce, raw, NONCE_RAW) < 0)
+    if (!nonce || strlen(nonce) != DIGEST_NONCE_LEN ||
+        from_hex(nonce, raw, NONCE_RAW) < 0)
         return DIGEST_NONCE_INVALID;
     nonce_mac(secret, raw, mac);
     if (CRYPTO_memcmp(mac, raw + 16, 16) != 0)
@@ -316,7 +318,8 @@ enum digest_nonce_state digest_nonce_check(const unsigned char secret[DIGEST_SEC
         *issued_ms = when;
     if (id)
         *id = r;
-    return now_ms - when > (long long)ttl * 1000 ? DIGEST_NONCE_STALE : DIGEST_NONCE_VALID;
+    return now_ms - when > (long long)ttl * 1000 ? DIGEST_NONCE_STALE
+                                                 : DIGEST_NONCE_VALID;
 }
 
 int digest_challenge_format(enum digest_alg alg, const char *realm, const char *nonce,
@@ -324,12 +327,14 @@ int digest_challenge_format(enum digest_alg alg, const char *realm, const char *
 {
     if (alg == DIGEST_UNSUPPORTED)
         return -1;
-    int n = snprintf(out, outlen, "Digest realm=\"%s\", nonce=\"%s\", algorithm=%s, qop=\"auth\"%s",
+    int n = snprintf(out, outlen,
+                     "Digest realm=\"%s\", nonce=\"%s\", algorithm=%s, qop=\"auth\"%s",
                      realm, nonce, digest_alg_name(alg), stale ? ", stale=true" : "");
     return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
-static void set_credential_param(const char *name, size_t nlen, const char *val, void *ctx)
+static void set_credential_param(const char *name, size_t nlen, const char *val,
+                                 void *ctx)
 {
     struct digest_credentials *c = ctx;
     if (name_is(name, nlen, "username"))
@@ -376,10 +381,11 @@ int digest_credentials_parse(struct digest_credentials *c, const char *const *pa
     return c->username && c->realm && c->nonce && c->uri && c->response ? 0 : -1;
 }
 
-bool digest_check(const struct digest_credentials *c, const char *password, const char *method)
+bool digest_check(const struct digest_credentials *c, const char *password,
+                  const char *method)
 {
-    if (c->alg == DIGEST_UNSUPPORTED || !c->username || !c->realm || !c->nonce || !c->uri ||
-        !c->response || !password || !method)
+    if (c->alg == DIGEST_UNSUPPORTED || !c->username || !c->realm || !c->nonce ||
+        !c->uri || !c->response || !password || !method)
         return false;
     const char *qop = NULL;
     if (c->qop && *c->qop) {
@@ -397,7 +403,8 @@ bool digest_check(const struct digest_credentials *c, const char *password, cons
     /* Lowercase hex is what we make; accept an uppercase answer too. */
     char got[DIGEST_HEX_MAX];
     for (size_t i = 0; i < n; i++)
-        got[i] = (char)((c->response[i] >= 'A' && c->response[i] <= 'F') ? c->response[i] + 32
-                                                                          : c->response[i]);
+        got[i] =
+            (char)((c->response[i] >= 'A' && c->response[i] <= 'F') ? c->response[i] + 32
+                                                                    : c->response[i]);
     return CRYPTO_memcmp(want, got, n) == 0;
 }

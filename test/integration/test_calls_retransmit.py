@@ -1,5 +1,6 @@
 """Retransmissions that arrive after the transactions they belong to have
-ended (RFC 3261 17), with T1 = 200 ms: 64*T1 is 12.8 s, T4 5 s. The switch
+ended (RFC 3261 17), with T1 = 200 ms: 64*T1 is 12.8 s; the switch keeps the
+caller's INVITE T4 = 2 s after its ACK (timer I). The switch
 keeps no transaction for them but a small record of what it answered:
 
 - the caller's INVITE sent again after its ACK and after timer I (T4) is
@@ -130,7 +131,7 @@ def test_retransmissions_after_the_transactions():
             ack = request("ACK", sw.port, caller, 1, "z9hG4bKack1", to_tag=a_tag)
             caller.send(ack, sw.port)
 
-            # Past timer I (T4 = 5 s): nta holds neither INVITE any more.
+            # Past timer I (2 s): nta holds neither INVITE any more.
             time.sleep(5.5)
 
             # The caller's INVITE again: absorbed.

@@ -1,7 +1,7 @@
 /* Unit tests for core/sip/answer.c: entries are found until their TTL and
  * not after, expire in insertion order, keep their text, are replaced in
  * place; keys differ when any field differs; thousands of entries grow the
- * buckets and account their bytes. */
+ * buckets, and their chunks are unmapped once they expired. */
 #include "check.h"
 #include "sip/answer.h"
 
@@ -40,12 +40,11 @@ static void text_kept_and_replaced(void)
     CHECK(answer_put(ac, 0, k, ANSWER_ACK, 200, "ACK sip:x SIP/2.0\r\n", 19) == 0);
     const struct answer *a = answer_get(ac, 10, k);
     CHECK(a && a->len == 19 && memcmp(a->text, "ACK sip:x", 9) == 0);
-    size_t with_text = answer_bytes(ac);
     CHECK(answer_put(ac, 20, k, ANSWER_ACK, 486, NULL, 0) == 0);
     a = answer_get(ac, 30, k);
     CHECK(a && a->status == 486 && !a->text);
     CHECK(answer_count(ac) == 1);
-    CHECK(answer_bytes(ac) < with_text);
+    CHECK(answer_bytes(ac) > 0);
     /* Replaced in place: it keeps its first expiry. */
     CHECK(answer_get(ac, 1000, k) == NULL);
     answer_cache_destroy(ac);
@@ -70,6 +69,8 @@ static void expire_in_order_and_grow(void)
     CHECK(answer_get(ac, 599, answer_key(ANSWER_INVITE, id, 1, "t", "b")));
     CHECK(answer_expire(ac, 10000) == 4000);
     CHECK(answer_count(ac) == 0);
+    /* Their chunks went back to the system but the newest. */
+    CHECK(answer_bytes(ac) <= 256 * 1024 + 8192 * sizeof(void *));
     answer_cache_destroy(ac);
 }
 
