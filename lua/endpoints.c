@@ -478,9 +478,10 @@ static bool on_register_hook(struct registrar_event *ev, void *arg)
         return false;
     lua_State *L = luart_state(rt);
     lua_getglobal(L, "on_register");
-    if (!lua_isfunction(L, -1)) {
+    if (!lua_isfunction(L, -1) || !ev) {
+        bool defined = lua_isfunction(L, -1);
         lua_pop(L, 1);
-        return false;
+        return defined;
     }
     push_reg(L, ev);
     luart_spawn(rt, 1, hook_done, ev);

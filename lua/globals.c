@@ -3,7 +3,8 @@
  *   sleep(seconds)     yield the running task for that long
  *   reload()           load the policies again; true, summary or nil, error
  *   stats()            heap, Lua memory, tasks, registrations, store size,
- *                      and the counters rates are made of (top() in repl.c)
+ *                      the counters rates are made of (top() in repl.c), and
+ *                      `sip`: transactions and answer records held, by kind
  */
 #include "cdr.h"
 #include "module.h"
@@ -92,7 +93,10 @@ static void push_counters(lua_State *L, const struct luahost *host)
 
 /* stats(): what the switch holds now. heap_in_use is malloc's count of
  * live bytes (what benchmarks divide by entries); heap_mapped includes
- * freed memory glibc has not returned yet. */
+ * freed memory glibc has not returned yet. stats().sip: nta's server and
+ * client transactions (answered ones kept for retransmissions included)
+ * and their estimated bytes, dialogs, INVITEs in flight (and of them those
+ * nta no longer holds), the answer cache's records and their bytes. */
 static int l_stats(lua_State *L)
 {
     struct luart *rt = RT_UPVALUE(L);
@@ -110,6 +114,29 @@ static int l_stats(lua_State *L)
     lua_setfield(L, -2, "tasks");
     lua_pushinteger(L, host->outregs ? (lua_Integer)outreg_set_count(host->outregs) : 0);
     lua_setfield(L, -2, "registrations");
+    if (host->agent) {
+        /* What the SIP side holds for transactions, by kind (see
+         * sipagent_stats() in core/sip/agent.h). */
+        struct sipagent_stats st;
+        sipagent_stats(host->agent, &st);
+        lua_createtable(L, 0, 8);
+        const struct {
+            const char *name;
+            size_t v;
+        } f[] = {{"server_transactions", st.server_tr},
+                 {"client_transactions", st.client_tr},
+                 {"transaction_bytes", st.tr_bytes},
+                 {"dialogs", st.dialogs},
+                 {"invites", st.invites},
+                 {"invites_light", st.invites_light},
+                 {"answers", st.answers},
+                 {"answer_bytes", st.answer_bytes}};
+        for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+            lua_pushnumber(L, (double)f[i].v);
+            lua_setfield(L, -2, f[i].name);
+        }
+        lua_setfield(L, -2, "sip");
+    }
     if (host->store) {
         lua_pushnumber(L, (double)store_used_bytes(host->store));
         lua_setfield(L, -2, "store_bytes");

@@ -2,6 +2,8 @@
  * requests, OPTIONS, and 405/501 for what nobody handles. */
 #include "sip/agent.h"
 #include "config.h"
+#include "sip/answer.h"
+#include "sip/invite.h"
 #include "evport.h"
 #include "log.h"
 #include "sip/parsefix.h"
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nta_stateless.h>
@@ -42,7 +45,33 @@ struct sipagent {
     void *request_arg;
     sipagent_source_filter_h *stream_filter;
     void *stream_arg;
+    sipagent_dialog_h *dialog_h; /* requests of the switch's dialogs */
+    void *dialog_arg;
+    struct answer_cache *answers; /* what was answered without a transaction */
+    struct sipinv_set *invites;   /* INVITEs sent through sipagent_invite() */
+    su_timer_t *sweep;            /* expires the answer cache when idle */
 };
+
+/* How long answers are kept past 64 * T1: a retransmission is sent at
+ * most 64 * T1 after the first copy, and may spend up to 5 s (RFC 3261's
+ * T4) in the network. */
+#define SIPAGENT_ANSWER_SLACK_MS 5000
+
+/* nta's T4: how long it keeps an INVITE server transaction after its ACK
+ * (timer I) and a non-INVITE client transaction after its answer (timer K),
+ * both only to absorb retransmissions, each with its two parsed messages
+ * (8 KB): at 1,000 calls/s the caller's INVITE and our BYE held 5 s were
+ * 80 MB. What they absorb is absorbed without them: an ACK or a response
+ * that matches no transaction is dropped (the agent), an INVITE sent again
+ * finds its record in the answer cache. So they are kept 2 s. */
+#define SIPAGENT_T4_MS 2000
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* A stream connection that has sent part of a message gets this long to
  * finish it; one that has been silent this long is closed. Without them a
@@ -98,8 +127,8 @@ static int known_method(sip_method_t m)
 
 /* Reply without a transaction: nothing is kept once the answer leaves, so
  * a flood of OPTIONS costs no memory; a retransmission is answered again. */
-static void reply_stateless(struct sipagent *a, msg_t *msg, int status, const char *phrase,
-                            bool with_allow)
+static void reply_stateless(struct sipagent *a, msg_t *msg, int status,
+                            const char *phrase, bool with_allow)
 {
     nta_msg_treply(a->nta, msg, status, phrase,
                    TAG_IF(with_allow, SIPTAG_ALLOW_STR(allow_methods)), TAG_END());
@@ -112,6 +141,44 @@ static int find_method(const struct sipagent *a, sip_method_t method)
         if (a->methods[i].method == method)
             return (int)i;
     return -1;
+}
+
+/* The answer cache's key of request `sip` as `kind`. */
+static uint64_t request_key(enum answer_kind kind, const sip_t *sip)
+{
+    return answer_key(kind, sip->sip_call_id ? sip->sip_call_id->i_id : NULL,
+                      sip->sip_cseq ? sip->sip_cseq->cs_seq : 0,
+                      sip->sip_from ? sip->sip_from->a_tag : NULL,
+                      sip->sip_via ? sip->sip_via->v_branch : NULL);
+}
+
+/* An INVITE taken: its retransmissions are absorbed once nta lets its
+ * transaction go (timer I ends it T4 after the ACK; the caller may still
+ * resend it up to 64 * T1 after the first copy). */
+static void remember_invite(struct sipagent *a, const sip_t *sip)
+{
+    answer_put(a->answers, now_ms(), request_key(ANSWER_INVITE, sip), ANSWER_INVITE, 0,
+               NULL, 0);
+}
+
+/* A retransmission of a request answered without a transaction (a BYE),
+ * or of an INVITE whose transaction has ended: answered again, or
+ * absorbed. Returns true when msg was taken. */
+static bool answered_before(struct sipagent *a, msg_t *msg, sip_t *sip)
+{
+    sip_method_t method = sip->sip_request->rq_method;
+    const struct answer *ans;
+    if (method == sip_method_invite && !(sip->sip_to && sip->sip_to->a_tag)) {
+        if (!answer_get(a->answers, now_ms(), request_key(ANSWER_INVITE, sip)))
+            return false;
+        msg_destroy(msg);
+        return true;
+    }
+    if (method != sip_method_bye ||
+        !(ans = answer_get(a->answers, now_ms(), request_key(ANSWER_FINAL, sip))))
+        return false;
+    nta_msg_treply(a->nta, msg, ans->status, sip_status_phrase(ans->status), TAG_END());
+    return true;
 }
 
 /* Every request outside a dialog comes here, without a transaction.
@@ -131,7 +198,12 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
         }
     }
     if (!sip || !sip->sip_request) {
-        msg_destroy(msg); /* a response nobody asked for */
+        /* An answer to one of our INVITEs that nta no longer holds, or a
+         * retransmission the answer cache knows the ACK of; else a
+         * response nobody asked for. */
+        if (sip && sip->sip_status && sipinv_set_response(a->invites, msg, sip))
+            return 0;
+        msg_destroy(msg);
         return 0;
     }
     sipmetrics_request_received(sip->sip_request->rq_method);
@@ -142,6 +214,8 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
         return 0;
     }
     sip_method_t method = sip->sip_request->rq_method;
+    if (answered_before(a, msg, sip))
+        return 0;
     /* RFC 3261 8.2.2.3: an extension we lack is refused with 420, naming
      * it; ACK and CANCEL are exempt. */
     char unsupported[256];
@@ -149,6 +223,14 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
         unsupported_tags(sip, unsupported, sizeof unsupported)) {
         nta_msg_treply(a->nta, msg, SIP_420_BAD_EXTENSION,
                        SIPTAG_UNSUPPORTED_STR(unsupported), TAG_END());
+        return 0;
+    }
+    nta_leg_t *leg;
+    if (sip->sip_to && sip->sip_to->a_tag && a->dialog_h && sip->sip_call_id &&
+        (leg = nta_leg_by_dialog(a->nta, NULL, sip->sip_call_id,
+                                 sip->sip_from ? sip->sip_from->a_tag : NULL, NULL,
+                                 sip->sip_to->a_tag, NULL))) {
+        a->dialog_h(a->dialog_arg, leg, msg, sip);
         return 0;
     }
     switch (method) {
@@ -173,18 +255,22 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
 
     int m = find_method(a, method);
     /* The method's prefilter answers what needs no transaction. */
-    if (m >= 0 && a->methods[m].pre && a->methods[m].pre(msg, sip, a->methods[m].pre_arg) == 0)
+    if (m >= 0 && a->methods[m].pre &&
+        a->methods[m].pre(msg, sip, a->methods[m].pre_arg) == 0)
         return 0;
     if (m >= 0 && !a->methods[m].h)
         m = -1;
     if (m < 0 && !a->request_h) {
         reply_stateless(a, msg, known_method(method) ? 405 : 501,
-                        known_method(method) ? "Method Not Allowed" : "Not Implemented", true);
+                        known_method(method) ? "Method Not Allowed" : "Not Implemented",
+                        true);
         return 0;
     }
     nta_incoming_t *irq = nta_incoming_create(a->nta, NULL, msg, sip, TAG_END());
     if (!irq)
         return 0; /* nta dropped the message */
+    if (method == sip_method_invite)
+        remember_invite(a, sip);
     int rc = -1;
     if (m >= 0)
         rc = a->methods[m].h(irq, sip, a->methods[m].arg);
@@ -195,8 +281,8 @@ static int on_message(nta_agent_magic_t *magic, nta_agent_t *nta, msg_t *msg, si
     if (rc > 0)
         nta_incoming_treply(irq, rc, sip_status_phrase(rc), TAG_END());
     else if (known_method(method))
-        nta_incoming_treply(irq, SIP_405_METHOD_NOT_ALLOWED, SIPTAG_ALLOW_STR(allow_methods),
-                            TAG_END());
+        nta_incoming_treply(irq, SIP_405_METHOD_NOT_ALLOWED,
+                            SIPTAG_ALLOW_STR(allow_methods), TAG_END());
     else
         nta_incoming_treply(irq, SIP_501_NOT_IMPLEMENTED, SIPTAG_ALLOW_STR(allow_methods),
                             TAG_END());
@@ -281,6 +367,16 @@ static int add_listener(struct sipagent *a, su_root_t *root, const char *url, co
     return rc;
 }
 
+/* Once a second: the answer cache lets go of what expired, even when no
+ * new answer comes to push it out. */
+static void on_sweep(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
+{
+    (void)magic;
+    (void)t;
+    struct sipagent *a = (struct sipagent *)arg;
+    answer_expire(a->answers, now_ms());
+}
+
 int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist *listen,
                     unsigned t1_ms, struct siptls *tls)
 {
@@ -344,14 +440,21 @@ int sipagent_create(struct sipagent **ap, su_root_t *root, const struct strlist 
         }
         log_info("sip", "TLS to peers only: no tls: listener, peers cannot connect in");
     }
+    a->answers = answer_cache_create(64 * t1_ms + SIPAGENT_ANSWER_SLACK_MS);
+    a->invites = a->answers ? sipinv_set_create(a->nta, a->answers, now_ms) : NULL;
+    a->sweep = su_timer_create(su_root_task(root), 1000);
+    if (!a->invites || !a->sweep || su_timer_set_for_ever(a->sweep, on_sweep, a) < 0) {
+        rc = -ENOMEM;
+        goto fail;
+    }
     sipagent_set_t1(a, t1_ms);
     /* nta sends requests on a leg. Without a default leg (requests come to
      * on_message instead), out-of-dialog requests we send need one that no
      * incoming request can match: a dialogless leg for a method that does
      * not exist, at a host that does not either. */
-    a->client_leg = nta_leg_tcreate(a->nta, NULL, NULL, NTATAG_NO_DIALOG(1),
-                                    NTATAG_METHOD("X-MOONSWITCH-CLIENT"),
-                                    URLTAG_URL("sip:client.moonswitch.invalid"), TAG_END());
+    a->client_leg = nta_leg_tcreate(
+        a->nta, NULL, NULL, NTATAG_NO_DIALOG(1), NTATAG_METHOD("X-MOONSWITCH-CLIENT"),
+        URLTAG_URL("sip:client.moonswitch.invalid"), TAG_END());
     if (!a->client_leg) {
         rc = -ENOMEM;
         goto fail;
@@ -367,10 +470,14 @@ void sipagent_destroy(struct sipagent *a)
 {
     if (!a)
         return;
+    if (a->sweep)
+        su_timer_destroy(a->sweep);
+    sipinv_set_destroy(a->invites);
     if (a->client_leg)
         nta_leg_destroy(a->client_leg);
     if (a->nta)
         nta_agent_destroy(a->nta);
+    answer_cache_destroy(a->answers);
     free(a);
 }
 
@@ -418,6 +525,27 @@ void sipagent_set_request_handler(struct sipagent *a, sipagent_request_h *h, voi
     a->request_arg = arg;
 }
 
+void sipagent_set_dialog_handler(struct sipagent *a, sipagent_dialog_h *h, void *arg)
+{
+    a->dialog_h = h;
+    a->dialog_arg = arg;
+}
+
+void sipagent_reply_final(struct sipagent *a, msg_t *msg, const sip_t *sip, int status,
+                          const char *phrase)
+{
+    if (sip->sip_request->rq_method == sip_method_bye)
+        answer_put(a->answers, now_ms(), request_key(ANSWER_FINAL, sip), ANSWER_FINAL,
+                   status, NULL, 0);
+    nta_msg_treply(a->nta, msg, status, phrase ? phrase : sip_status_phrase(status),
+                   TAG_END());
+}
+
+struct sipinv_set *sipagent_invites(struct sipagent *a)
+{
+    return a->invites;
+}
+
 /* T1 drives every retransmission and timeout: timer F is 64 * T1, and T2
  * (the cap on non-INVITE retransmission intervals) stays at RFC 3261's 4 s
  * unless T1 is so large that it must grow. */
@@ -425,7 +553,35 @@ void sipagent_set_t1(struct sipagent *a, unsigned t1_ms)
 {
     unsigned t2 = t1_ms * 8 > 4000 ? t1_ms * 8 : 4000;
     nta_agent_set_params(a->nta, NTATAG_SIP_T1(t1_ms), NTATAG_SIP_T1X64(64 * t1_ms),
-                         NTATAG_SIP_T2(t2), TAG_END());
+                         NTATAG_SIP_T2(t2), NTATAG_SIP_T4(SIPAGENT_T4_MS), TAG_END());
+    if (a->answers)
+        answer_cache_set_ttl(a->answers, 64 * t1_ms + SIPAGENT_ANSWER_SLACK_MS);
+}
+
+void sipagent_stats(struct sipagent *a, struct sipagent_stats *st)
+{
+    usize_t irq = 0, orq = 0, leg = 0, recv = 0, sent = 0, rretry = 0, qretry = 0,
+            sretry = 0, trq = 0, trs = 0;
+    nta_agent_get_stats(
+        a->nta, NTATAG_S_IRQ_HASH_USED_REF(irq), NTATAG_S_ORQ_HASH_USED_REF(orq),
+        NTATAG_S_LEG_HASH_USED_REF(leg), NTATAG_S_RECV_MSG_REF(recv),
+        NTATAG_S_SENT_MSG_REF(sent), NTATAG_S_RECV_RETRY_REF(rretry),
+        NTATAG_S_RETRY_REQUEST_REF(qretry), NTATAG_S_RETRY_RESPONSE_REF(sretry),
+        NTATAG_S_TRLESS_REQUEST_REF(trq), NTATAG_S_TRLESS_RESPONSE_REF(trs), TAG_END());
+    *st = (struct sipagent_stats){.server_tr = irq,
+                                  .client_tr = orq,
+                                  .dialogs = leg,
+                                  .recv_msg = recv,
+                                  .sent_msg = sent,
+                                  .recv_retry = rretry,
+                                  .retry_request = qretry,
+                                  .retry_response = sretry,
+                                  .trless_request = trq,
+                                  .trless_response = trs};
+    st->tr_bytes = (st->server_tr + st->client_tr) * SIPAGENT_TR_BYTES;
+    st->invites = sipinv_set_count(a->invites, &st->invites_light);
+    st->answers = answer_count(a->answers);
+    st->answer_bytes = answer_bytes(a->answers);
 }
 
 void sipagent_set_stream_filter(struct sipagent *a, sipagent_source_filter_h *fn, void *arg)

@@ -78,6 +78,32 @@ typedef bool sipagent_source_filter_h(const struct sockaddr *from, socklen_t fro
                                       void *arg);
 void sipagent_set_stream_filter(struct sipagent *a, sipagent_source_filter_h *fn, void *arg);
 
+/* ---- Dialogs --------------------------------------------------------------
+ *
+ * nta answers every request it matches to a dialog (a leg) in a server
+ * transaction, which it keeps 64 * T1 after the answer (J) with both
+ * messages: a BYE costs 8 KB for 32 s. The switch's dialogs are created
+ * with URLTAG_URL(SIPAGENT_DIALOG_URL), which no request matches, so their
+ * requests come here without a transaction, and go to the dialog handler
+ * with the leg nta_leg_by_dialog() found. The handler owns msg: it answers
+ * a BYE with sipagent_reply_final() (no transaction; a retransmission gets
+ * the same answer from the answer cache), drops an ACK, and makes the
+ * others a transaction with nta_incoming_create(nta, leg, msg, sip, ...)
+ * as nta would have. */
+#define SIPAGENT_DIALOG_URL "sip:dialog.moonswitch.invalid"
+
+typedef void sipagent_dialog_h(void *arg, nta_leg_t *leg, msg_t *msg, sip_t *sip);
+void sipagent_set_dialog_handler(struct sipagent *a, sipagent_dialog_h *h, void *arg);
+
+/* Answer request msg statelessly with a final `status` (phrase NULL: the
+ * standard one); takes msg. A BYE's answer is remembered for 64 * T1, so
+ * its retransmissions get it again. */
+void sipagent_reply_final(struct sipagent *a, msg_t *msg, const sip_t *sip, int status,
+                          const char *phrase);
+
+/* The INVITEs sent through sipagent_invite() (sip/invite.h). */
+struct sipinv_set *sipagent_invites(struct sipagent *a);
+
 nta_agent_t *sipagent_nta(struct sipagent *a);
 
 /* The leg to send out-of-dialog requests on (nta_default_leg() is NULL
@@ -128,6 +154,23 @@ bool sipagent_cancel(struct sipagent *a, nta_outgoing_t *orq);
 /* After calling into sofia from outside its callbacks (rule 2 above). One
  * su_timer_next_expires() and at most one evtimer_add(). */
 void sipagent_after_sofia(struct sipagent *a);
+
+/* What the agent holds now, and its message counters. Transactions are
+ * nta's, answered ones it keeps for retransmissions included; their bytes
+ * are estimated (SIPAGENT_TR_BYTES each: a transaction and its parsed
+ * request and answer, measured with heaptrack). INVITEs are those sent
+ * with sipagent_invite(), `light` the ones nta no longer holds; answers
+ * the answer cache's entries and their bytes (measured). */
+#define SIPAGENT_TR_BYTES 8192
+struct sipagent_stats {
+    size_t server_tr, client_tr, dialogs; /* nta's, alive now */
+    size_t tr_bytes; /* (server_tr + client_tr) * SIPAGENT_TR_BYTES */
+    size_t invites, invites_light;
+    size_t answers, answer_bytes;
+    size_t recv_msg, sent_msg, recv_retry, retry_request, retry_response;
+    size_t trless_request, trless_response;
+};
+void sipagent_stats(struct sipagent *a, struct sipagent_stats *st);
 
 /* Apply a new SIP resend interval (T1, ms), e.g. after a reload. */
 void sipagent_set_t1(struct sipagent *a, unsigned t1_ms);

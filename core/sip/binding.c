@@ -39,6 +39,7 @@ struct binding_set {
     struct binding **heap; /* min-heap on expires_at; its size is count */
     size_t count, heap_cap;
     struct event *expiry_ev;
+    long long armed_for; /* the expiry the timer is armed for; 0: none */
     su_root_t *root;
     struct store *store;
     struct keepalive *ka;
@@ -201,17 +202,23 @@ static void heap_update(struct binding_set *s, struct binding *b)
     heap_up(s, b->heap_idx);
 }
 
-/* Re-arm the expiry timer for the earliest binding. One evtimer_add. */
+/* Re-arm the expiry timer for the earliest binding: one evtimer_add, none
+ * when the earliest expiry is the one it is armed for already (most
+ * REGISTERs refresh a binding that is not the next to expire). */
 static void arm_expiry(struct binding_set *s)
 {
     if (!s->expiry_ev)
         return;
     if (s->count == 0) {
         event_del(s->expiry_ev);
+        s->armed_for = 0;
         return;
     }
-    registrar_arm_seconds(s->expiry_ev,
-                          (double)(s->heap[0]->expires_at - registrar_now_s()) + 0.05);
+    long long due = s->heap[0]->expires_at;
+    if (due == s->armed_for && evtimer_pending(s->expiry_ev, NULL))
+        return;
+    s->armed_for = due;
+    registrar_arm_seconds(s->expiry_ev, (double)(due - registrar_now_s()) + 0.05);
 }
 
 void binding_expire(struct binding_set *s, long long now)

@@ -23,6 +23,7 @@
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su.h>
+#include <sofia-sip/url_tag.h>
 
 static const char *statename(enum call_state s)
 {
@@ -103,6 +104,8 @@ int calls_create(struct calls **csp, struct sipagent *agent, su_root_t *root,
         snprintf(cs->host, sizeof cs->host, "localhost");
         snprintf(cs->contact, sizeof cs->contact, "<sip:localhost>");
     }
+    /* The dialogs' requests come without a transaction (see agent.h). */
+    sipagent_set_dialog_handler(agent, call_indialog_request, cs);
     *csp = cs;
     return 0;
 }
@@ -234,10 +237,8 @@ static int on_a_ack_cancel(void *magic, nta_incoming_t *irq, sip_t const *sip)
     c->a_irq = NULL;
     c->rec.status = 487;
     call_set_reason(c, 487, "Request Terminated");
-    if (c->b_orq) {
-        nta_outgoing_t *cancel = nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
-        if (cancel)
-            nta_outgoing_destroy(cancel);
+    if (c->b_inv) {
+        sipinv_cancel(c->b_inv);
         /* Wait for the gateway's 487 (or a crossing 200) to end the call;
          * the timer bounds the wait. */
         if (c->state == ST_CALLING)
@@ -411,7 +412,8 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     }
     c->a_leg =
         nta_leg_tcreate(cs->nta, call_a_leg_request, c, SIPTAG_CALL_ID(sip->sip_call_id),
-                        SIPTAG_FROM(sip->sip_to), SIPTAG_TO(sip->sip_from), TAG_END());
+                        SIPTAG_FROM(sip->sip_to), SIPTAG_TO(sip->sip_from),
+                        URLTAG_URL(SIPAGENT_DIALOG_URL), TAG_END());
     if (!c->a_leg) {
         call_fail(c, 500, NULL, "switch");
         return 0;

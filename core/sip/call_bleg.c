@@ -8,6 +8,7 @@
 #include "config.h"
 #include "log.h"
 #include "random.h"
+#include "sip/agent.h"
 #include "sip/digest.h"
 #include "sip/gateway.h"
 #include "sip/registrar.h"
@@ -22,6 +23,7 @@
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su.h>
+#include <sofia-sip/url_tag.h>
 
 /* nta marks the responses it makes up itself (timer B's 408, a transport
  * error's 503) with this message flag; the value is in nta_internal.h,
@@ -30,7 +32,7 @@
 #define NTA_INTERNAL_MSG (1 << 15)
 #endif
 
-static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip);
+static void on_b_response(void *magic, struct sipinv *inv, sip_t const *sip, int status);
 
 /* ---- Attempts ---------------------------------------------------------------- */
 
@@ -38,9 +40,9 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip);
  * caller of this did what the protocol needs) and its dialog. */
 void call_drop_b(struct call *c)
 {
-    if (c->b_orq) {
-        nta_outgoing_destroy(c->b_orq);
-        c->b_orq = NULL;
+    if (c->b_inv) {
+        sipinv_destroy(c->b_inv);
+        c->b_inv = NULL;
     }
     if (c->b_leg) {
         nta_leg_destroy(c->b_leg);
@@ -101,15 +103,16 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
                            from, sizeof from);
         c->b_leg =
             nta_leg_tcreate(cs->nta, call_b_leg_request, c, SIPTAG_FROM_STR(from),
-                            SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id), TAG_END());
+                            SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id),
+                            URLTAG_URL(SIPAGENT_DIALOG_URL), TAG_END());
         if (!c->b_leg)
             return -1;
     }
     char mf[16], timer[128];
     snprintf(mf, sizeof mf, "%d", c->a_max_forwards - 1);
     call_timer_invite_headers(c, timer, sizeof timer);
-    c->b_orq = nta_outgoing_tcreate(
-        c->b_leg, on_b_response, c, NULL, SIP_METHOD_INVITE, URL_STRING_MAKE(c->b_ruri),
+    c->b_inv = sipagent_invite(
+        cs->agent, NULL, c->b_leg, on_b_response, c, URL_STRING_MAKE(c->b_ruri),
         SIPTAG_CONTACT_STR(transport_contact(cs->nta, g->transport, cs->contact, contact,
                                              sizeof contact)),
         SIPTAG_MAX_FORWARDS_STR(mf), SIPTAG_ALLOW_STR(CALL_ALLOW),
@@ -120,7 +123,7 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
         TAG_IF(timer[0], SIPTAG_HEADER_STR(timer)),
         TAG_IF(a->sip_content_type, SIPTAG_CONTENT_TYPE(a->sip_content_type)),
         TAG_IF(a->sip_payload, SIPTAG_PAYLOAD(a->sip_payload)), TAG_END());
-    if (!c->b_orq)
+    if (!c->b_inv)
         return -1;
     c->state = ST_CALLING;
     call_arm(c, c->b_timeout ? c->b_timeout : config_switch(cs->cfg)->sip.invite_timeout);
@@ -265,7 +268,7 @@ static void confirm_b(struct call *c, sip_t const *sip, bool hold)
                   c->id, c->rec.routing_gateway);
         return;
     }
-    call_send_ack(c->b_leg, c->b_orq, NULL);
+    sipinv_ack(c->b_inv, c->b_leg, NULL);
 }
 
 /* The credentials gateway g answers challenges with: its registration's
@@ -314,8 +317,8 @@ static bool answer_challenge(struct call *c, int status, sip_t const *sip)
     if (digest_authorization(&ch, user, password, "INVITE", c->b_ruri, 1, cnonce, value,
                              sizeof value) < 0)
         return false;
-    nta_outgoing_destroy(c->b_orq);
-    c->b_orq = NULL;
+    sipinv_destroy(c->b_inv);
+    c->b_inv = NULL;
     call_disarm(c);
     char addr[128];
     snprintf(addr, sizeof addr, "%s", c->b_addr); /* send_invite() replaces b_addr */
@@ -331,8 +334,8 @@ static bool retry_422(struct call *c, sip_t const *sip)
     const struct routing_gateway_def *g = gw_find(c->cs->gws, c->rec.routing_gateway);
     if (!g || !call_timer_retry_422(c, sip))
         return false;
-    nta_outgoing_destroy(c->b_orq);
-    c->b_orq = NULL;
+    sipinv_destroy(c->b_inv);
+    c->b_inv = NULL;
     call_disarm(c);
     char addr[128];
     snprintf(addr, sizeof addr, "%s", c->b_addr); /* send_invite() replaces b_addr */
@@ -347,8 +350,8 @@ static void answered(struct call *c, sip_t const *sip, int status, const char *p
     bool relayed = !c->cancelled && c->a_irq;
     confirm_b(c, sip, relayed && c->late_offer);
     if (!c->b_ack_held) {
-        nta_outgoing_destroy(c->b_orq);
-        c->b_orq = NULL;
+        sipinv_destroy(c->b_inv);
+        c->b_inv = NULL;
     }
     if (!relayed) {
         /* The 200 crossed the caller's CANCEL (who got 487): hang up. */
@@ -381,16 +384,14 @@ static void answered(struct call *c, sip_t const *sip, int status, const char *p
     log_debug("call", "%" PRIu64 ": answered by %s", c->id, c->rec.routing_gateway);
 }
 
-static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
+static void on_b_response(void *magic, struct sipinv *inv, sip_t const *sip, int status)
 {
     struct call *c = magic;
     struct calls *cs = c->cs;
-    int status =
-        sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
     bool internal = !sip || (sip->sip_flags & NTA_INTERNAL_MSG);
     const char *phrase = sip && sip->sip_status ? sip->sip_status->st_phrase : NULL;
-    if (orq != c->b_orq)
-        return 0;
+    if (inv != c->b_inv)
+        return;
 
     if (status < 200) {
         if (c->state == ST_CALLING) {
@@ -405,39 +406,36 @@ static int on_b_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
                 SIPTAG_ALLOW_STR(CALL_ALLOW),
                 TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
                 TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());
-        return 0;
+        return;
     }
     call_disarm(c);
 
     if (status < 300) {
         answered(c, sip, status, phrase);
-        return 0;
+        return;
     }
 
     if (c->cancelled) {
         call_end(c, "caller", 487, "Request Terminated");
-        return 0;
+        return;
     }
     if ((status == 401 || status == 407) && !internal && answer_challenge(c, status, sip))
-        return 0;
+        return;
     if (status == 422 && !internal && retry_422(c, sip))
-        return 0;
+        return;
     c->last_status = status;
     call_set_text(&c->last_reason, phrase);
     call_drop_b(c);
     call_route_failed(c, status, internal); /* may end c */
-    return 0;
+    return;
 }
 
 /* ---- Timeouts ---------------------------------------------------------------- */
 
 void call_attempt_timeout(struct call *c)
 {
-    if (c->b_orq) {
-        nta_outgoing_t *cancel = nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
-        if (cancel)
-            nta_outgoing_destroy(cancel);
-    }
+    if (c->b_inv)
+        sipinv_cancel(c->b_inv);
     if (c->cancelled) {
         /* The caller is gone and the gateway never answered the CANCEL. */
         call_end(c, "caller", 487, "Request Terminated");

@@ -57,11 +57,11 @@ void call_flush_b_ack(struct call *c, sip_t const *caller_ack)
     if (!c->b_ack_held)
         return;
     c->b_ack_held = false;
-    if (c->b_leg && c->b_orq)
-        call_send_ack(c->b_leg, c->b_orq, caller_ack);
-    if (c->b_orq) {
-        nta_outgoing_destroy(c->b_orq);
-        c->b_orq = NULL;
+    if (c->b_leg && c->b_inv)
+        sipinv_ack(c->b_inv, c->b_leg, caller_ack);
+    if (c->b_inv) {
+        sipinv_destroy(c->b_inv);
+        c->b_inv = NULL;
     }
 }
 
@@ -317,6 +317,25 @@ static int relay_request(struct call *c, nta_incoming_t *irq, sip_t const *sip, 
 
 /* ---- The dialogs' requests --------------------------------------------------- */
 
+int call_dialog_bye(struct call *c, bool from_a)
+{
+    if (c->state == ST_ANSWERED) {
+        call_release_acks(c); /* a BYE before an ACK we hold (late offer) */
+        call_send_bye(from_a ? c->b_leg : c->a_leg, NULL, NULL);
+        call_end(c, from_a ? "caller" : "callee", c->rec.status, NULL);
+        return 200;
+    }
+    if (from_a) {
+        /* BYE before the answer (RFC 3261 15: only once confirmed, but
+         * seen in the wild): treat as a CANCEL. */
+        if (c->b_inv)
+            sipinv_cancel(c->b_inv);
+        call_fail(c, 487, "Request Terminated", "caller");
+        return 200;
+    }
+    return 481;
+}
+
 static int dialog_request(struct call *c, nta_incoming_t *irq, sip_t const *sip,
                           bool from_a)
 {
@@ -324,25 +343,7 @@ static int dialog_request(struct call *c, nta_incoming_t *irq, sip_t const *sip,
     case sip_method_ack:
         return 200; /* ACK of our 2xx is absorbed by its transaction */
     case sip_method_bye:
-        if (c->state == ST_ANSWERED) {
-            call_release_acks(c); /* a BYE before an ACK we hold (late offer) */
-            call_send_bye(from_a ? c->b_leg : c->a_leg, NULL, NULL);
-            call_end(c, from_a ? "caller" : "callee", c->rec.status, NULL);
-            return 200;
-        }
-        if (from_a) {
-            /* BYE before the answer (RFC 3261 15: only once confirmed, but
-             * seen in the wild): treat as a CANCEL. */
-            if (c->b_orq) {
-                nta_outgoing_t *cancel =
-                    nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
-                if (cancel)
-                    nta_outgoing_destroy(cancel);
-            }
-            call_fail(c, 487, "Request Terminated", "caller");
-            return 200;
-        }
-        return 481;
+        return call_dialog_bye(c, from_a);
     case sip_method_invite:
     case sip_method_update: {
         /* A session refresh is answered here (call_timer.c), still moving

@@ -238,11 +238,8 @@ void call_hangup_switch(struct call *c, int status, const char *reason)
         call_end(c, "switch", c->rec.status, NULL);
         return;
     }
-    if (c->b_orq) {
-        nta_outgoing_t *cancel = nta_outgoing_tcancel(c->b_orq, NULL, NULL, TAG_END());
-        if (cancel)
-            nta_outgoing_destroy(cancel);
-    }
+    if (c->b_inv)
+        sipinv_cancel(c->b_inv);
     call_fail(c, status, reason, "switch");
 }
 

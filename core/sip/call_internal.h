@@ -34,6 +34,7 @@
 #include "metrics.h"
 #include "routing.h"
 #include "sip/call.h"
+#include "sip/invite.h"
 #include "wheel.h"
 
 #include <stdbool.h>
@@ -164,10 +165,9 @@ struct call {
     int a_max_forwards;
     /* B-leg: the attempt in progress */
     nta_leg_t *b_leg;
-    /* The attempt's INVITE; after a late-offer answer, kept (not given back
-     * to nta) until the held ACK goes: nta finds the INVITE's branch and
-     * CSeq for the ACK in it, even after timer D has terminated it. */
-    nta_outgoing_t *b_orq;
+    /* The attempt's INVITE; after a late-offer answer, kept until the held
+     * ACK goes (the ACK takes its CSeq and credentials). */
+    struct sipinv *b_inv;
     char *b_ruri;          /* the attempt's Request-URI (digest retries sign it) */
     char *b_addr;          /* host:port the attempt's INVITE went to */
     int b_request_address; /* enum request_address of the destination */
@@ -303,6 +303,16 @@ int call_b_leg_request(struct call *c, nta_leg_t *leg, nta_incoming_t *irq,
 /* ACK a 2xx to our INVITE `invite` on `leg`, with `answer`'s body (the
  * other side's ACK) when not NULL. */
 void call_send_ack(nta_leg_t *leg, nta_outgoing_t *invite, sip_t const *answer);
+
+/* A BYE from one side (`from_a`): the status to answer it with. May end
+ * the call. */
+int call_dialog_bye(struct call *c, bool from_a);
+
+/* ---- call_indialog.c -------------------------------------------------------- */
+
+/* The requests of the calls' dialogs, without a transaction (the agent's
+ * dialog handler, see agent.h). */
+void call_indialog_request(void *arg, nta_leg_t *leg, msg_t *msg, sip_t *sip);
 
 /* Send the B-leg ACK held for the caller's (late offer), with the caller's
  * ACK's answer, or bare (NULL). No-op when none is held. */

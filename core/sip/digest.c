@@ -8,8 +8,27 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
 #include <sys/random.h>
+
+/* OpenSSL 3 looks an algorithm up by name on each EVP_sha256() digest or
+ * one-shot HMAC(), and allocates a context each time: for the registrar's
+ * one nonce and three hashes per REGISTER that was most of the cost of
+ * digest. The algorithms are fetched once here and one context of each
+ * kind is reused. Loop thread only; held until exit. */
+static EVP_MD *fetched[2];
+static EVP_MD_CTX *md_ctx;
+
+static const EVP_MD *md_of(enum digest_alg alg)
+{
+    int i = alg == DIGEST_SHA256;
+    if (!fetched[i])
+        fetched[i] = EVP_MD_fetch(NULL, i ? "SHA256" : "MD5", NULL);
+    return fetched[i] ? fetched[i] : i ? EVP_sha256() : EVP_md5();
+}
 
 enum digest_alg digest_alg_parse(const char *name)
 {
@@ -26,14 +45,14 @@ const char *digest_alg_name(enum digest_alg alg)
 }
 
 /* H(a:b:c...) of up to 6 parts, as lowercase hex. */
-static int hash_hex(enum digest_alg alg, char out[DIGEST_HEX_MAX], const char *const *parts,
-                    int n)
+static int hash_hex(enum digest_alg alg, char out[DIGEST_HEX_MAX],
+                    const char *const *parts, int n)
 {
-    const EVP_MD *md = alg == DIGEST_SHA256 ? EVP_sha256() : EVP_md5();
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx)
+    if (!md_ctx && !(md_ctx = EVP_MD_CTX_new()))
         return -1;
-    EVP_DigestInit_ex(ctx, md, NULL);
+    EVP_MD_CTX *ctx = md_ctx;
+    if (!EVP_DigestInit_ex2(ctx, md_of(alg), NULL))
+        return -1;
     for (int i = 0; i < n; i++) {
         if (i)
             EVP_DigestUpdate(ctx, ":", 1);
@@ -42,7 +61,6 @@ static int hash_hex(enum digest_alg alg, char out[DIGEST_HEX_MAX], const char *c
     unsigned char raw[EVP_MAX_MD_SIZE];
     unsigned len = 0;
     EVP_DigestFinal_ex(ctx, raw, &len);
-    EVP_MD_CTX_free(ctx);
     static const char hex[] = "0123456789abcdef";
     for (unsigned i = 0; i < len; i++) {
         out[2 * i] = hex[raw[i] >> 4];
@@ -54,8 +72,8 @@ static int hash_hex(enum digest_alg alg, char out[DIGEST_HEX_MAX], const char *c
 
 int digest_response(enum digest_alg alg, const char *user, const char *realm,
                     const char *password, const char *method, const char *uri,
-                    const char *nonce, const char *nc, const char *cnonce, const char *qop,
-                    char out[DIGEST_HEX_MAX])
+                    const char *nonce, const char *nc, const char *cnonce,
+                    const char *qop, char out[DIGEST_HEX_MAX])
 {
     if (alg == DIGEST_UNSUPPORTED)
         return -1;
@@ -92,8 +110,8 @@ void digest_unquote(const char *in, char *out, size_t outlen)
  * as given (not terminated: `nlen` bytes). Stops when buf is full. */
 typedef void param_set_h(const char *name, size_t nlen, const char *value, void *ctx);
 
-static void each_param(const char *const *params, char *buf, size_t buflen, param_set_h *set,
-                       void *ctx)
+static void each_param(const char *const *params, char *buf, size_t buflen,
+                       param_set_h *set, void *ctx)
 {
     size_t used = 0;
     for (int i = 0; params && params[i]; i++) {
@@ -158,8 +176,8 @@ int digest_authorization(const struct digest_challenge *c, const char *user,
     char ncs[9], response[DIGEST_HEX_MAX];
     snprintf(ncs, sizeof ncs, "%08x", nc);
     const char *qop = c->qop_auth ? "auth" : NULL;
-    if (digest_response(c->alg, user, c->realm, password, method, uri, c->nonce, ncs, cnonce,
-                        qop, response) < 0)
+    if (digest_response(c->alg, user, c->realm, password, method, uri, c->nonce, ncs,
+                        cnonce, qop, response) < 0)
         return -1;
     int n = snprintf(out, outlen,
                      "Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\", "
@@ -174,8 +192,8 @@ int digest_authorization(const struct digest_challenge *c, const char *user,
         n += m;
     }
     if (qop) {
-        int m = snprintf(out + n, outlen - (size_t)n, ", qop=auth, nc=%s, cnonce=\"%s\"", ncs,
-                         cnonce);
+        int m = snprintf(out + n, outlen - (size_t)n, ", qop=auth, nc=%s, cnonce=\"%s\"",
+                         ncs, cnonce);
         if (m < 0 || (size_t)(n + m) >= outlen)
             return -1;
         n += m;
@@ -221,11 +239,42 @@ static int from_hex(const char *in, unsigned char *out, size_t n)
 /* time(8) || random(8) || HMAC-SHA256(secret, time || random)[0..16) */
 #define NONCE_RAW 32
 
-static void nonce_mac(const unsigned char secret[DIGEST_SECRET_LEN], const unsigned char head[16],
-                      unsigned char mac[32])
+/* One HMAC context, keyed with the secret it last saw: re-initialised
+ * with its key kept (no lookup, no allocation) for each nonce. */
+static EVP_MAC_CTX *mac_ctx;
+static unsigned char mac_key[DIGEST_SECRET_LEN];
+
+static bool mac_keyed(const unsigned char secret[DIGEST_SECRET_LEN])
 {
-    unsigned len = 0;
-    HMAC(EVP_sha256(), secret, DIGEST_SECRET_LEN, head, 16, mac, &len);
+    if (mac_ctx && memcmp(mac_key, secret, DIGEST_SECRET_LEN) == 0)
+        return EVP_MAC_init(mac_ctx, NULL, 0, NULL) == 1;
+    if (!mac_ctx) {
+        EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        mac_ctx = m ? EVP_MAC_CTX_new(m) : NULL;
+        EVP_MAC_free(m);
+        if (!mac_ctx)
+            return false;
+    }
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end()};
+    if (EVP_MAC_init(mac_ctx, secret, DIGEST_SECRET_LEN, params) != 1) {
+        memset(mac_key, 0, sizeof mac_key);
+        return false;
+    }
+    memcpy(mac_key, secret, DIGEST_SECRET_LEN);
+    return true;
+}
+
+static void nonce_mac(const unsigned char secret[DIGEST_SECRET_LEN],
+                      const unsigned char head[16], unsigned char mac[32])
+{
+    size_t len = 0;
+    if (mac_keyed(secret) && EVP_MAC_update(mac_ctx, head, 16) == 1 &&
+        EVP_MAC_final(mac_ctx, mac, &len, 32) == 1 && len == 32)
+        return;
+    unsigned ulen = 0;
+    HMAC(EVP_sha256(), secret, DIGEST_SECRET_LEN, head, 16, mac, &ulen);
 }
 
 void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long now_ms,
@@ -235,7 +284,8 @@ void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long 
     unsigned long long t = (unsigned long long)now_ms;
     for (int i = 7; i >= 0; i--, t >>= 8)
         raw[i] = (unsigned char)(t & 0xff);
-    if (getrandom(raw + 8, 8, 0) != 8)
+    /* OpenSSL's DRBG: no system call per nonce, unlike getrandom(). */
+    if (RAND_bytes(raw + 8, 8) != 1 && getrandom(raw + 8, 8, 0) != 8)
         for (int i = 8; i < 16; i++)
             raw[i] = (unsigned char)random();
     nonce_mac(secret, raw, mac);
@@ -244,11 +294,13 @@ void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long 
 }
 
 enum digest_nonce_state digest_nonce_check(const unsigned char secret[DIGEST_SECRET_LEN],
-                                           const char *nonce, long long now_ms, unsigned ttl,
-                                           long long *issued_ms, unsigned long long *id)
+                                           const char *nonce, long long now_ms,
+                                           unsigned ttl, long long *issued_ms,
+                                           unsigned long long *id)
 {
     unsigned char raw[NONCE_RAW], mac[32];
-    if (!nonce || strlen(nonce) != DIGEST_NONCE_LEN || from_hex(nonce, raw, NONCE_RAW) < 0)
+    if (!nonce || strlen(nonce) != DIGEST_NONCE_LEN ||
+        from_hex(nonce, raw, NONCE_RAW) < 0)
         return DIGEST_NONCE_INVALID;
     nonce_mac(secret, raw, mac);
     if (CRYPTO_memcmp(mac, raw + 16, 16) != 0)
@@ -266,7 +318,8 @@ enum digest_nonce_state digest_nonce_check(const unsigned char secret[DIGEST_SEC
         *issued_ms = when;
     if (id)
         *id = r;
-    return now_ms - when > (long long)ttl * 1000 ? DIGEST_NONCE_STALE : DIGEST_NONCE_VALID;
+    return now_ms - when > (long long)ttl * 1000 ? DIGEST_NONCE_STALE
+                                                 : DIGEST_NONCE_VALID;
 }
 
 int digest_challenge_format(enum digest_alg alg, const char *realm, const char *nonce,
@@ -274,12 +327,14 @@ int digest_challenge_format(enum digest_alg alg, const char *realm, const char *
 {
     if (alg == DIGEST_UNSUPPORTED)
         return -1;
-    int n = snprintf(out, outlen, "Digest realm=\"%s\", nonce=\"%s\", algorithm=%s, qop=\"auth\"%s",
+    int n = snprintf(out, outlen,
+                     "Digest realm=\"%s\", nonce=\"%s\", algorithm=%s, qop=\"auth\"%s",
                      realm, nonce, digest_alg_name(alg), stale ? ", stale=true" : "");
     return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
-static void set_credential_param(const char *name, size_t nlen, const char *val, void *ctx)
+static void set_credential_param(const char *name, size_t nlen, const char *val,
+                                 void *ctx)
 {
     struct digest_credentials *c = ctx;
     if (name_is(name, nlen, "username"))
@@ -326,10 +381,11 @@ int digest_credentials_parse(struct digest_credentials *c, const char *const *pa
     return c->username && c->realm && c->nonce && c->uri && c->response ? 0 : -1;
 }
 
-bool digest_check(const struct digest_credentials *c, const char *password, const char *method)
+bool digest_check(const struct digest_credentials *c, const char *password,
+                  const char *method)
 {
-    if (c->alg == DIGEST_UNSUPPORTED || !c->username || !c->realm || !c->nonce || !c->uri ||
-        !c->response || !password || !method)
+    if (c->alg == DIGEST_UNSUPPORTED || !c->username || !c->realm || !c->nonce ||
+        !c->uri || !c->response || !password || !method)
         return false;
     const char *qop = NULL;
     if (c->qop && *c->qop) {
@@ -347,7 +403,8 @@ bool digest_check(const struct digest_credentials *c, const char *password, cons
     /* Lowercase hex is what we make; accept an uppercase answer too. */
     char got[DIGEST_HEX_MAX];
     for (size_t i = 0; i < n; i++)
-        got[i] = (char)((c->response[i] >= 'A' && c->response[i] <= 'F') ? c->response[i] + 32
-                                                                          : c->response[i]);
+        got[i] =
+            (char)((c->response[i] >= 'A' && c->response[i] <= 'F') ? c->response[i] + 32
+                                                                    : c->response[i]);
     return CRYPTO_memcmp(want, got, n) == 0;
 }

@@ -48,7 +48,11 @@
 /* Replies waiting for a commit are sent at the end of the turn, or at once
  * when this many are waiting (a busy socket may keep the turn going). */
 #define FLUSH_BATCH 256
-#define FLUSH_GAP_US 1000
+/* The pause between two commits: FLUSH_GAP_RATIO times what a commit takes
+ * (its fsyncs), within these bounds. See on_flush(). */
+#define FLUSH_GAP_RATIO 4
+#define FLUSH_GAP_MIN_US 1000
+#define FLUSH_GAP_MAX_US 20000
 
 struct pending {
     struct pending *next;
@@ -91,6 +95,7 @@ struct registrar {
     unsigned npending;
     struct event *flush_ev;
     long long last_flush_us; /* monotonic time of the last paced commit */
+    long long commit_us;     /* what a commit takes: a moving average */
 
     registrar_hook_h *hook;
     void *hook_arg;
@@ -241,11 +246,16 @@ static void http_date(char *out, size_t len)
 
 /* Send what waits for the commit: 200s after a successful commit, 500s if
  * it failed (the bindings are then not durable, so not acknowledged). */
+static long long monotonic_us(void);
+
 static void flush(struct registrar *r)
 {
     if (!r->pending)
         return;
+    long long t0 = monotonic_us();
     int rc = r->store ? store_commit(r->store) : 0;
+    /* A moving average over the last few commits (1/8 weight each). */
+    r->commit_us += (monotonic_us() - t0 - r->commit_us) / 8;
     struct pending *p = r->pending;
     r->pending = NULL;
     r->pending_tail = &r->pending;
@@ -276,17 +286,29 @@ static long long monotonic_us(void)
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* The group commit's pace: at most one every FLUSH_GAP_US. A commit blocks
- * the loop for its fsync (about 0.1-0.2 ms on a VM disk); committing after
- * every loop turn under load spends a third of the time there. Waiting up to
- * FLUSH_GAP_US for more REGISTERs to join costs each one at most that much
- * latency and bounds the fsyncs to 1/FLUSH_GAP_US per second. */
+/* The group commit's pace. A commit blocks the loop for its fsyncs (two:
+ * LMDB's data pages, then its meta page; 1 to 4 ms each on a VM's disk, a few
+ * microseconds on tmpfs). Committing as soon as a 200 waits would leave the
+ * loop blocked most of the time under load, one REGISTER per fsync pair. So
+ * the next commit waits FLUSH_GAP_RATIO times what the last ones took
+ * (between FLUSH_GAP_MIN_US and FLUSH_GAP_MAX_US) for more REGISTERs to
+ * join: the loop is blocked at most 1 / (FLUSH_GAP_RATIO + 1) of the time,
+ * and each REGISTER waits at most that gap plus a commit for its 200, which
+ * still leaves only after the commit that holds its binding returned. */
+static long long flush_gap_us(const struct registrar *r)
+{
+    long long gap = r->commit_us * FLUSH_GAP_RATIO;
+    return gap < FLUSH_GAP_MIN_US ? FLUSH_GAP_MIN_US
+           : gap > FLUSH_GAP_MAX_US ? FLUSH_GAP_MAX_US
+                                    : gap;
+}
+
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct registrar *r = arg;
     (void)fd;
     (void)what;
-    long long now = monotonic_us(), wait = r->last_flush_us + FLUSH_GAP_US - now;
+    long long now = monotonic_us(), wait = r->last_flush_us + flush_gap_us(r) - now;
     if (wait > 0 && r->pending) {
         struct timeval tv = {0, (suseconds_t)wait};
         event_add(r->flush_ev, &tv);
@@ -380,7 +402,7 @@ static bool run_hook(struct registrar *r, nta_incoming_t *irq, const sip_t *sip,
     for (unsigned i = 0; i < info->req.n; i++)
         if (info->req.c[i].granted > 0)
             adds = true;
-    if (!adds)
+    if (!adds || !r->hook(NULL, r->hook_arg))
         return false;
     struct registrar_event *ev = calloc(1, sizeof *ev);
     if (!ev)

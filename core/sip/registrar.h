@@ -135,7 +135,9 @@ int registrar_authenticate(struct registrar *r, nta_incoming_t *irq, const sip_t
 
 /* Called for every authenticated REGISTER that adds or refreshes a binding.
  * Return false to go on at once (no hook defined), or true to take the
- * event: then registrar_event_done() must follow, now or later. */
+ * event: then registrar_event_done() must follow, now or later. Called
+ * first with ev NULL: return whether there is a hook at all (nothing is
+ * allocated for a REGISTER when there is none). */
 typedef bool registrar_hook_h(struct registrar_event *ev, void *arg);
 void registrar_set_hook(struct registrar *r, registrar_hook_h *h, void *arg);
 
