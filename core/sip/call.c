@@ -10,6 +10,7 @@
 #include "sip/agent.h"
 #include "sip/gateway.h"
 #include "sip/registrar.h"
+#include "sip/transport.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -405,11 +406,13 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
         nta_incoming_destroy(irq);
         return 0;
     }
+    int a_transport = transport_of_msg(msg);
     struct call *c = call_new(cs, irq, msg, sip, &src, mf);
     if (!c) {
         msg_destroy(msg);
         return 500;
     }
+    c->a_transport = (uint8_t)a_transport;
     c->a_leg =
         nta_leg_tcreate(cs->nta, call_a_leg_request, c, SIPTAG_CALL_ID(sip->sip_call_id),
                         SIPTAG_FROM(sip->sip_to), SIPTAG_TO(sip->sip_from),
@@ -424,7 +427,7 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
     nta_incoming_bind(irq, on_a_ack_cancel, c);
     nta_incoming_treply(irq, SIP_100_TRYING, TAG_END());
     log_debug("call", "%" PRIu64 ": %s INVITE %s -> %s from %s (%s)", c->id,
-             c->inbound ? "inbound" : "outbound", c->rec.caller, c->rec.callee, gw, ip);
+              c->inbound ? "inbound" : "outbound", c->rec.caller, c->rec.callee, gw, ip);
     call_route_start(c);
     return 0;
 }

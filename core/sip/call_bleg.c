@@ -101,10 +101,9 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
         call_identity_from(a->sip_from, c->display, c->rec.caller,
                            config_switch(cs->cfg)->sip.e164_display_from, cs->host, tag,
                            from, sizeof from);
-        c->b_leg =
-            nta_leg_tcreate(cs->nta, call_b_leg_request, c, SIPTAG_FROM_STR(from),
-                            SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id),
-                            URLTAG_URL(SIPAGENT_DIALOG_URL), TAG_END());
+        c->b_leg = nta_leg_tcreate(cs->nta, call_b_leg_request, c, SIPTAG_FROM_STR(from),
+                                   SIPTAG_TO_STR(to), SIPTAG_CALL_ID_STR(call_id),
+                                   URLTAG_URL(SIPAGENT_DIALOG_URL), TAG_END());
         if (!c->b_leg)
             return -1;
     }
@@ -177,7 +176,7 @@ static bool try_account(struct call *c, const struct call_cand *t)
      * one per phone. */
     metrics_call_attempt(&c->metrics, metrics_routing_gateway("endpoint"));
     log_debug("call", "%" PRIu64 ": %s -> registered %s at %s", c->id, c->rec.caller,
-             t->name, target);
+              t->name, target);
     return true;
 }
 
@@ -209,7 +208,7 @@ static bool try_gateway(struct call *c, const struct call_cand *t)
     if (send_invite(c, g, addr, 0, NULL) == 0) {
         metrics_call_attempt(&c->metrics, metrics_routing_gateway(g->head.name));
         log_debug("call", "%" PRIu64 ": %s -> %s via %s", c->id, c->rec.caller,
-                 c->rec.routed_callee, g->head.name);
+                  c->rec.routed_callee, g->head.name);
         return true;
     }
     log_warn("call", "%" PRIu64 ": cannot send the INVITE to %s", c->id, g->head.name);
@@ -361,8 +360,10 @@ static void answered(struct call *c, sip_t const *sip, int status, const char *p
     }
     char timer[128]; /* the caller's session timer (call_timer.c) */
     call_timer_answer(c, sip, timer, sizeof timer);
+    char contact[160];
     nta_incoming_treply(
-        c->a_irq, status, phrase, SIPTAG_CONTACT_STR(cs->contact),
+        c->a_irq, status, phrase,
+        SIPTAG_CONTACT_STR(call_contact(c, true, contact, sizeof contact)),
         SIPTAG_ALLOW_STR(CALL_ALLOW), TAG_IF(timer[0], SIPTAG_HEADER_STR(timer)),
         TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
         TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());
@@ -400,9 +401,11 @@ static void on_b_response(void *magic, struct sipinv *inv, sip_t const *sip, int
         }
         if (status > 100)
             metrics_call_progress(&c->metrics);
+        char contact[160];
         if (status > 100 && c->a_irq && !c->cancelled)
             nta_incoming_treply(
-                c->a_irq, status, phrase, SIPTAG_CONTACT_STR(cs->contact),
+                c->a_irq, status, phrase,
+                SIPTAG_CONTACT_STR(call_contact(c, true, contact, sizeof contact)),
                 SIPTAG_ALLOW_STR(CALL_ALLOW),
                 TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
                 TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());

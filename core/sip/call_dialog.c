@@ -3,11 +3,11 @@
  * re-INVITE, UPDATE and INFO from either leg are relayed to the other leg
  * and their answers back, with each leg's own session timer headers
  * (call_timer.c), except a re-INVITE or UPDATE that only refreshes its
- * leg's session, which call_timer.c answers itself; BYE ends the call. An offerless INVITE or
- * re-INVITE (late offer: the offer in the 2xx, the answer in the ACK)
- * holds our ACK to the side that made the offer until the other side's ACK
- * brings the answer. A Contact in a target refresh request, or in the 2xx
- * to one, moves where later requests on that leg go. See call_internal.h. */
+ * leg's session, which call_timer.c answers itself; BYE ends the call. An offerless
+ * INVITE or re-INVITE (late offer: the offer in the 2xx, the answer in the ACK) holds our
+ * ACK to the side that made the offer until the other side's ACK brings the answer. A
+ * Contact in a target refresh request, or in the 2xx to one, moves where later requests
+ * on that leg go. See call_internal.h. */
 #include "sip/call_internal.h"
 #include "config.h"
 #include "log.h"
@@ -66,6 +66,12 @@ void call_flush_b_ack(struct call *c, sip_t const *caller_ack)
 }
 
 /* ---- Targets ----------------------------------------------------------------- */
+
+const char *call_contact(const struct call *c, bool a_side, char *buf, size_t len)
+{
+    return transport_contact(c->cs->nta, a_side ? c->a_transport : c->b_transport,
+                             c->cs->contact, buf, len);
+}
 
 /* The B-leg's remote target for a Contact `m` from the carrier, by the
  * gateway's request_address: where in-dialog requests (ACK, BYE,
@@ -239,9 +245,11 @@ static int on_relay_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
             call_send_ack(leg, orq, NULL);
     }
     if (r->irq) {
+        char contact[160];
         nta_incoming_treply(
             r->irq, status, phrase,
-            TAG_IF(status < 300, SIPTAG_CONTACT_STR(c->cs->contact)),
+            TAG_IF(status < 300,
+                   SIPTAG_CONTACT_STR(call_contact(c, r->to_b, contact, sizeof contact))),
             TAG_IF(timer[0], SIPTAG_HEADER_STR(timer)),
             TAG_IF(sip && sip->sip_content_type,
                    SIPTAG_CONTENT_TYPE(sip ? sip->sip_content_type : NULL)),
@@ -298,10 +306,12 @@ static int relay_request(struct call *c, nta_incoming_t *irq, sip_t const *sip, 
     char timer[128] = ""; /* the other leg's session timer goes along */
     if (refresh)
         call_timer_relay_headers(c, to_b, timer, sizeof timer);
+    char contact[160];
     r->orq = nta_outgoing_tcreate(
         leg, on_relay_response, (void *)r, NULL, sip->sip_request->rq_method,
         sip->sip_request->rq_method_name, NULL,
-        TAG_IF(refresh, SIPTAG_CONTACT_STR(c->cs->contact)),
+        TAG_IF(refresh,
+               SIPTAG_CONTACT_STR(call_contact(c, !to_b, contact, sizeof contact))),
         TAG_IF(timer[0], SIPTAG_HEADER_STR(timer)),
         TAG_IF(sip->sip_content_type, SIPTAG_CONTENT_TYPE(sip->sip_content_type)),
         TAG_IF(sip->sip_payload, SIPTAG_PAYLOAD(sip->sip_payload)), TAG_END());

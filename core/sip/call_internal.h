@@ -175,6 +175,7 @@ struct call {
     double b_started;      /* when its first INVITE went, monotonic seconds */
     bool b_counted;        /* counted in the gateway's calls */
     uint8_t b_transport;   /* enum sip_transport of the destination */
+    uint8_t a_transport;   /* enum sip_transport the caller's INVITE came over */
     bool inbound;          /* from a routing gateway, counted in its calls */
     unsigned auth_tries;
     bool cancelled;      /* the caller cancelled, or the switch gave up */
@@ -188,7 +189,7 @@ struct call {
     struct call_timer *st;   /* session timers once answered (call_timer.c); NULL: none */
     struct wheel_node timer; /* invite_timeout, call_progress_timeout, then the
                                 no-ACK wait, then call_timer.c's deadlines */
-    struct call_query *query; /* the policy's decision being waited for */
+    struct call_query *query;    /* the policy's decision being waited for */
     struct metrics_call metrics; /* its Prometheus series (metrics.h) */
     struct relay *relays;
     /* routing */
@@ -269,8 +270,7 @@ void call_identity_display(const sip_from_t *from, char *out, size_t outlen);
  * number itself, or none. */
 void call_identity_from(const sip_from_t *caller_from, const char *display_set,
                         const char *caller, int display_from, const char *host,
-                        const char *tag, char *out,
-                        size_t outlen);
+                        const char *tag, char *out, size_t outlen);
 
 /* Identity header lines towards gateway g (Privacy, P-Asserted-Identity) for
  * SIPTAG_HEADER_STR in `out`; *pass_privacy says whether the caller's Privacy
@@ -302,6 +302,11 @@ int call_b_leg_request(struct call *c, nta_leg_t *leg, nta_incoming_t *irq,
 
 /* ACK a 2xx to our INVITE `invite` on `leg`, with `answer`'s body (the
  * other side's ACK) when not NULL. */
+/* Our Contact on the caller's leg (a_side) or the callee's: the address of
+ * the transport that leg runs over, so in-dialog requests come back over it
+ * (made in buf[len] unless it is UDP's). */
+const char *call_contact(const struct call *c, bool a_side, char *buf, size_t len);
+
 void call_send_ack(nta_leg_t *leg, nta_outgoing_t *invite, sip_t const *answer);
 
 /* A BYE from one side (`from_a`): the status to answer it with. May end

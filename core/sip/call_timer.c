@@ -477,12 +477,13 @@ static bool send_refresh(struct call *c, int i)
      * re-INVITE offering what the peer already has. */
     char *sdp = (l->flags & F_UPDATE) ? NULL : body_copy(st, i);
     bool update = !sdp;
-    l->orq = sipagent_request(c->cs->agent, NULL, leg, on_refresh_answer, c, NULL,
-                              update ? sip_method_update : sip_method_invite,
-                              update ? "UPDATE" : "INVITE", NULL,
-                              SIPTAG_CONTACT_STR(c->cs->contact), SIPTAG_HEADER_STR(hdrs),
-                              TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-                              TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)), TAG_END());
+    char contact[160];
+    l->orq = sipagent_request(
+        c->cs->agent, NULL, leg, on_refresh_answer, c, NULL,
+        update ? sip_method_update : sip_method_invite, update ? "UPDATE" : "INVITE",
+        NULL, SIPTAG_CONTACT_STR(call_contact(c, i == LEG_A, contact, sizeof contact)),
+        SIPTAG_HEADER_STR(hdrs), TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+        TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)), TAG_END());
     free(sdp); /* nta copied it */
     return l->orq != NULL;
 }
@@ -654,10 +655,12 @@ int call_timer_request(struct call *c, nta_incoming_t *irq, sip_t const *sip, bo
     /* An UPDATE without an offer gets no answer body; anything else gets
      * the SDP the peer already has. */
     char *copy = invite || body ? body_copy(st, i) : NULL;
-    nta_incoming_treply(irq, SIP_200_OK, SIPTAG_CONTACT_STR(c->cs->contact),
-                        SIPTAG_HEADER_STR(hdrs),
-                        TAG_IF(copy, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-                        TAG_IF(copy, SIPTAG_PAYLOAD_STR(copy)), TAG_END());
+    char contact[160];
+    nta_incoming_treply(
+        irq, SIP_200_OK,
+        SIPTAG_CONTACT_STR(call_contact(c, i == LEG_A, contact, sizeof contact)),
+        SIPTAG_HEADER_STR(hdrs), TAG_IF(copy, SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+        TAG_IF(copy, SIPTAG_PAYLOAD_STR(copy)), TAG_END());
     free(copy);
     /* nta keeps a re-INVITE's transaction until the ACK (absorbed there)
      * after we let go. */

@@ -151,6 +151,84 @@ class TlsPhone:
             auth += ', opaque="%s"' % params["opaque"]
         return self.request("REGISTER", extra=[auth], expires=expires)
 
+    def digest(self, challenge, method, uri):
+        """The Authorization value answering `challenge` (MD5, qop auth)."""
+        params = dict(re.findall(r'(\w+)="?([^",]+)"?', challenge))
+        ha1 = hashlib.md5(("%s:%s:%s" % (self.user, params["realm"], self.password)).encode())
+        ha2 = hashlib.md5(("%s:%s" % (method, uri)).encode())
+        cnonce, nc = uuid.uuid4().hex[:8], "00000001"
+        resp = hashlib.md5(":".join([ha1.hexdigest(), params["nonce"], nc, cnonce, "auth",
+                                     ha2.hexdigest()]).encode()).hexdigest()
+        auth = ('Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", '
+                'algorithm=MD5, qop=auth, nc=%s, cnonce="%s"'
+                % (self.user, params["realm"], params["nonce"], uri, resp, nc, cnonce))
+        if "opaque" in params:
+            auth += ', opaque="%s"' % params["opaque"]
+        return auth
+
+    def call(self, number, timeout=10.0):
+        """An INVITE to `number` on this connection, answering one digest
+        challenge; (final status, headers of the final answer). The
+        dialog's To (with tag) is kept for bye()."""
+        uri = "sip:%s@127.0.0.1:%d;transport=tls" % (number, self.port)
+        sdp = ("v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+               "t=0 0\r\nm=audio 40002 RTP/AVP 0\r\n")
+        self.call_id = uuid.uuid4().hex + "@phone"
+        auth = None
+        for _ in range(2):
+            self.cseq += 1
+            self.branch = "z9hG4bK-%s" % uuid.uuid4().hex[:12]
+            lines = ["INVITE %s SIP/2.0" % uri,
+                     "Via: SIP/2.0/TLS 127.0.0.1:%d;branch=%s;rport"
+                     % (self.local_port, self.branch),
+                     "Max-Forwards: 70",
+                     "From: <sip:%s@127.0.0.1>;tag=ph%d" % (self.user, self.local_port),
+                     "To: <sip:%s@127.0.0.1>" % number,
+                     "Call-ID: %s" % self.call_id,
+                     "CSeq: %d INVITE" % self.cseq,
+                     "Contact: <sip:%s@127.0.0.1:%d;transport=tls>"
+                     % (self.user, self.local_port)]
+            if auth:
+                lines.append(auth)
+            lines += ["Content-Type: application/sdp", "Content-Length: %d" % len(sdp)]
+            self.send("\r\n".join(lines) + "\r\n\r\n" + sdp)
+            final = self.read_final(timeout)
+            check(final is not None, "no final answer to the INVITE over TLS")
+            status, headers = final[0], final[1]
+            if status in (401, 407):
+                self.ack(headers, uri)
+                name = "www-authenticate" if status == 401 else "proxy-authenticate"
+                hname = "Authorization" if status == 401 else "Proxy-Authorization"
+                auth = "%s: %s" % (hname, self.digest(headers[name][0], "INVITE", uri))
+                continue
+            return status, headers
+        return status, headers
+
+    def ack(self, headers, uri, cseq=None):
+        to = headers["to"][0]
+        self.send("\r\n".join([
+            "ACK %s SIP/2.0" % uri,
+            "Via: SIP/2.0/TLS 127.0.0.1:%d;branch=%s;rport" % (self.local_port, self.branch),
+            "Max-Forwards: 70",
+            "From: <sip:%s@127.0.0.1>;tag=ph%d" % (self.user, self.local_port),
+            "To: %s" % to, "Call-ID: %s" % self.call_id,
+            "CSeq: %d ACK" % (cseq or self.cseq), "Content-Length: 0"]) + "\r\n\r\n")
+
+    def in_dialog(self, method, target, to, timeout=5.0):
+        """`method` to `target` in the dialog of the last call; for BYE its
+        final answer (status, headers)."""
+        if method != "ACK":
+            self.cseq += 1  # an ACK of a 2xx has the INVITE's CSeq number
+        branch = "z9hG4bK-%s" % uuid.uuid4().hex[:12]
+        self.send("\r\n".join([
+            "%s %s SIP/2.0" % (method, target),
+            "Via: SIP/2.0/TLS 127.0.0.1:%d;branch=%s;rport" % (self.local_port, branch),
+            "Max-Forwards: 70",
+            "From: <sip:%s@127.0.0.1>;tag=ph%d" % (self.user, self.local_port),
+            "To: %s" % to, "Call-ID: %s" % self.call_id,
+            "CSeq: %d %s" % (self.cseq, method), "Content-Length: 0"]) + "\r\n\r\n")
+        return None if method == "ACK" else self.read_final(timeout)
+
     def answer_call(self, timeout=10.0):
         """Answer the next INVITE with 200 and SDP, take the ACK and answer
         the BYE; the INVITE's text."""
@@ -291,6 +369,33 @@ def test_call_to_a_phone_goes_down_its_tls_connection():
             phone.close()
         check_cdr(wait_cdrs(sw, 1), routing_gateway="endpoint:1001", status=200,
                   callee="1001")
+
+
+def test_call_from_a_phone_over_tls_keeps_its_dialog_on_tls():
+    """A phone that calls over TLS gets a Contact of the switch's TLS
+    listener in the 200, so its ACK and BYE come back over TLS."""
+    d = scratch_dir("tls-certs")
+    cert, key = make_cert(d, "switch")
+    with carrier() as uas:
+        pol = tls_policy(cert, key) + ACCOUNTS + routing("uas", uas.port)
+        with tls_switch({"10.lua": pol}) as sw:
+            phone = TlsPhone(sw.tls_port)
+            try:
+                check_eq(phone.register()[0], 200, "REGISTER over TLS")
+                status, headers = phone.call("1555")
+                check_eq(status, 200, "the call over TLS\n%s" % sw.log_tail(60))
+                contact = headers["contact"][0]
+                check("transport=tls" in contact and ":%d" % sw.tls_port in contact,
+                      "the 200's Contact is the TLS listener: %r" % contact)
+                target = re.search(r"<([^>]+)>", contact).group(1)
+                phone.in_dialog("ACK", target, headers["to"][0])
+                time.sleep(0.3)
+                bye = phone.in_dialog("BYE", target, headers["to"][0])
+                check(bye is not None and bye[0] == 200, "BYE over TLS: %r" % (bye,))
+            finally:
+                phone.close()
+            wait_done(uas, sw)
+            check_cdr(wait_cdrs(sw, 1), status=200, routing_gateway="uas", hangup="caller")
 
 
 # ---- Carriers: registration and calls --------------------------------------------------
