@@ -138,10 +138,15 @@ static bool src_parse(const char *text, struct src *out)
         return false;
     memcpy(host, text, len);
     host[len] = '\0';
+    /* An IPv4 address is kept v4-mapped, as src_from_sa() keeps it. (Not
+     * through a struct sockaddr_in cast to struct sockaddr: read through
+     * the other type, an optimising compiler may see sin_family unset.) */
     struct in_addr v4;
     if (inet_pton(AF_INET, host, &v4) == 1) {
-        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr = v4};
-        return src_from_sa((struct sockaddr *)&sin, out);
+        memset(out->a, 0, 10);
+        out->a[10] = out->a[11] = 0xff;
+        memcpy(out->a + 12, &v4, 4);
+        return true;
     }
     return inet_pton(AF_INET6, host, out->a) == 1;
 }
