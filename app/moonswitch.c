@@ -329,6 +329,29 @@ static void collect_app(struct metrics_out *out, void *arg)
                        "Bytes the running policy's Lua state holds.", METRICS_GAUGE);
     metrics_out_sample(out, "moonswitch_lua_bytes", (double)engine_lua_bytes(a->engine),
                        NULL);
+    /* What SIP keeps for retransmissions (stats().sip in the REPL). */
+    struct sipagent_stats st;
+    sipagent_stats(a->agent, &st);
+    metrics_out_family(out, "moonswitch_sip_held_bytes",
+                       "Bytes held for SIP retransmissions: nta's transactions (estimated "
+                       "per transaction) and the answer cache's records.",
+                       METRICS_GAUGE);
+    metrics_out_sample(out, "moonswitch_sip_held_bytes", (double)st.tr_bytes, "kind",
+                       "transactions", NULL);
+    metrics_out_sample(out, "moonswitch_sip_held_bytes", (double)st.answer_bytes, "kind",
+                       "answers", NULL);
+    metrics_out_family(out, "moonswitch_sip_answer_records",
+                       "Answers kept without a transaction, for retransmissions.",
+                       METRICS_GAUGE);
+    metrics_out_sample(out, "moonswitch_sip_answer_records", (double)st.answers, NULL);
+    metrics_out_family(out, "moonswitch_sip_invites",
+                       "INVITEs the switch sent that are in progress; light: no longer "
+                       "held by nta (after the first provisional answer).",
+                       METRICS_GAUGE);
+    metrics_out_sample(out, "moonswitch_sip_invites", (double)st.invites, "kind", "all",
+                       NULL);
+    metrics_out_sample(out, "moonswitch_sip_invites", (double)st.invites_light, "kind",
+                       "light", NULL);
 }
 
 static int start_metrics(struct app *a)

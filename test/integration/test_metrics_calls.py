@@ -48,6 +48,12 @@ def test_calls_counted_by_gateways_and_status():
         dur = value(s, "moonswitch_call_duration_seconds_sum", routing_gateway="carrier")
         check_eq(1.0 <= dur < 10.0, True, "duration sum %r for a 1.2 s hold" % dur)
         check_eq(value(s, "moonswitch_calls_active"), 0.0, "calls in progress after")
+        # The caller's BYE was answered without a transaction and the
+        # carrier's 2xx ACKed without one: both are kept for retransmissions.
+        check_eq(value(s, "moonswitch_sip_answer_records") >= 2, True, "answer records")
+        check_eq(value(s, "moonswitch_sip_held_bytes", kind="answers") > 0, True,
+                 "answer bytes")
+        check_eq(value(s, "moonswitch_sip_invites", kind="all"), 0.0, "INVITEs in progress")
     with carrier("call_uas_fail.xml", code=486) as uas, \
             Switch(policies(mport, uas.port)) as sw:
         run(caller(sw, "call_uac_fail.xml", code=486), sw)
