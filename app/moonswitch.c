@@ -16,6 +16,7 @@
 #include "sip/call.h"
 #include "sip/flood.h"
 #include "sip/gateway.h"
+#include "sip/hep.h"
 #include "sip/outreg.h"
 #include "sip/registrar.h"
 #include "sip/replyaddr.h"
@@ -58,6 +59,7 @@ struct app {
     struct sipagent *agent;
     struct siptls *tls; /* NULL: no TLS transport */
     struct replyaddr *replies; /* where responses go, per gateway */
+    struct hep *hep;           /* switch.hep: SIP capture to Homer */
     struct outreg_set *outregs;
     struct gw_set *gateways;     /* usability, line counts, OPTIONS checks */
     struct registrar *registrar; /* endpoints registering to us */
@@ -238,6 +240,7 @@ static void on_reload(const struct config *before, const struct config *now, voi
         log_warn("tls", "the policy needs TLS now: TLS transports are made at start, "
                         "restart the switch");
     replyaddr_apply(a->replies, now);
+    hep_apply(a->hep, now);
     outreg_set_apply(a->outregs, now);
     registrar_apply(a->registrar, now);
     gw_apply(a->gateways, now);
@@ -448,6 +451,9 @@ static int run(struct app *a)
     if (!(a->replies = replyaddr_create(a->root, sipagent_nta(a->agent))))
         return 1;
     replyaddr_apply(a->replies, engine_config(a->engine));
+    if (hep_create(&a->hep, sipagent_nta(a->agent), a->base) < 0)
+        return 1;
+    hep_apply(a->hep, engine_config(a->engine));
     if (outreg_set_create(&a->outregs, a->agent, a->base, a->store) < 0)
         return 1;
     engine_attach_outregs(a->engine, a->outregs, a->root);
@@ -543,6 +549,7 @@ static void cleanup(struct app *a)
     gw_destroy(a->gateways);         /* after calls, before outregs and nta */
     outreg_set_destroy(a->outregs);
     replyaddr_destroy(a->replies);
+    hep_destroy(a->hep);
     sipagent_destroy(a->agent);
     flood_destroy(a->flood); /* after nta: closing connections reports to it */
     siptls_destroy(a->tls); /* after nta: sofia frees its TLS objects first */

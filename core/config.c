@@ -151,6 +151,16 @@ static const struct field tls_fields[] = {
     {0},
 };
 
+#define HEP(f) offsetof(struct switch_def, hep) + offsetof(struct hep_settings, f)
+
+/* Offsets from the start of struct switch_def, like sip_fields. */
+static const struct field hep_fields[] = {
+    {.name = "address", .type = FT_STRING, .offset = HEP(address)},
+    {.name = "id", .type = FT_INT, .offset = HEP(id), .min = 0, .max = 2147483647,
+     .def = 1},
+    {0},
+};
+
 static const struct field switch_fields[] = {
     {.name = "listen", .type = FT_STRLIST, .offset = offsetof(struct switch_def, listen)},
     {.name = "sip", .type = FT_SECTION, .offset = 0, .section = sip_fields},
@@ -159,6 +169,7 @@ static const struct field switch_fields[] = {
      .type = FT_STRING,
      .offset = offsetof(struct switch_def, metrics)},
     {.name = "tls", .type = FT_SECTION, .offset = 0, .section = tls_fields},
+    {.name = "hep", .type = FT_SECTION, .offset = 0, .section = hep_fields},
     {0},
 };
 
@@ -420,6 +431,13 @@ int config_def_check(const struct def_head *def, char *err, size_t errlen)
             metrics_parse_address(sw->metrics, mhost, sizeof mhost, &mport) < 0) {
             snprintf(err, errlen, "metrics: '%s' is not IP:PORT (say \"127.0.0.1:9464\")",
                      sw->metrics);
+            return -1;
+        }
+        if (sw->hep.address &&
+            metrics_parse_address(sw->hep.address, mhost, sizeof mhost, &mport) < 0) {
+            snprintf(err, errlen,
+                     "hep.address: '%s' is not IP:PORT (say \"127.0.0.1:9060\")",
+                     sw->hep.address);
             return -1;
         }
         if (sw->sip.session_ttl && sw->sip.session_min_se > sw->sip.session_ttl) {

@@ -164,6 +164,12 @@ struct tls_settings {
     int handshake_rate; /* TLS handshakes one source IP may start per second; 0: no limit */
 };
 
+/* switch.hep: SIP capture to a Homer server (HEP version 3 over UDP). */
+struct hep_settings {
+    char *address; /* "IP:PORT" of the HEP collector; NULL: no capture */
+    int id;        /* the capture agent id sent with every packet: 0..2147483647 */
+};
+
 /* Every definition starts with this header. */
 struct def_head {
     enum config_kind kind;
@@ -179,6 +185,7 @@ struct switch_def {
     struct security_settings security;
     char *metrics; /* "IP:PORT" of the Prometheus listener; NULL: none */
     struct tls_settings tls;
+    struct hep_settings hep;
 };
 
 struct registration_def {

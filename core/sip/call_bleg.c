@@ -11,6 +11,7 @@
 #include "sip/agent.h"
 #include "sip/digest.h"
 #include "sip/gateway.h"
+#include "sip/hep.h"
 #include "sip/registrar.h"
 #include "sip/transport.h"
 
@@ -106,6 +107,7 @@ static int send_invite(struct call *c, const struct routing_gateway_def *g,
                                    URLTAG_URL(SIPAGENT_DIALOG_URL), TAG_END());
         if (!c->b_leg)
             return -1;
+        hep_correlate(call_id, c->rec.call_id); /* Homer joins the legs */
     }
     char mf[16], timer[128];
     snprintf(mf, sizeof mf, "%d", c->a_max_forwards - 1);

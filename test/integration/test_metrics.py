@@ -210,61 +210,120 @@ def prometheus_query(port, expr):
         return json.loads(r.read().decode())
 
 
-def test_prometheus_scrapes_the_switch():
-    binary = shutil.which("prometheus")
-    if not binary:
-        print("  SKIPPED: no prometheus binary (scripts/setup --test installs Debian's "
-              "prometheus package)")
-        return
-    mport, pport = free_port(), free_port()
-    with Switch(switch_policy(mport)) as sw:
-        d = scratch_dir("prometheus")
+class Prometheus:
+    """The real prometheus binary scraping 127.0.0.1:mport every second,
+    its HTTP API on 127.0.0.1:self.port; use as a context manager."""
+
+    def __init__(self, binary, mport):
+        self.binary, self.mport, self.port = binary, mport, free_port()
+        self.ok = False
+
+    def __enter__(self):
+        self.dir = d = scratch_dir("prometheus")
         cfg = os.path.join(d, "prometheus.yml")
         with open(cfg, "w") as f:
             f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
                     "scrape_configs:\n  - job_name: moonswitch\n    static_configs:\n"
-                    "      - targets: ['127.0.0.1:%d']\n" % mport)
-        log = open(os.path.join(d, "prometheus.log"), "wb")
-        prom = subprocess.Popen([binary, "--config.file=" + cfg,
-                                 "--storage.tsdb.path=" + os.path.join(d, "data"),
-                                 "--web.listen-address=127.0.0.1:%d" % pport],
-                                stdout=log, stderr=log)
-        ok = False
+                    "      - targets: ['127.0.0.1:%d']\n" % self.mport)
+        self.log = open(os.path.join(d, "prometheus.log"), "wb")
+        self.proc = subprocess.Popen([self.binary, "--config.file=" + cfg,
+                                      "--storage.tsdb.path=" + os.path.join(d, "data"),
+                                      "--web.listen-address=127.0.0.1:%d" % self.port],
+                                     stdout=self.log, stderr=self.log)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.proc.terminate()
         try:
-            deadline = time.monotonic() + 60
-            last = None
-            while time.monotonic() < deadline:
-                check(prom.poll() is None, "prometheus exited with %s" % prom.returncode)
-                try:
-                    last = prometheus_query(pport, "moonswitch_calls_active")
-                    result = last.get("data", {}).get("result", [])
-                    if result:
-                        check_eq(result[0]["value"][1], "0", "moonswitch_calls_active")
-                        check_eq(result[0]["metric"].get("job"), "moonswitch", "job label")
-                        break
-                except (OSError, ValueError):
-                    pass
-                time.sleep(0.5)
-            else:
-                fail("prometheus never had moonswitch_calls_active: %r" % last)
-            up = prometheus_query(pport, 'up{job="moonswitch"}')["data"]["result"]
-            check_eq(up[0]["value"][1], "1", "up{job=moonswitch}")
-            lag = prometheus_query(pport, "moonswitch_event_loop_lag_seconds_count")
-            check(lag["data"]["result"], "the lag histogram is stored")
-            ok = True
-        finally:
-            prom.terminate()
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        if exc_type is None and not KEEP:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        elif exc_type is not None:
+            sys.stderr.write("prometheus kept in %s\n" % self.dir)
+
+    def wait_result(self, expr, what, pred=lambda result: bool(result), timeout=60):
+        """The result of query `expr` once pred(result) holds."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            check(self.proc.poll() is None, "prometheus exited with %s" % self.proc.returncode)
             try:
-                prom.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait()
-            log.close()
-            if ok and not KEEP:
-                shutil.rmtree(d, ignore_errors=True)
-            elif not ok:
-                sys.stderr.write("prometheus kept in %s\n" % d)
+                last = prometheus_query(self.port, expr)
+                result = last.get("data", {}).get("result", [])
+                if pred(result):
+                    return result
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        fail("prometheus never had %s: %r" % (what, last))
+
+
+def prometheus_binary():
+    binary = shutil.which("prometheus")
+    if not binary:
+        print("  SKIPPED: no prometheus binary (scripts/setup --test installs Debian's "
+              "prometheus package)")
+    return binary
+
+
+def test_prometheus_scrapes_the_switch():
+    binary = prometheus_binary()
+    if not binary:
+        return
+    mport = free_port()
+    with Switch(switch_policy(mport)) as sw, Prometheus(binary, mport) as prom:
+        result = prom.wait_result("moonswitch_calls_active", "moonswitch_calls_active")
+        check_eq(result[0]["value"][1], "0", "moonswitch_calls_active")
+        check_eq(result[0]["metric"].get("job"), "moonswitch", "job label")
+        up = prometheus_query(prom.port, 'up{job="moonswitch"}')["data"]["result"]
+        check_eq(up[0]["value"][1], "1", "up{job=moonswitch}")
+        lag = prometheus_query(prom.port, "moonswitch_event_loop_lag_seconds_count")
+        check(lag["data"]["result"], "the lag histogram is stored")
         check_eq(sw.options(), 200, "OPTIONS after the scrapes")
+
+
+def test_prometheus_counts_calls_by_gateway_and_status():
+    """SIPp calls through the switch, read back through Prometheus' query
+    API: two answered calls and one refused (486), by mapping gateway,
+    routing gateway and status."""
+    from calls_peers import caller, carrier, mapping, routing, run, wait_cdrs, wait_done
+    binary = prometheus_binary()
+    if not binary:
+        return
+    mport = free_port()
+    with carrier("call_uas.xml", calls=2) as ok_uas, \
+            carrier("call_uas_fail.xml", code=486) as busy_uas:
+        pol = switch_policy(mport, mapping() + routing("carrier", ok_uas.port, prefixes=["1"])
+                            + routing("busy", busy_uas.port, prefixes=["2"]))
+        pol["00-switch.lua"] = pol["00-switch.lua"].replace(
+            "switch {", "switch {\n  sip = { resend_interval = 100, invite_timeout = 3 },")
+        with Switch(pol) as sw, Prometheus(binary, mport) as prom:
+            run(caller(sw, hold_ms=100, calls=2), sw)
+            run(caller(sw, "call_uac_fail.xml", number="2555", code=486), sw)
+            wait_done(ok_uas, sw)
+            wait_done(busy_uas, sw)
+            wait_cdrs(sw, 3)
+            answered = prom.wait_result(
+                'moonswitch_calls_total{mapping_gateway="cust",routing_gateway="carrier",'
+                'status="200"}', "two answered calls",
+                lambda r: bool(r) and r[0]["value"][1] == "2")
+            check_eq(answered[0]["metric"].get("job"), "moonswitch", "job label")
+            prom.wait_result(
+                'moonswitch_calls_total{mapping_gateway="cust",routing_gateway="busy",'
+                'status="486"}', "one refused call",
+                lambda r: bool(r) and r[0]["value"][1] == "1")
+            by_status = prom.wait_result(
+                "sum by (status) (moonswitch_calls_total)", "calls by status",
+                lambda r: len(r) == 2)
+            got = {r["metric"]["status"]: r["value"][1] for r in by_status}
+            check_eq(got, {"200": "2", "486": "1"}, "calls by status through PromQL")
+            active = prom.wait_result("moonswitch_calls_active", "calls in progress",
+                                      lambda r: bool(r) and r[0]["value"][1] == "0")
+            check_eq(active[0]["value"][1], "0", "calls in progress after")
 
 
 if __name__ == "__main__":
