@@ -237,12 +237,12 @@ static int challenge(struct accounts *a, const struct registrar_reply *to, bool 
                                 sizeof one[i]);
     const char *name = proxy ? "Proxy-Authenticate" : "WWW-Authenticate";
     if (n == 2)
-        snprintf(hdr, sizeof hdr, "%s: %s\r\n%s: %s", name, one[0], name, one[1]);
+        snprintf(hdr, sizeof hdr, "%s: %s\r\n%s: %s\r\n", name, one[0], name, one[1]);
     else
-        snprintf(hdr, sizeof hdr, "%s: %s", name, one[0]);
+        snprintf(hdr, sizeof hdr, "%s: %s\r\n", name, one[0]);
     int status = proxy ? 407 : 401;
-    registrar_answer(to, status, proxy ? "Proxy Authentication Required" : "Unauthorized",
-                     SIPTAG_HEADER_STR(hdr), TAG_END());
+    registrar_answer_text(to, status, proxy ? "Proxy Authentication Required" : "Unauthorized",
+                          hdr);
     return status;
 }
 

@@ -18,9 +18,11 @@
 #include "config.h"
 #include "log.h"
 #include "sip/account.h"
+#include "sip/answer.h"
 #include "sip/binding.h"
 #include "sip/guard.h"
 #include "sip/keepalive.h"
+#include "sip/rawreply.h"
 #include "sip/registrar_internal.h"
 #include "sip/transport.h"
 #include "store.h"
@@ -54,10 +56,23 @@
 #define FLUSH_GAP_MIN_US 1000
 #define FLUSH_GAP_MAX_US 20000
 
+/* How long an answer sent without a transaction is kept for the
+ * retransmissions of its REGISTER, past 64 * T1: as the agent's cache. */
+#define ANSWER_SLACK_MS 5000
+
+/* A REGISTER waiting for the commit of its bindings: a transaction (with a
+ * hook), or the text of the answer to send without one. */
 struct pending {
     struct pending *next;
-    nta_incoming_t *irq;
-    char *contacts; /* the 200's Contact value; NULL: none */
+    nta_incoming_t *irq; /* NULL: stateless */
+    char *contacts;      /* irq: the 200's Contact value; stateless: its Contact
+                            lines; NULL: none */
+    /* Stateless only: */
+    struct rawreply_dest dest;
+    uint64_t key;      /* in the answer cache */
+    size_t status_len; /* of the status line at the start of head */
+    size_t head_len;
+    char head[]; /* the answer from its status line to CSeq */
 };
 
 /* What a REGISTER asks, worked out once before the hook and the bindings. */
@@ -92,6 +107,10 @@ struct registrar {
     bool loaded;
 
     struct pending *pending, **pending_tail;
+    /* Answers sent without a transaction, for retransmissions: while the
+     * commit is pending (absorbed), then the answer's text (sent again). */
+    struct answer_cache *answers;
+    struct event *sweep_ev; /* expires the cache when idle */
     unsigned npending;
     struct event *flush_ev;
     long long last_flush_us; /* monotonic time of the last paced commit */
@@ -123,6 +142,24 @@ void registrar_answer(const struct registrar_reply *to, int status, const char *
     else
         nta_msg_treply(to->nta, to->msg, status, phrase, ta_tags(ta));
     ta_end(ta);
+}
+
+void registrar_answer_text(const struct registrar_reply *to, int status, const char *phrase,
+                           const char *headers)
+{
+    if (!to->irq) {
+        rawreply_answer(to->nta, to->msg, sip_object(to->msg), status, phrase, headers);
+        return;
+    }
+    char hdr[2048];
+    size_t n = strlen(headers);
+    if (n >= sizeof hdr)
+        n = 0;
+    memcpy(hdr, headers, n);
+    while (n >= 2 && hdr[n - 2] == '\r' && hdr[n - 1] == '\n')
+        n -= 2;
+    hdr[n] = '\0';
+    nta_incoming_treply(to->irq, status, phrase, TAG_IF(n, SIPTAG_HEADER_STR(hdr)), TAG_END());
 }
 
 struct load_walk {
@@ -177,6 +214,34 @@ void registrar_store_load(struct store *s, enum store_db db, registrar_load_h *f
 /* ---- The peer -----------------------------------------------------------------------
  */
 
+/* Decimal digits of v at out, not terminated; their count. */
+static size_t uint_text(unsigned v, char *out)
+{
+    char tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* A dotted quad into out[16] (what inet_ntop() writes, without its
+ * sprintf); its length. */
+static size_t ip4_text(const unsigned char a[4], char *out)
+{
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            out[n++] = '.';
+        n += uint_text(a[i], out + n);
+    }
+    out[n] = '\0';
+    return n;
+}
+
 /* The peer's address: "ip" and "ip:port" (IPv6 in brackets there), and the
  * transport. Returns 0 or -1. */
 static int source_of(msg_t *msg, char *ip, size_t iplen, char *source, size_t srclen,
@@ -189,11 +254,14 @@ static int source_of(msg_t *msg, char *ip, size_t iplen, char *source, size_t sr
     if (ai && ai->ai_addr) {
         const struct sockaddr *sa = (const struct sockaddr *)ai->ai_addr;
         unsigned port = 0;
-        if (sa->sa_family == AF_INET) {
+        if (sa->sa_family == AF_INET && iplen >= 16 && srclen >= 22) {
             const struct sockaddr_in *in = (const void *)sa;
-            inet_ntop(AF_INET, &in->sin_addr, ip, (socklen_t)iplen);
+            size_t n = ip4_text((const unsigned char *)&in->sin_addr, ip);
             port = ntohs(in->sin_port);
-            snprintf(source, srclen, "%s:%u", ip, port);
+            memcpy(source, ip, n);
+            source[n++] = ':';
+            n += uint_text(port, source + n);
+            source[n] = '\0';
             rc = 0;
         } else if (sa->sa_family == AF_INET6) {
             const struct sockaddr_in6 *in6 = (const void *)sa;
@@ -244,9 +312,66 @@ static void http_date(char *out, size_t len)
     strftime(out, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
+static long long monotonic_us(void);
+
+static uint64_t cache_now_ms(void)
+{
+    return (uint64_t)(monotonic_us() / 1000);
+}
+
+/* Keep `text`, the answer to the REGISTER of `key`, for its
+ * retransmissions; the sweep runs while the cache holds any. */
+static void remember(struct registrar *r, uint64_t key, int status, const char *text,
+                     size_t len)
+{
+    answer_put(r->answers, cache_now_ms(), key, ANSWER_FINAL, status, text, len);
+    if (r->sweep_ev && !evtimer_pending(r->sweep_ev, NULL))
+        registrar_arm_seconds(r->sweep_ev, 1);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct registrar *r = arg;
+    (void)fd;
+    (void)what;
+    answer_expire(r->answers, cache_now_ms());
+    if (answer_count(r->answers))
+        registrar_arm_seconds(r->sweep_ev, 1);
+}
+
+/* The stateless answer of `p` after the commit: 200 with the Contacts and
+ * Date, or 500 when the bindings are not stored; sent and remembered. */
+static void answer_stateless(struct registrar *r, struct pending *p, bool stored,
+                             const char *date)
+{
+    static const char ok[] = "SIP/2.0 200 OK\r\n",
+                      failed[] = "SIP/2.0 500 Bindings Not Stored\r\n",
+                      tail[] = "Content-Length: 0\r\n\r\n";
+    const char *status = stored ? ok : failed;
+    const char *contacts = stored && p->contacts ? p->contacts : "";
+    size_t ls = strlen(status), lh = p->head_len - p->status_len, lc = strlen(contacts);
+    char stack[2048], *text = stack;
+    size_t len = ls + lh + lc + (stored ? strlen(date) + 8 : 0) + sizeof tail - 1;
+    if (len >= sizeof stack && !(text = malloc(len + 1))) {
+        rawreply_dest_release(&p->dest);
+        return; /* the phone sends it again */
+    }
+    char *w = text;
+    memcpy(w, status, ls), w += ls;
+    memcpy(w, p->head + p->status_len, lh), w += lh;
+    memcpy(w, contacts, lc), w += lc;
+    if (stored)
+        w += sprintf(w, "Date: %s\r\n", date);
+    memcpy(w, tail, sizeof tail), w += sizeof tail - 1;
+    rawreply_send(&p->dest, text, (size_t)(w - text));
+    remember(r, p->key, stored ? 200 : 500, text, (size_t)(w - text));
+    rawreply_dest_release(&p->dest);
+    if (text != stack)
+        free(text);
+}
+
 /* Send what waits for the commit: 200s after a successful commit, 500s if
  * it failed (the bindings are then not durable, so not acknowledged). */
-static long long monotonic_us(void);
 
 static void flush(struct registrar *r)
 {
@@ -264,13 +389,16 @@ static void flush(struct registrar *r)
     http_date(date, sizeof date);
     while (p) {
         struct pending *next = p->next;
-        if (rc == 0)
+        if (!p->irq)
+            answer_stateless(r, p, rc == 0, date);
+        else if (rc == 0)
             nta_incoming_treply(p->irq, SIP_200_OK,
                                 TAG_IF(p->contacts, SIPTAG_CONTACT_STR(p->contacts)),
                                 SIPTAG_DATE_STR(date), TAG_END());
         else
             nta_incoming_treply(p->irq, 500, "Bindings Not Stored", TAG_END());
-        nta_incoming_destroy(p->irq);
+        if (p->irq)
+            nta_incoming_destroy(p->irq);
         free(p->contacts);
         free(p);
         p = next;
@@ -393,16 +521,12 @@ static void event_unlink(struct registrar *r, struct registrar_event *ev)
 }
 
 /* Hand the registration to the policy hook. True when it took it. */
+static bool hook_wants(struct registrar *r, const struct reqinfo *info);
+
 static bool run_hook(struct registrar *r, nta_incoming_t *irq, const sip_t *sip,
                      const struct reqinfo *info)
 {
-    if (!r->hook)
-        return false;
-    bool adds = false;
-    for (unsigned i = 0; i < info->req.n; i++)
-        if (info->req.c[i].granted > 0)
-            adds = true;
-    if (!adds || !r->hook(NULL, r->hook_arg))
+    if (!hook_wants(r, info))
         return false;
     struct registrar_event *ev = calloc(1, sizeof *ev);
     if (!ev)
@@ -522,10 +646,118 @@ static void drop_passed(struct registrar *r)
     r->passed.acc = NULL;
 }
 
+/* Whether the policy hook wants to see this registration (it adds or
+ * refreshes a binding, and a hook is defined). */
+static bool hook_wants(struct registrar *r, const struct reqinfo *info)
+{
+    if (!r->hook)
+        return false;
+    bool adds = false;
+    for (unsigned i = 0; i < info->req.n; i++)
+        if (info->req.c[i].granted > 0)
+            adds = true;
+    return adds && r->hook(NULL, r->hook_arg);
+}
+
+/* What identifies a REGISTER's transaction in the answer cache. */
+static uint64_t request_key(const sip_t *sip)
+{
+    return answer_key(ANSWER_FINAL, sip->sip_call_id->i_id, sip->sip_cseq->cs_seq,
+                      sip->sip_from ? sip->sip_from->a_tag : NULL,
+                      sip->sip_via ? sip->sip_via->v_branch : NULL);
+}
+
+/* A retransmission of a REGISTER answered (or being answered) without a
+ * transaction: its answer again, or nothing while its commit is pending.
+ * True when msg was taken. */
+static bool answered_before(struct registrar *r, msg_t *msg, const sip_t *sip,
+                            uint64_t key)
+{
+    const struct answer *ans = answer_get(r->answers, cache_now_ms(), key);
+    if (!ans)
+        return false;
+    struct rawreply_dest d;
+    if (ans->text && rawreply_dest(&d, r->nta, msg, sip) == 0) {
+        rawreply_send(&d, ans->text, ans->len);
+        rawreply_dest_release(&d);
+    }
+    msg_destroy(msg);
+    return true;
+}
+
+/* An authenticated, well-formed REGISTER without a transaction: its
+ * bindings changed and its answer written up to CSeq, to be completed and
+ * sent after the commit. False (nothing done) when its answer cannot be
+ * written that way: the transaction path takes it then. */
+static bool register_stateless(struct registrar *r, msg_t *msg, const sip_t *sip,
+                               struct account *acc, const struct reqinfo *info,
+                               uint64_t key)
+{
+    char head[4096];
+    size_t n = rawreply_head(head, sizeof head, sip, 200, "OK", false);
+    struct pending *p = n ? malloc(sizeof *p + n + 1) : NULL;
+    if (!p)
+        return false;
+    if (rawreply_dest(&p->dest, r->nta, msg, sip) < 0) {
+        free(p);
+        return false;
+    }
+    p->next = NULL;
+    p->irq = NULL;
+    p->key = key;
+    p->status_len = sizeof "SIP/2.0 200 OK\r\n" - 1;
+    p->head_len = n;
+    memcpy(p->head, head, n + 1);
+    struct binding_aor *aor = account_aor(acc);
+    const char *call_id = sip->sip_call_id->i_id;
+    uint32_t cseq = sip->sip_cseq->cs_seq;
+    if (binding_out_of_order(aor, &info->req, call_id, cseq)) {
+        static const char text[] = "SIP/2.0 500 Out Of Order CSeq\r\n";
+        memcpy(p->head, text, sizeof text - 1);
+        memcpy(p->head + sizeof text - 1, head + p->status_len, n - p->status_len + 1);
+        size_t len = n - p->status_len + sizeof text - 1;
+        static const char tail[] = "Content-Length: 0\r\n\r\n";
+        char out[sizeof head + sizeof tail];
+        memcpy(out, p->head, len);
+        memcpy(out + len, tail, sizeof tail);
+        rawreply_send(&p->dest, out, len + sizeof tail - 1);
+        remember(r, key, 500, out, len + sizeof tail - 1);
+        rawreply_dest_release(&p->dest);
+        free(p);
+        msg_destroy(msg);
+        return true;
+    }
+    long long now = registrar_now_s();
+    const struct binding_origin origin = {.call_id = call_id,
+                                          .cseq = cseq,
+                                          .source = info->source,
+                                          .user_agent = info->user_agent,
+                                          .transport = info->transport,
+                                          .tp = p->dest.tp};
+    binding_update(aor, &info->req, &origin, now);
+    r->accepted++;
+    p->contacts = binding_contact_lines(aor, now);
+    remember(r, key, 0, NULL, 0); /* pending: retransmissions are absorbed */
+    msg_destroy(msg);
+    *r->pending_tail = p;
+    r->pending_tail = &p->next;
+    if (++r->npending >= FLUSH_BATCH)
+        flush(r);
+    else if (r->npending == 1 && r->flush_ev)
+        event_active(r->flush_ev, 0, 0);
+    return true;
+}
+
 int registrar_prefilter_register(msg_t *msg, sip_t *sip, void *arg)
 {
     struct registrar *r = arg;
     drop_passed(r);
+    uint64_t key = 0;
+    if (sip->sip_call_id && sip->sip_cseq) {
+        key = request_key(sip);
+        if (answered_before(r, msg, sip, key))
+            return 0;
+    }
     struct reqinfo *info = malloc(sizeof *info);
     if (!info)
         return -1; /* the transaction path answers 500 */
@@ -535,8 +767,15 @@ int registrar_prefilter_register(msg_t *msg, sip_t *sip, void *arg)
         free(info); /* answered statelessly: nothing kept */
         return 0;
     }
-    /* Authenticated and well-formed: the REGISTER becomes a transaction,
-     * given at once to registrar_on_register() with this sip. */
+    /* Authenticated and well-formed: without a hook to ask, answered after
+     * the commit without a transaction; retransmissions find the answer
+     * cache. */
+    if (key && !hook_wants(r, info) && register_stateless(r, msg, sip, acc, info, key)) {
+        free(info);
+        return 0;
+    }
+    /* Else the REGISTER becomes a transaction, given at once to
+     * registrar_on_register() with this sip. */
     r->passed.sip = sip;
     r->passed.info = info;
     r->passed.acc = acc;
@@ -651,6 +890,9 @@ int registrar_create(struct registrar **rp, nta_agent_t *nta, nta_leg_t *leg,
         rc = accounts_create(&r->accounts, store, r->guard, r->set);
     if (rc == 0 && !(r->flush_ev = event_new(base, -1, 0, on_flush, r)))
         rc = -ENOMEM;
+    if (rc == 0 && (!(r->answers = answer_cache_create(64 * 500 + ANSWER_SLACK_MS)) ||
+                    !(r->sweep_ev = evtimer_new(base, on_sweep, r))))
+        rc = -ENOMEM;
     /* flush_ev keeps the default priority: on_flush() paces itself, and a
      * lowest-priority flush would starve while requests keep arriving. */
     if (rc < 0) {
@@ -684,6 +926,9 @@ void registrar_destroy(struct registrar *r)
     guard_destroy(r->guard);
     if (r->flush_ev)
         event_free(r->flush_ev);
+    if (r->sweep_ev)
+        event_free(r->sweep_ev);
+    answer_cache_destroy(r->answers);
     drop_passed(r);
     free(r);
 }
@@ -701,6 +946,7 @@ void registrar_apply(struct registrar *r, const struct config *cfg)
                           s->endpoint_register_replace);
     guard_set_limits(r->guard, s->endpoint_register_retry, s->endpoint_register_suspend);
     keepalive_apply(r->ka, s);
+    answer_cache_set_ttl(r->answers, 64u * (unsigned)s->resend_interval + ANSWER_SLACK_MS);
     drop_passed(r); /* its account may go */
     accounts_apply(r->accounts, cfg);
     if (!r->loaded)
