@@ -349,10 +349,21 @@ int digest_challenge_format(enum digest_alg alg, const char *realm, const char *
 {
     if (alg == DIGEST_UNSUPPORTED)
         return -1;
-    int n = snprintf(out, outlen,
-                     "Digest realm=\"%s\", nonce=\"%s\", algorithm=%s, qop=\"auth\"%s",
-                     realm, nonce, digest_alg_name(alg), stale ? ", stale=true" : "");
-    return n < 0 || (size_t)n >= outlen ? -1 : n;
+    /* Concatenated without printf: this is on every challenge. */
+    const char *parts[] = {"Digest realm=\"", realm,
+                           "\", nonce=\"",    nonce,
+                           "\", algorithm=",  digest_alg_name(alg),
+                           ", qop=\"auth\"",  stale ? ", stale=true" : ""};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        size_t len = strlen(parts[i]);
+        if (n + len >= outlen)
+            return -1;
+        memcpy(out + n, parts[i], len);
+        n += len;
+    }
+    out[n] = '\0';
+    return (int)n;
 }
 
 static void set_credential_param(const char *name, size_t nlen, const char *val,

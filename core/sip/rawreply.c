@@ -2,7 +2,9 @@
 #include "sip/rawreply.h"
 #include "sip/sipmetrics.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,11 +12,13 @@
 #include <time.h>
 
 #include <sofia-sip/msg.h>
+#include <sofia-sip/msg_addr.h>
 #include <sofia-sip/msg_header.h>
 #include <sofia-sip/nta_stateless.h>
 #include <sofia-sip/nta_tag.h>
 #include <sofia-sip/nta_tport.h>
 #include <sofia-sip/sip_header.h>
+#include <sofia-sip/su_string.h>
 #include <sofia-sip/su_tagarg.h>
 #include <sofia-sip/tport_tag.h>
 
@@ -29,9 +33,26 @@ static int copy_str(char *out, size_t size, const char *s)
     return 0;
 }
 
+/* The source port of msg, or 0. */
+static unsigned source_port(msg_t *msg)
+{
+    const su_addrinfo_t *ai = msg_addrinfo(msg);
+    const struct sockaddr *sa = ai ? (const struct sockaddr *)ai->ai_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa && sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
 /* nta's choice (nta_tpn_by_via() and mreply()): the maddr, else the
- * received address, else the Via host; the rport when the agent uses it
- * (it wrote the source port there on arrival), else the Via port. */
+ * received address, else the Via host; over UDP the rport when the agent
+ * uses rport (NTATAG_SERVER_RPORT), else the Via port. Asking the agent
+ * costs more than the rest of an answer; the Via tells instead: an agent
+ * that uses rport wrote the source port there on arrival, over any value
+ * the client gave, so an rport equal to the source port is the one to use
+ * (the same port either way when the client wrote it), and any other means
+ * the agent left it alone. */
 int rawreply_dest(struct rawreply_dest *d, nta_agent_t *nta, msg_t *msg, const sip_t *sip)
 {
     memset(d, 0, sizeof *d);
@@ -39,12 +60,12 @@ int rawreply_dest(struct rawreply_dest *d, nta_agent_t *nta, msg_t *msg, const s
     tport_t *tp = tport_delivered_by(nta_agent_tports(nta), msg);
     if (!v || !v->v_host || !tp)
         return -1;
-    int server_rport = 0;
-    nta_agent_get_params(nta, NTATAG_SERVER_RPORT_REF(server_rport), TAG_END());
-    int retry = server_rport != 0;
-    const char *port = sip_via_port(v, server_rport ? &retry : NULL);
-    if (retry)
-        port = sip_via_port(v, NULL);
+    const char *port = sip_via_port(v, NULL);
+    bool udp = v->v_protocol == sip_transport_udp ||
+               su_casematch(v->v_protocol, sip_transport_udp);
+    if (udp && v->v_rport && v->v_rport[0] && !v->v_maddr &&
+        strtoul(v->v_rport, NULL, 10) == source_port(msg))
+        port = v->v_rport;
     const char *host = v->v_maddr      ? v->v_maddr
                        : v->v_received ? v->v_received
                                        : v->v_host;

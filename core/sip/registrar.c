@@ -10,19 +10,21 @@
  *                source IP (unknown names too: answers must not depend on
  *                whether an account exists), and their store records
  *   keepalive.c  NAT keepalive rounds, OPTIONS and CRLF pings, misses
+ *   regcommit.c  the group commit and the answers waiting for it; the
+ *                answers sent without a transaction, kept for
+ *                retransmissions
  * and here:
- *   pending      200s waiting for the turn's commit (group commit)
  *   events       REGISTERs waiting for the policy hook's verdict
  *   passed       the REGISTER the stateless prefilter let through */
 #include "sip/registrar.h"
 #include "config.h"
 #include "log.h"
 #include "sip/account.h"
-#include "sip/answer.h"
 #include "sip/binding.h"
 #include "sip/guard.h"
 #include "sip/keepalive.h"
 #include "sip/rawreply.h"
+#include "sip/regcommit.h"
 #include "sip/registrar_internal.h"
 #include "sip/transport.h"
 #include "store.h"
@@ -47,34 +49,6 @@
 #include <sofia-sip/url.h>
 
 #define UA_MAX 64
-/* Replies waiting for a commit are sent at the end of the turn, or at once
- * when this many are waiting (a busy socket may keep the turn going). */
-#define FLUSH_BATCH 256
-/* The pause between two commits: FLUSH_GAP_RATIO times what a commit takes
- * (its fsyncs), within these bounds. See on_flush(). */
-#define FLUSH_GAP_RATIO 4
-#define FLUSH_GAP_MIN_US 1000
-#define FLUSH_GAP_MAX_US 20000
-
-/* How long an answer sent without a transaction is kept for the
- * retransmissions of its REGISTER, past 64 * T1: as the agent's cache. */
-#define ANSWER_SLACK_MS 5000
-
-/* A REGISTER waiting for the commit of its bindings: a transaction (with a
- * hook), or the text of the answer to send without one. */
-struct pending {
-    struct pending *next;
-    nta_incoming_t *irq; /* NULL: stateless */
-    char *contacts;      /* irq: the 200's Contact value; stateless: its Contact
-                            lines; NULL: none */
-    /* Stateless only: */
-    struct rawreply_dest dest;
-    uint64_t key;      /* in the answer cache */
-    size_t status_len; /* of the status line at the start of head */
-    size_t head_len;
-    char head[]; /* the answer from its status line to CSeq */
-};
-
 /* What a REGISTER asks, worked out once before the hook and the bindings. */
 struct reqinfo {
     char account[128];
@@ -106,15 +80,7 @@ struct registrar {
     struct guard *guard;
     bool loaded;
 
-    struct pending *pending, **pending_tail;
-    /* Answers sent without a transaction, for retransmissions: while the
-     * commit is pending (absorbed), then the answer's text (sent again). */
-    struct answer_cache *answers;
-    struct event *sweep_ev; /* expires the cache when idle */
-    unsigned npending;
-    struct event *flush_ev;
-    long long last_flush_us; /* monotonic time of the last paced commit */
-    long long commit_us;     /* what a commit takes: a moving average */
+    struct regcommit *commit; /* answers waiting for the store's commit */
 
     registrar_hook_h *hook;
     void *hook_arg;
@@ -144,8 +110,8 @@ void registrar_answer(const struct registrar_reply *to, int status, const char *
     ta_end(ta);
 }
 
-void registrar_answer_text(const struct registrar_reply *to, int status, const char *phrase,
-                           const char *headers)
+void registrar_answer_text(const struct registrar_reply *to, int status,
+                           const char *phrase, const char *headers)
 {
     if (!to->irq) {
         rawreply_answer(to->nta, to->msg, sip_object(to->msg), status, phrase, headers);
@@ -159,7 +125,8 @@ void registrar_answer_text(const struct registrar_reply *to, int status, const c
     while (n >= 2 && hdr[n - 2] == '\r' && hdr[n - 1] == '\n')
         n -= 2;
     hdr[n] = '\0';
-    nta_incoming_treply(to->irq, status, phrase, TAG_IF(n, SIPTAG_HEADER_STR(hdr)), TAG_END());
+    nta_incoming_treply(to->irq, status, phrase, TAG_IF(n, SIPTAG_HEADER_STR(hdr)),
+                        TAG_END());
 }
 
 struct load_walk {
@@ -301,172 +268,6 @@ int registrar_authenticate(struct registrar *r, nta_incoming_t *irq, const sip_t
     return status;
 }
 
-/* ---- Group commit of the 200s -------------------------------------------------------
- */
-
-static void http_date(char *out, size_t len)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
-static long long monotonic_us(void);
-
-static uint64_t cache_now_ms(void)
-{
-    return (uint64_t)(monotonic_us() / 1000);
-}
-
-/* Keep `text`, the answer to the REGISTER of `key`, for its
- * retransmissions; the sweep runs while the cache holds any. */
-static void remember(struct registrar *r, uint64_t key, int status, const char *text,
-                     size_t len)
-{
-    answer_put(r->answers, cache_now_ms(), key, ANSWER_FINAL, status, text, len);
-    if (r->sweep_ev && !evtimer_pending(r->sweep_ev, NULL))
-        registrar_arm_seconds(r->sweep_ev, 1);
-}
-
-static void on_sweep(evutil_socket_t fd, short what, void *arg)
-{
-    struct registrar *r = arg;
-    (void)fd;
-    (void)what;
-    answer_expire(r->answers, cache_now_ms());
-    if (answer_count(r->answers))
-        registrar_arm_seconds(r->sweep_ev, 1);
-}
-
-/* The stateless answer of `p` after the commit: 200 with the Contacts and
- * Date, or 500 when the bindings are not stored; sent and remembered. */
-static void answer_stateless(struct registrar *r, struct pending *p, bool stored,
-                             const char *date)
-{
-    static const char ok[] = "SIP/2.0 200 OK\r\n",
-                      failed[] = "SIP/2.0 500 Bindings Not Stored\r\n",
-                      tail[] = "Content-Length: 0\r\n\r\n";
-    const char *status = stored ? ok : failed;
-    const char *contacts = stored && p->contacts ? p->contacts : "";
-    size_t ls = strlen(status), lh = p->head_len - p->status_len, lc = strlen(contacts);
-    char stack[2048], *text = stack;
-    size_t len = ls + lh + lc + (stored ? strlen(date) + 8 : 0) + sizeof tail - 1;
-    if (len >= sizeof stack && !(text = malloc(len + 1))) {
-        rawreply_dest_release(&p->dest);
-        return; /* the phone sends it again */
-    }
-    char *w = text;
-    memcpy(w, status, ls), w += ls;
-    memcpy(w, p->head + p->status_len, lh), w += lh;
-    memcpy(w, contacts, lc), w += lc;
-    if (stored)
-        w += sprintf(w, "Date: %s\r\n", date);
-    memcpy(w, tail, sizeof tail), w += sizeof tail - 1;
-    rawreply_send(&p->dest, text, (size_t)(w - text));
-    remember(r, p->key, stored ? 200 : 500, text, (size_t)(w - text));
-    rawreply_dest_release(&p->dest);
-    if (text != stack)
-        free(text);
-}
-
-/* Send what waits for the commit: 200s after a successful commit, 500s if
- * it failed (the bindings are then not durable, so not acknowledged). */
-
-static void flush(struct registrar *r)
-{
-    if (!r->pending)
-        return;
-    long long t0 = monotonic_us();
-    int rc = r->store ? store_commit(r->store) : 0;
-    /* A moving average over the last few commits (1/8 weight each). */
-    r->commit_us += (monotonic_us() - t0 - r->commit_us) / 8;
-    struct pending *p = r->pending;
-    r->pending = NULL;
-    r->pending_tail = &r->pending;
-    r->npending = 0;
-    char date[64];
-    http_date(date, sizeof date);
-    while (p) {
-        struct pending *next = p->next;
-        if (!p->irq)
-            answer_stateless(r, p, rc == 0, date);
-        else if (rc == 0)
-            nta_incoming_treply(p->irq, SIP_200_OK,
-                                TAG_IF(p->contacts, SIPTAG_CONTACT_STR(p->contacts)),
-                                SIPTAG_DATE_STR(date), TAG_END());
-        else
-            nta_incoming_treply(p->irq, 500, "Bindings Not Stored", TAG_END());
-        if (p->irq)
-            nta_incoming_destroy(p->irq);
-        free(p->contacts);
-        free(p);
-        p = next;
-    }
-    if (rc != 0)
-        log_error("registrar", "commit failed: REGISTERs answered 500");
-}
-
-static long long monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* The group commit's pace. A commit blocks the loop for its fsyncs (two:
- * LMDB's data pages, then its meta page; 1 to 4 ms each on a VM's disk, a few
- * microseconds on tmpfs). Committing as soon as a 200 waits would leave the
- * loop blocked most of the time under load, one REGISTER per fsync pair. So
- * the next commit waits FLUSH_GAP_RATIO times what the last ones took
- * (between FLUSH_GAP_MIN_US and FLUSH_GAP_MAX_US) for more REGISTERs to
- * join: the loop is blocked at most 1 / (FLUSH_GAP_RATIO + 1) of the time,
- * and each REGISTER waits at most that gap plus a commit for its 200, which
- * still leaves only after the commit that holds its binding returned. */
-static long long flush_gap_us(const struct registrar *r)
-{
-    long long gap = r->commit_us * FLUSH_GAP_RATIO;
-    return gap < FLUSH_GAP_MIN_US ? FLUSH_GAP_MIN_US
-           : gap > FLUSH_GAP_MAX_US ? FLUSH_GAP_MAX_US
-                                    : gap;
-}
-
-static void on_flush(evutil_socket_t fd, short what, void *arg)
-{
-    struct registrar *r = arg;
-    (void)fd;
-    (void)what;
-    long long now = monotonic_us(), wait = r->last_flush_us + flush_gap_us(r) - now;
-    if (wait > 0 && r->pending) {
-        struct timeval tv = {0, (suseconds_t)wait};
-        event_add(r->flush_ev, &tv);
-        return;
-    }
-    r->last_flush_us = now;
-    flush(r);
-    registrar_kick(r->root);
-}
-
-static void queue_ok(struct registrar *r, nta_incoming_t *irq,
-                     const struct binding_aor *aor)
-{
-    struct pending *p = malloc(sizeof *p);
-    if (!p) {
-        nta_incoming_treply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-        nta_incoming_destroy(irq);
-        return;
-    }
-    p->next = NULL;
-    p->irq = irq;
-    p->contacts = binding_contacts_header(aor, registrar_now_s());
-    *r->pending_tail = p;
-    r->pending_tail = &p->next;
-    if (++r->npending >= FLUSH_BATCH)
-        flush(r);
-    else if (r->npending == 1 && r->flush_ev)
-        event_active(r->flush_ev, 0, 0);
-}
-
 /* ---- REGISTER -------------------------------------------------------------------- */
 
 /* After authentication (and the hook): check order, change, queue the 200. */
@@ -491,7 +292,7 @@ static void finish_register(struct registrar *r, nta_incoming_t *irq, const sip_
     binding_update(aor, &info->req, &origin, registrar_now_s());
     tport_unref(tp);
     r->accepted++;
-    queue_ok(r, irq, aor);
+    regcommit_queue_irq(r->commit, irq, binding_contacts_header(aor, registrar_now_s()));
 }
 
 static void on_hook_timeout(evutil_socket_t fd, short what, void *arg)
@@ -659,71 +460,22 @@ static bool hook_wants(struct registrar *r, const struct reqinfo *info)
     return adds && r->hook(NULL, r->hook_arg);
 }
 
-/* What identifies a REGISTER's transaction in the answer cache. */
-static uint64_t request_key(const sip_t *sip)
-{
-    return answer_key(ANSWER_FINAL, sip->sip_call_id->i_id, sip->sip_cseq->cs_seq,
-                      sip->sip_from ? sip->sip_from->a_tag : NULL,
-                      sip->sip_via ? sip->sip_via->v_branch : NULL);
-}
-
-/* A retransmission of a REGISTER answered (or being answered) without a
- * transaction: its answer again, or nothing while its commit is pending.
- * True when msg was taken. */
-static bool answered_before(struct registrar *r, msg_t *msg, const sip_t *sip,
-                            uint64_t key)
-{
-    const struct answer *ans = answer_get(r->answers, cache_now_ms(), key);
-    if (!ans)
-        return false;
-    struct rawreply_dest d;
-    if (ans->text && rawreply_dest(&d, r->nta, msg, sip) == 0) {
-        rawreply_send(&d, ans->text, ans->len);
-        rawreply_dest_release(&d);
-    }
-    msg_destroy(msg);
-    return true;
-}
-
 /* An authenticated, well-formed REGISTER without a transaction: its
- * bindings changed and its answer written up to CSeq, to be completed and
- * sent after the commit. False (nothing done) when its answer cannot be
- * written that way: the transaction path takes it then. */
+ * bindings changed and its answer queued for the commit. False (nothing
+ * done) when its answer cannot be written as text: the transaction path
+ * takes it then. */
 static bool register_stateless(struct registrar *r, msg_t *msg, const sip_t *sip,
                                struct account *acc, const struct reqinfo *info,
                                uint64_t key)
 {
-    char head[4096];
-    size_t n = rawreply_head(head, sizeof head, sip, 200, "OK", false);
-    struct pending *p = n ? malloc(sizeof *p + n + 1) : NULL;
-    if (!p)
+    struct regcommit_answer *a = regcommit_answer_new(r->commit, msg, sip, key);
+    if (!a)
         return false;
-    if (rawreply_dest(&p->dest, r->nta, msg, sip) < 0) {
-        free(p);
-        return false;
-    }
-    p->next = NULL;
-    p->irq = NULL;
-    p->key = key;
-    p->status_len = sizeof "SIP/2.0 200 OK\r\n" - 1;
-    p->head_len = n;
-    memcpy(p->head, head, n + 1);
     struct binding_aor *aor = account_aor(acc);
     const char *call_id = sip->sip_call_id->i_id;
     uint32_t cseq = sip->sip_cseq->cs_seq;
     if (binding_out_of_order(aor, &info->req, call_id, cseq)) {
-        static const char text[] = "SIP/2.0 500 Out Of Order CSeq\r\n";
-        memcpy(p->head, text, sizeof text - 1);
-        memcpy(p->head + sizeof text - 1, head + p->status_len, n - p->status_len + 1);
-        size_t len = n - p->status_len + sizeof text - 1;
-        static const char tail[] = "Content-Length: 0\r\n\r\n";
-        char out[sizeof head + sizeof tail];
-        memcpy(out, p->head, len);
-        memcpy(out + len, tail, sizeof tail);
-        rawreply_send(&p->dest, out, len + sizeof tail - 1);
-        remember(r, key, 500, out, len + sizeof tail - 1);
-        rawreply_dest_release(&p->dest);
-        free(p);
+        regcommit_answer_now(r->commit, a, 500, "Out Of Order CSeq");
         msg_destroy(msg);
         return true;
     }
@@ -733,18 +485,11 @@ static bool register_stateless(struct registrar *r, msg_t *msg, const sip_t *sip
                                           .source = info->source,
                                           .user_agent = info->user_agent,
                                           .transport = info->transport,
-                                          .tp = p->dest.tp};
+                                          .tp = regcommit_answer_tport(a)};
     binding_update(aor, &info->req, &origin, now);
     r->accepted++;
-    p->contacts = binding_contact_lines(aor, now);
-    remember(r, key, 0, NULL, 0); /* pending: retransmissions are absorbed */
+    regcommit_answer_queue(r->commit, a, binding_contact_lines(aor, now));
     msg_destroy(msg);
-    *r->pending_tail = p;
-    r->pending_tail = &p->next;
-    if (++r->npending >= FLUSH_BATCH)
-        flush(r);
-    else if (r->npending == 1 && r->flush_ev)
-        event_active(r->flush_ev, 0, 0);
     return true;
 }
 
@@ -754,8 +499,8 @@ int registrar_prefilter_register(msg_t *msg, sip_t *sip, void *arg)
     drop_passed(r);
     uint64_t key = 0;
     if (sip->sip_call_id && sip->sip_cseq) {
-        key = request_key(sip);
-        if (answered_before(r, msg, sip, key))
+        key = regcommit_key(sip);
+        if (regcommit_answered_before(r->commit, msg, sip, key))
             return 0;
     }
     struct reqinfo *info = malloc(sizeof *info);
@@ -878,7 +623,6 @@ int registrar_create(struct registrar **rp, nta_agent_t *nta, nta_leg_t *leg,
     r->root = root;
     r->base = base;
     r->store = store;
-    r->pending_tail = &r->pending;
     int rc = binding_set_create(&r->set, base, root, store);
     if (rc == 0)
         rc = keepalive_create(&r->ka, nta, leg, root, base, r->set);
@@ -888,13 +632,8 @@ int registrar_create(struct registrar **rp, nta_agent_t *nta, nta_leg_t *leg,
     }
     if (rc == 0)
         rc = accounts_create(&r->accounts, store, r->guard, r->set);
-    if (rc == 0 && !(r->flush_ev = event_new(base, -1, 0, on_flush, r)))
-        rc = -ENOMEM;
-    if (rc == 0 && (!(r->answers = answer_cache_create(64 * 500 + ANSWER_SLACK_MS)) ||
-                    !(r->sweep_ev = evtimer_new(base, on_sweep, r))))
-        rc = -ENOMEM;
-    /* flush_ev keeps the default priority: on_flush() paces itself, and a
-     * lowest-priority flush would starve while requests keep arriving. */
+    if (rc == 0)
+        rc = regcommit_create(&r->commit, nta, root, base, store);
     if (rc < 0) {
         registrar_destroy(r);
         return rc;
@@ -907,7 +646,7 @@ void registrar_destroy(struct registrar *r)
 {
     if (!r)
         return;
-    flush(r);
+    regcommit_flush(r->commit);
     while (r->events) {
         struct registrar_event *ev = r->events;
         event_unlink(r, ev);
@@ -924,11 +663,7 @@ void registrar_destroy(struct registrar *r)
     keepalive_destroy(r->ka);
     binding_set_destroy(r->set);
     guard_destroy(r->guard);
-    if (r->flush_ev)
-        event_free(r->flush_ev);
-    if (r->sweep_ev)
-        event_free(r->sweep_ev);
-    answer_cache_destroy(r->answers);
+    regcommit_destroy(r->commit);
     drop_passed(r);
     free(r);
 }
@@ -946,7 +681,7 @@ void registrar_apply(struct registrar *r, const struct config *cfg)
                           s->endpoint_register_replace);
     guard_set_limits(r->guard, s->endpoint_register_retry, s->endpoint_register_suspend);
     keepalive_apply(r->ka, s);
-    answer_cache_set_ttl(r->answers, 64u * (unsigned)s->resend_interval + ANSWER_SLACK_MS);
+    regcommit_set_t1(r->commit, (unsigned)s->resend_interval);
     drop_passed(r); /* its account may go */
     accounts_apply(r->accounts, cfg);
     if (!r->loaded)
