@@ -65,8 +65,8 @@ void registrar_answer(const struct registrar_reply *to, int status, const char *
 /* The same with the answer's extra headers as text (lines each ending in
  * CRLF): a stateless answer is then written as text (rawreply.h), without
  * sofia's message objects. */
-void registrar_answer_text(const struct registrar_reply *to, int status, const char *phrase,
-                           const char *headers);
+void registrar_answer_text(const struct registrar_reply *to, int status,
+                           const char *phrase, const char *headers);
 
 /* What a start-up visitor decides about one stored record. */
 enum registrar_load {

@@ -75,8 +75,8 @@ static void collect_nta(struct metrics_out *out, nta_agent_t *nta)
                        "response", NULL);
     metrics_out_sample(out, msgs, (double)sent_request, "direction", "out", "kind",
                        "request", NULL);
-    metrics_out_sample(out, msgs, (double)(sent_response + responses_sent), "direction", "out", "kind",
-                       "response", NULL);
+    metrics_out_sample(out, msgs, (double)(sent_response + responses_sent), "direction",
+                       "out", "kind", "response", NULL);
     const char *retr = "moonswitch_sip_retransmissions_total";
     metrics_out_family(
         out, retr,
