@@ -233,16 +233,21 @@ static int challenge(struct accounts *a, const struct registrar_reply *to, bool 
     enum digest_alg algs[2];
     unsigned n = offered(digest, algs);
     for (unsigned i = 0; i < n; i++)
-        digest_challenge_format(algs[i], REGISTRAR_REALM, nonce, stale, one[i],
-                                sizeof one[i]);
-    const char *name = proxy ? "Proxy-Authenticate" : "WWW-Authenticate";
-    if (n == 2)
-        snprintf(hdr, sizeof hdr, "%s: %s\r\n%s: %s", name, one[0], name, one[1]);
-    else
-        snprintf(hdr, sizeof hdr, "%s: %s", name, one[0]);
+        if (digest_challenge_format(algs[i], REGISTRAR_REALM, nonce, stale, one[i],
+                                    sizeof one[i]) < 0)
+            one[i][0] = '\0';
+    const char *name = proxy ? "Proxy-Authenticate: " : "WWW-Authenticate: ";
+    size_t len = 0, nl = strlen(name);
+    for (unsigned i = 0; i < n; i++) {
+        size_t l1 = strlen(one[i]);
+        memcpy(hdr + len, name, nl);
+        memcpy(hdr + len + nl, one[i], l1);
+        memcpy(hdr + len + nl + l1, "\r\n", 3);
+        len += nl + l1 + 2;
+    }
     int status = proxy ? 407 : 401;
-    registrar_answer(to, status, proxy ? "Proxy Authentication Required" : "Unauthorized",
-                     SIPTAG_HEADER_STR(hdr), TAG_END());
+    registrar_answer_text(to, status,
+                          proxy ? "Proxy Authentication Required" : "Unauthorized", hdr);
     return status;
 }
 

@@ -1,6 +1,7 @@
 /* Endpoint bindings. See binding.h. */
 #include "sip/binding.h"
 #include "log.h"
+#include "sip/digest.h"
 #include "sip/keepalive.h"
 #include "sip/registrar_internal.h"
 #include "store.h"
@@ -248,9 +249,11 @@ static size_t store_key(const char *aor, const char *contact, uint8_t key[STORE_
         return 0;
     memcpy(key, aor, n);
     key[n] = 0;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
-    EVP_Digest(contact, strlen(contact), md, &len, EVP_sha256(), NULL);
+    unsigned char md[32];
+    if (digest_sha256(contact, strlen(contact), md) < 0) {
+        unsigned len = 0;
+        EVP_Digest(contact, strlen(contact), md, &len, EVP_sha256(), NULL);
+    }
     memcpy(key + n + 1, md, 16);
     return n + 1 + 16;
 }
@@ -740,6 +743,23 @@ char *binding_contacts_header(const struct binding_aor *aor, long long now)
     for (const struct binding *b = aor->bindings; b; b = b->next) {
         long long left = b->expires_at - now;
         p += sprintf(p, "%s<%s>;expires=%lld", p == out ? "" : ", ", binding_contact(b),
+                     left > 0 ? left : 0);
+    }
+    return out;
+}
+
+char *binding_contact_lines(const struct binding_aor *aor, long long now)
+{
+    size_t len = 1;
+    for (const struct binding *b = aor->bindings; b; b = b->next)
+        len += strlen(binding_contact(b)) + 48;
+    char *out = malloc(len), *p = out;
+    if (!out)
+        return NULL;
+    *p = '\0';
+    for (const struct binding *b = aor->bindings; b; b = b->next) {
+        long long left = b->expires_at - now;
+        p += sprintf(p, "Contact: <%s>;expires=%lld\r\n", binding_contact(b),
                      left > 0 ? left : 0);
     }
     return out;

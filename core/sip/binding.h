@@ -171,6 +171,11 @@ int binding_visit(const struct binding_aor *aor, registrar_binding_h *fn, void *
  * or NULL with no bindings or no memory. */
 char *binding_contacts_header(const struct binding_aor *aor, long long now);
 
+/* The same as header lines, "Contact: <c1>;expires=N\r\n" each (sofia
+ * writes one line per Contact), malloc'd; "" with no bindings, NULL with
+ * no memory. */
+char *binding_contact_lines(const struct binding_aor *aor, long long now);
+
 /* For the keepalive: a binding's parts and its node. */
 const char *binding_contact(const struct binding *b);
 const char *binding_source(const struct binding *b);

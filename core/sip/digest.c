@@ -70,6 +70,18 @@ static int hash_hex(enum digest_alg alg, char out[DIGEST_HEX_MAX],
     return 0;
 }
 
+int digest_sha256(const void *data, size_t len, unsigned char out[32])
+{
+    if (!md_ctx && !(md_ctx = EVP_MD_CTX_new()))
+        return -1;
+    unsigned n = 0;
+    if (!EVP_DigestInit_ex2(md_ctx, md_of(DIGEST_SHA256), NULL) ||
+        !EVP_DigestUpdate(md_ctx, data, len) || !EVP_DigestFinal_ex(md_ctx, out, &n) ||
+        n != 32)
+        return -1;
+    return 0;
+}
+
 int digest_response(enum digest_alg alg, const char *user, const char *realm,
                     const char *password, const char *method, const char *uri,
                     const char *nonce, const char *nc, const char *cnonce,
@@ -236,7 +248,7 @@ static int from_hex(const char *in, unsigned char *out, size_t n)
     return 0;
 }
 
-/* time(8) || random(8) || HMAC-SHA256(secret, time || random)[0..16) */
+/* time(8) || counter(8) || HMAC-SHA256(secret, time || counter)[0..16) */
 #define NONCE_RAW 32
 
 /* One HMAC context, keyed with the secret it last saw: re-initialised
@@ -284,10 +296,20 @@ void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long 
     unsigned long long t = (unsigned long long)now_ms;
     for (int i = 7; i >= 0; i--, t >>= 8)
         raw[i] = (unsigned char)(t & 0xff);
-    /* OpenSSL's DRBG: no system call per nonce, unlike getrandom(). */
-    if (RAND_bytes(raw + 8, 8) != 1 && getrandom(raw + 8, 8, 0) != 8)
-        for (int i = 8; i < 16; i++)
-            raw[i] = (unsigned char)random();
+    /* The 8 bytes that make each nonce unique: a counter started at a
+     * random value (no secret: the MAC is what cannot be forged, and a
+     * counter cannot repeat where random bytes might). */
+    static unsigned long long counter;
+    static bool seeded;
+    if (!seeded) {
+        if (RAND_bytes((unsigned char *)&counter, sizeof counter) != 1 &&
+            getrandom(&counter, sizeof counter, 0) != (ssize_t)sizeof counter)
+            counter = (unsigned long long)random() << 32 ^ (unsigned long long)random();
+        seeded = true;
+    }
+    unsigned long long id = ++counter;
+    for (int i = 15; i >= 8; i--, id >>= 8)
+        raw[i] = (unsigned char)(id & 0xff);
     nonce_mac(secret, raw, mac);
     memcpy(raw + 16, mac, 16);
     to_hex(raw, NONCE_RAW, out);
@@ -327,10 +349,21 @@ int digest_challenge_format(enum digest_alg alg, const char *realm, const char *
 {
     if (alg == DIGEST_UNSUPPORTED)
         return -1;
-    int n = snprintf(out, outlen,
-                     "Digest realm=\"%s\", nonce=\"%s\", algorithm=%s, qop=\"auth\"%s",
-                     realm, nonce, digest_alg_name(alg), stale ? ", stale=true" : "");
-    return n < 0 || (size_t)n >= outlen ? -1 : n;
+    /* Concatenated without printf: this is on every challenge. */
+    const char *parts[] = {"Digest realm=\"", realm,
+                           "\", nonce=\"",    nonce,
+                           "\", algorithm=",  digest_alg_name(alg),
+                           ", qop=\"auth\"",  stale ? ", stale=true" : ""};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        size_t len = strlen(parts[i]);
+        if (n + len >= outlen)
+            return -1;
+        memcpy(out + n, parts[i], len);
+        n += len;
+    }
+    out[n] = '\0';
+    return (int)n;
 }
 
 static void set_credential_param(const char *name, size_t nlen, const char *val,

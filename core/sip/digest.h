@@ -2,8 +2,8 @@
  * and without qop=auth, for answering challenges (outbound registration,
  * calls to carriers) and for checking answers (the registrar).
  *
- * Pure functions over strings; no allocation, no SIP stack (making a nonce
- * reads 8 random bytes). */
+ * Functions over strings; no allocation, no SIP stack (making a nonce
+ * advances a counter). */
 #ifndef MOON_SIP_DIGEST_H
 #define MOON_SIP_DIGEST_H
 
@@ -19,6 +19,10 @@ enum digest_alg { DIGEST_MD5, DIGEST_SHA256, DIGEST_UNSUPPORTED };
  * and anything else are DIGEST_UNSUPPORTED. */
 enum digest_alg digest_alg_parse(const char *name);
 const char *digest_alg_name(enum digest_alg alg);
+
+/* SHA-256 of data[len] into out, with the algorithm fetched once and a
+ * context reused (loop thread only). Returns 0 or -1. */
+int digest_sha256(const void *data, size_t len, unsigned char out[32]);
 
 /* The `response` value. `qop` is NULL (RFC 2069 style) or "auth"; with qop,
  * `nc` ("00000001") and `cnonce` are required. Writes lowercase hex into
@@ -60,15 +64,17 @@ void digest_unquote(const char *in, char *out, size_t outlen);
 
 /* Nonces are stateless: the switch can check one it issued without keeping
  * it. A nonce is 64 hex characters: 8 bytes of issue time (unix
- * milliseconds, big-endian), 8 random bytes (so every challenge's nonce is unique, and its
- * nonce-count can be tracked), and the first 16 bytes of
- * HMAC-SHA256(secret, time || random). */
+ * milliseconds, big-endian), 8 bytes of a counter started at a random value
+ * (so every challenge's nonce is unique, and its nonce-count can be
+ * tracked), and the first 16 bytes of
+ * HMAC-SHA256(secret, time || counter). */
 #define DIGEST_SECRET_LEN 32
 #define DIGEST_NONCE_LEN 64
 #define DIGEST_NONCE_MAX (DIGEST_NONCE_LEN + 1)
 
-/* Make a nonce issued at `now_ms` (unix milliseconds). Reads 8 random bytes
- * (getrandom). */
+/* Make a nonce issued at `now_ms` (unix milliseconds). Its 8 unique bytes
+ * come from a counter started at a random value at the first call (loop
+ * thread only). Costs one HMAC-SHA256. */
 void digest_nonce_make(const unsigned char secret[DIGEST_SECRET_LEN], long long now_ms,
                        char out[DIGEST_NONCE_MAX]);
 

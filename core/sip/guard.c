@@ -45,9 +45,12 @@ static unsigned hash(const char *key)
 static struct entry *get(struct guard *g, char kind, const char *name, bool create)
 {
     char key[160];
-    int n = snprintf(key, sizeof key, "%c%s", kind, name);
-    if (n < 0 || (size_t)n >= sizeof key)
+    size_t len = strlen(name);
+    if (len + 2 > sizeof key)
         return NULL;
+    key[0] = kind;
+    memcpy(key + 1, name, len + 1);
+    int n = (int)len + 1;
     unsigned h = hash(key);
     for (struct entry *e = g->buckets[h]; e; e = e->next)
         if (strcmp(e->key, key) == 0)

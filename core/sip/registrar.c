@@ -10,8 +10,10 @@
  *                source IP (unknown names too: answers must not depend on
  *                whether an account exists), and their store records
  *   keepalive.c  NAT keepalive rounds, OPTIONS and CRLF pings, misses
+ *   regcommit.c  the group commit and the answers waiting for it; the
+ *                answers sent without a transaction, kept for
+ *                retransmissions
  * and here:
- *   pending      200s waiting for the turn's commit (group commit)
  *   events       REGISTERs waiting for the policy hook's verdict
  *   passed       the REGISTER the stateless prefilter let through */
 #include "sip/registrar.h"
@@ -21,6 +23,8 @@
 #include "sip/binding.h"
 #include "sip/guard.h"
 #include "sip/keepalive.h"
+#include "sip/rawreply.h"
+#include "sip/regcommit.h"
 #include "sip/registrar_internal.h"
 #include "sip/transport.h"
 #include "store.h"
@@ -45,21 +49,6 @@
 #include <sofia-sip/url.h>
 
 #define UA_MAX 64
-/* Replies waiting for a commit are sent at the end of the turn, or at once
- * when this many are waiting (a busy socket may keep the turn going). */
-#define FLUSH_BATCH 256
-/* The pause between two commits: FLUSH_GAP_RATIO times what a commit takes
- * (its fsyncs), within these bounds. See on_flush(). */
-#define FLUSH_GAP_RATIO 4
-#define FLUSH_GAP_MIN_US 1000
-#define FLUSH_GAP_MAX_US 20000
-
-struct pending {
-    struct pending *next;
-    nta_incoming_t *irq;
-    char *contacts; /* the 200's Contact value; NULL: none */
-};
-
 /* What a REGISTER asks, worked out once before the hook and the bindings. */
 struct reqinfo {
     char account[128];
@@ -91,11 +80,7 @@ struct registrar {
     struct guard *guard;
     bool loaded;
 
-    struct pending *pending, **pending_tail;
-    unsigned npending;
-    struct event *flush_ev;
-    long long last_flush_us; /* monotonic time of the last paced commit */
-    long long commit_us;     /* what a commit takes: a moving average */
+    struct regcommit *commit; /* answers waiting for the store's commit */
 
     registrar_hook_h *hook;
     void *hook_arg;
@@ -123,6 +108,25 @@ void registrar_answer(const struct registrar_reply *to, int status, const char *
     else
         nta_msg_treply(to->nta, to->msg, status, phrase, ta_tags(ta));
     ta_end(ta);
+}
+
+void registrar_answer_text(const struct registrar_reply *to, int status,
+                           const char *phrase, const char *headers)
+{
+    if (!to->irq) {
+        rawreply_answer(to->nta, to->msg, sip_object(to->msg), status, phrase, headers);
+        return;
+    }
+    char hdr[2048];
+    size_t n = strlen(headers);
+    if (n >= sizeof hdr)
+        n = 0;
+    memcpy(hdr, headers, n);
+    while (n >= 2 && hdr[n - 2] == '\r' && hdr[n - 1] == '\n')
+        n -= 2;
+    hdr[n] = '\0';
+    nta_incoming_treply(to->irq, status, phrase, TAG_IF(n, SIPTAG_HEADER_STR(hdr)),
+                        TAG_END());
 }
 
 struct load_walk {
@@ -177,6 +181,34 @@ void registrar_store_load(struct store *s, enum store_db db, registrar_load_h *f
 /* ---- The peer -----------------------------------------------------------------------
  */
 
+/* Decimal digits of v at out, not terminated; their count. */
+static size_t uint_text(unsigned v, char *out)
+{
+    char tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* A dotted quad into out[16] (what inet_ntop() writes, without its
+ * sprintf); its length. */
+static size_t ip4_text(const unsigned char a[4], char *out)
+{
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            out[n++] = '.';
+        n += uint_text(a[i], out + n);
+    }
+    out[n] = '\0';
+    return n;
+}
+
 /* The peer's address: "ip" and "ip:port" (IPv6 in brackets there), and the
  * transport. Returns 0 or -1. */
 static int source_of(msg_t *msg, char *ip, size_t iplen, char *source, size_t srclen,
@@ -189,11 +221,14 @@ static int source_of(msg_t *msg, char *ip, size_t iplen, char *source, size_t sr
     if (ai && ai->ai_addr) {
         const struct sockaddr *sa = (const struct sockaddr *)ai->ai_addr;
         unsigned port = 0;
-        if (sa->sa_family == AF_INET) {
+        if (sa->sa_family == AF_INET && iplen >= 16 && srclen >= 22) {
             const struct sockaddr_in *in = (const void *)sa;
-            inet_ntop(AF_INET, &in->sin_addr, ip, (socklen_t)iplen);
+            size_t n = ip4_text((const unsigned char *)&in->sin_addr, ip);
             port = ntohs(in->sin_port);
-            snprintf(source, srclen, "%s:%u", ip, port);
+            memcpy(source, ip, n);
+            source[n++] = ':';
+            n += uint_text(port, source + n);
+            source[n] = '\0';
             rc = 0;
         } else if (sa->sa_family == AF_INET6) {
             const struct sockaddr_in6 *in6 = (const void *)sa;
@@ -233,112 +268,6 @@ int registrar_authenticate(struct registrar *r, nta_incoming_t *irq, const sip_t
     return status;
 }
 
-/* ---- Group commit of the 200s -------------------------------------------------------
- */
-
-static void http_date(char *out, size_t len)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, len, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
-/* Send what waits for the commit: 200s after a successful commit, 500s if
- * it failed (the bindings are then not durable, so not acknowledged). */
-static long long monotonic_us(void);
-
-static void flush(struct registrar *r)
-{
-    if (!r->pending)
-        return;
-    long long t0 = monotonic_us();
-    int rc = r->store ? store_commit(r->store) : 0;
-    /* A moving average over the last few commits (1/8 weight each). */
-    r->commit_us += (monotonic_us() - t0 - r->commit_us) / 8;
-    struct pending *p = r->pending;
-    r->pending = NULL;
-    r->pending_tail = &r->pending;
-    r->npending = 0;
-    char date[64];
-    http_date(date, sizeof date);
-    while (p) {
-        struct pending *next = p->next;
-        if (rc == 0)
-            nta_incoming_treply(p->irq, SIP_200_OK,
-                                TAG_IF(p->contacts, SIPTAG_CONTACT_STR(p->contacts)),
-                                SIPTAG_DATE_STR(date), TAG_END());
-        else
-            nta_incoming_treply(p->irq, 500, "Bindings Not Stored", TAG_END());
-        nta_incoming_destroy(p->irq);
-        free(p->contacts);
-        free(p);
-        p = next;
-    }
-    if (rc != 0)
-        log_error("registrar", "commit failed: REGISTERs answered 500");
-}
-
-static long long monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* The group commit's pace. A commit blocks the loop for its fsyncs (two:
- * LMDB's data pages, then its meta page; 1 to 4 ms each on a VM's disk, a few
- * microseconds on tmpfs). Committing as soon as a 200 waits would leave the
- * loop blocked most of the time under load, one REGISTER per fsync pair. So
- * the next commit waits FLUSH_GAP_RATIO times what the last ones took
- * (between FLUSH_GAP_MIN_US and FLUSH_GAP_MAX_US) for more REGISTERs to
- * join: the loop is blocked at most 1 / (FLUSH_GAP_RATIO + 1) of the time,
- * and each REGISTER waits at most that gap plus a commit for its 200, which
- * still leaves only after the commit that holds its binding returned. */
-static long long flush_gap_us(const struct registrar *r)
-{
-    long long gap = r->commit_us * FLUSH_GAP_RATIO;
-    return gap < FLUSH_GAP_MIN_US ? FLUSH_GAP_MIN_US
-           : gap > FLUSH_GAP_MAX_US ? FLUSH_GAP_MAX_US
-                                    : gap;
-}
-
-static void on_flush(evutil_socket_t fd, short what, void *arg)
-{
-    struct registrar *r = arg;
-    (void)fd;
-    (void)what;
-    long long now = monotonic_us(), wait = r->last_flush_us + flush_gap_us(r) - now;
-    if (wait > 0 && r->pending) {
-        struct timeval tv = {0, (suseconds_t)wait};
-        event_add(r->flush_ev, &tv);
-        return;
-    }
-    r->last_flush_us = now;
-    flush(r);
-    registrar_kick(r->root);
-}
-
-static void queue_ok(struct registrar *r, nta_incoming_t *irq,
-                     const struct binding_aor *aor)
-{
-    struct pending *p = malloc(sizeof *p);
-    if (!p) {
-        nta_incoming_treply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-        nta_incoming_destroy(irq);
-        return;
-    }
-    p->next = NULL;
-    p->irq = irq;
-    p->contacts = binding_contacts_header(aor, registrar_now_s());
-    *r->pending_tail = p;
-    r->pending_tail = &p->next;
-    if (++r->npending >= FLUSH_BATCH)
-        flush(r);
-    else if (r->npending == 1 && r->flush_ev)
-        event_active(r->flush_ev, 0, 0);
-}
-
 /* ---- REGISTER -------------------------------------------------------------------- */
 
 /* After authentication (and the hook): check order, change, queue the 200. */
@@ -363,7 +292,7 @@ static void finish_register(struct registrar *r, nta_incoming_t *irq, const sip_
     binding_update(aor, &info->req, &origin, registrar_now_s());
     tport_unref(tp);
     r->accepted++;
-    queue_ok(r, irq, aor);
+    regcommit_queue_irq(r->commit, irq, binding_contacts_header(aor, registrar_now_s()));
 }
 
 static void on_hook_timeout(evutil_socket_t fd, short what, void *arg)
@@ -393,16 +322,12 @@ static void event_unlink(struct registrar *r, struct registrar_event *ev)
 }
 
 /* Hand the registration to the policy hook. True when it took it. */
+static bool hook_wants(struct registrar *r, const struct reqinfo *info);
+
 static bool run_hook(struct registrar *r, nta_incoming_t *irq, const sip_t *sip,
                      const struct reqinfo *info)
 {
-    if (!r->hook)
-        return false;
-    bool adds = false;
-    for (unsigned i = 0; i < info->req.n; i++)
-        if (info->req.c[i].granted > 0)
-            adds = true;
-    if (!adds || !r->hook(NULL, r->hook_arg))
+    if (!hook_wants(r, info))
         return false;
     struct registrar_event *ev = calloc(1, sizeof *ev);
     if (!ev)
@@ -522,10 +447,62 @@ static void drop_passed(struct registrar *r)
     r->passed.acc = NULL;
 }
 
+/* Whether the policy hook wants to see this registration (it adds or
+ * refreshes a binding, and a hook is defined). */
+static bool hook_wants(struct registrar *r, const struct reqinfo *info)
+{
+    if (!r->hook)
+        return false;
+    bool adds = false;
+    for (unsigned i = 0; i < info->req.n; i++)
+        if (info->req.c[i].granted > 0)
+            adds = true;
+    return adds && r->hook(NULL, r->hook_arg);
+}
+
+/* An authenticated, well-formed REGISTER without a transaction: its
+ * bindings changed and its answer queued for the commit. False (nothing
+ * done) when its answer cannot be written as text: the transaction path
+ * takes it then. */
+static bool register_stateless(struct registrar *r, msg_t *msg, const sip_t *sip,
+                               struct account *acc, const struct reqinfo *info,
+                               uint64_t key)
+{
+    struct regcommit_answer *a = regcommit_answer_new(r->commit, msg, sip, key);
+    if (!a)
+        return false;
+    struct binding_aor *aor = account_aor(acc);
+    const char *call_id = sip->sip_call_id->i_id;
+    uint32_t cseq = sip->sip_cseq->cs_seq;
+    if (binding_out_of_order(aor, &info->req, call_id, cseq)) {
+        regcommit_answer_now(r->commit, a, 500, "Out Of Order CSeq");
+        msg_destroy(msg);
+        return true;
+    }
+    long long now = registrar_now_s();
+    const struct binding_origin origin = {.call_id = call_id,
+                                          .cseq = cseq,
+                                          .source = info->source,
+                                          .user_agent = info->user_agent,
+                                          .transport = info->transport,
+                                          .tp = regcommit_answer_tport(a)};
+    binding_update(aor, &info->req, &origin, now);
+    r->accepted++;
+    regcommit_answer_queue(r->commit, a, binding_contact_lines(aor, now));
+    msg_destroy(msg);
+    return true;
+}
+
 int registrar_prefilter_register(msg_t *msg, sip_t *sip, void *arg)
 {
     struct registrar *r = arg;
     drop_passed(r);
+    uint64_t key = 0;
+    if (sip->sip_call_id && sip->sip_cseq) {
+        key = regcommit_key(sip);
+        if (regcommit_answered_before(r->commit, msg, sip, key))
+            return 0;
+    }
     struct reqinfo *info = malloc(sizeof *info);
     if (!info)
         return -1; /* the transaction path answers 500 */
@@ -535,8 +512,15 @@ int registrar_prefilter_register(msg_t *msg, sip_t *sip, void *arg)
         free(info); /* answered statelessly: nothing kept */
         return 0;
     }
-    /* Authenticated and well-formed: the REGISTER becomes a transaction,
-     * given at once to registrar_on_register() with this sip. */
+    /* Authenticated and well-formed: without a hook to ask, answered after
+     * the commit without a transaction; retransmissions find the answer
+     * cache. */
+    if (key && !hook_wants(r, info) && register_stateless(r, msg, sip, acc, info, key)) {
+        free(info);
+        return 0;
+    }
+    /* Else the REGISTER becomes a transaction, given at once to
+     * registrar_on_register() with this sip. */
     r->passed.sip = sip;
     r->passed.info = info;
     r->passed.acc = acc;
@@ -639,7 +623,6 @@ int registrar_create(struct registrar **rp, nta_agent_t *nta, nta_leg_t *leg,
     r->root = root;
     r->base = base;
     r->store = store;
-    r->pending_tail = &r->pending;
     int rc = binding_set_create(&r->set, base, root, store);
     if (rc == 0)
         rc = keepalive_create(&r->ka, nta, leg, root, base, r->set);
@@ -649,10 +632,8 @@ int registrar_create(struct registrar **rp, nta_agent_t *nta, nta_leg_t *leg,
     }
     if (rc == 0)
         rc = accounts_create(&r->accounts, store, r->guard, r->set);
-    if (rc == 0 && !(r->flush_ev = event_new(base, -1, 0, on_flush, r)))
-        rc = -ENOMEM;
-    /* flush_ev keeps the default priority: on_flush() paces itself, and a
-     * lowest-priority flush would starve while requests keep arriving. */
+    if (rc == 0)
+        rc = regcommit_create(&r->commit, nta, root, base, store);
     if (rc < 0) {
         registrar_destroy(r);
         return rc;
@@ -665,7 +646,7 @@ void registrar_destroy(struct registrar *r)
 {
     if (!r)
         return;
-    flush(r);
+    regcommit_flush(r->commit);
     while (r->events) {
         struct registrar_event *ev = r->events;
         event_unlink(r, ev);
@@ -682,8 +663,7 @@ void registrar_destroy(struct registrar *r)
     keepalive_destroy(r->ka);
     binding_set_destroy(r->set);
     guard_destroy(r->guard);
-    if (r->flush_ev)
-        event_free(r->flush_ev);
+    regcommit_destroy(r->commit);
     drop_passed(r);
     free(r);
 }
@@ -701,6 +681,7 @@ void registrar_apply(struct registrar *r, const struct config *cfg)
                           s->endpoint_register_replace);
     guard_set_limits(r->guard, s->endpoint_register_retry, s->endpoint_register_suspend);
     keepalive_apply(r->ka, s);
+    regcommit_set_t1(r->commit, (unsigned)s->resend_interval);
     drop_passed(r); /* its account may go */
     accounts_apply(r->accounts, cfg);
     if (!r->loaded)

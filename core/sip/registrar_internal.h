@@ -62,6 +62,12 @@ struct registrar_reply {
 void registrar_answer(const struct registrar_reply *to, int status, const char *phrase,
                       tag_type_t tag, tag_value_t value, ...);
 
+/* The same with the answer's extra headers as text (lines each ending in
+ * CRLF): a stateless answer is then written as text (rawreply.h), without
+ * sofia's message objects. */
+void registrar_answer_text(const struct registrar_reply *to, int status,
+                           const char *phrase, const char *headers);
+
 /* What a start-up visitor decides about one stored record. */
 enum registrar_load {
     REGISTRAR_LOAD_KEEP,    /* kept */

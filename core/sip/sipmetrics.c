@@ -21,6 +21,14 @@ struct sipmetrics {
 #define METHOD_SLOTS 16
 static uint64_t requests_received[METHOD_SLOTS];
 
+/* Responses sent as text on a transport, past nta's own count. */
+static uint64_t responses_sent;
+
+void sipmetrics_response_sent(void)
+{
+    responses_sent++;
+}
+
 void sipmetrics_request_received(sip_method_t method)
 {
     unsigned i = (unsigned)((int)method + 1);
@@ -67,8 +75,8 @@ static void collect_nta(struct metrics_out *out, nta_agent_t *nta)
                        "response", NULL);
     metrics_out_sample(out, msgs, (double)sent_request, "direction", "out", "kind",
                        "request", NULL);
-    metrics_out_sample(out, msgs, (double)sent_response, "direction", "out", "kind",
-                       "response", NULL);
+    metrics_out_sample(out, msgs, (double)(sent_response + responses_sent), "direction",
+                       "out", "kind", "response", NULL);
     const char *retr = "moonswitch_sip_retransmissions_total";
     metrics_out_family(
         out, retr,

@@ -46,4 +46,8 @@ void sipmetrics_destroy(struct sipmetrics *m);
 /* Count one request received outside a dialog. O(1): an array increment. */
 void sipmetrics_request_received(sip_method_t method);
 
+/* Count one response sent as text past nta (rawreply.c), added to nta's
+ * count of responses sent. O(1). */
+void sipmetrics_response_sent(void);
+
 #endif
