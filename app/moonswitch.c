@@ -465,8 +465,11 @@ static int run(struct app *a)
     flood_set_trusted_fn(a->flood, trusted_binding_source, a);
     flood_set_call_counter(a->flood, calls_in_progress, a);
     sipagent_set_stream_filter(a->agent, flood_admit, a->flood);
-    sipagent_set_method_prefilter(a->agent, sip_method_invite, flood_prefilter_invite,
-                                  a->flood);
+    /* INVITEs refused before any call (max_calls first) get stateless
+     * answers. */
+    calls_set_flood(a->calls, a->flood);
+    sipagent_set_method_prefilter(a->agent, sip_method_invite, calls_prefilter_invite,
+                                  a->calls);
     engine_attach_flood(a->engine, a->flood);
     engine_set_reload_handler(a->engine, on_reload, a);
     if (start_metrics(a) < 0)

@@ -101,6 +101,16 @@ void sipagent_set_dialog_handler(struct sipagent *a, sipagent_dialog_h *h, void 
 void sipagent_reply_final(struct sipagent *a, msg_t *msg, const sip_t *sip, int status,
                           const char *phrase);
 
+/* Refuse request msg (an INVITE outside any dialog) statelessly with a
+ * final `status`, `phrase` (NULL: the standard one) and `headers` (header
+ * lines without the last CRLF, or NULL); takes msg. The answer is
+ * remembered in the answer cache for 64 * T1 (about 60 bytes, plus the
+ * phrase and headers when given), so a retransmission gets the same answer,
+ * To tag included (made from the request, not random); the ACK to it matches
+ * nothing and is dropped. O(1). */
+void sipagent_refuse(struct sipagent *a, msg_t *msg, const sip_t *sip, int status,
+                     const char *phrase, const char *headers);
+
 /* The INVITEs sent through sipagent_invite() (sip/invite.h). */
 struct sipinv_set *sipagent_invites(struct sipagent *a);
 

@@ -131,6 +131,13 @@ int registrar_on_register(nta_incoming_t *irq, const sip_t *sip, void *arg);
 int registrar_authenticate(struct registrar *r, nta_incoming_t *irq, const sip_t *sip,
                            const char **account);
 
+/* The same for a request without a transaction (a stateless prefilter):
+ * when it does not pass, it is answered statelessly (msg taken: neither msg
+ * nor sip may be used after); on 0 msg stays the caller's. Allocates
+ * nothing that outlives the call. */
+int registrar_authenticate_msg(struct registrar *r, msg_t *msg, const sip_t *sip,
+                               const char **account);
+
 /* ---- The policy hook ------------------------------------------------------- */
 
 /* Called for every authenticated REGISTER that adds or refreshes a binding.
