@@ -8,9 +8,11 @@
  * method handler (REGISTER, INVITE) or the policy's on_request takes becomes
  * a server transaction owned by the handler, which must answer it and call
  * nta_incoming_destroy(). A method may also have a stateless prefilter that
- * answers first what needs no transaction (the registrar's challenges). Malformed messages never reach this far: nta
- * answers 400 when it can and drops them otherwise (parsefix.h corrects
- * sofia's parser where it refused valid ones). A request other than ACK or
+ * answers first what needs no transaction (the registrar's challenges, the
+ * INVITEs refused before a call exists: sipagent_refuse() remembers such a
+ * refusal so a retransmission gets it again). Malformed messages never
+ * reach this far: nta answers 400 when it can and drops them otherwise
+ * (parsefix.h corrects sofia's parser where it refused valid ones). A request other than ACK or
  * CANCEL whose Require names an option tag the core lacks gets 420 with
  * those tags in Unsupported. */
 #ifndef MOON_SIP_AGENT_H

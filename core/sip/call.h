@@ -148,7 +148,7 @@ void calls_set_flood(struct calls *cs, struct flood *fl);
 /* Where an INVITE comes from, told by its source address `ip` (text) and
  * `port`, and its Request-URI alone: a static mapping gateway by address
  * (IP), else a routing gateway (gw_routing_by_source()). NONE: a registered account
- * (digest, which needs a transaction) or a stranger. Reads only and
+ * (known only by its digest, see calls_prefilter_invite()) or a stranger. Reads only and
  * allocates nothing, so it may run before any state exists for the
  * request. O(gateways + bindings of dynamic gateways' accounts). */
 enum call_source_kind { CALL_SOURCE_NONE, CALL_SOURCE_MAPPING, CALL_SOURCE_ROUTING };
