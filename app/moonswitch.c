@@ -248,29 +248,12 @@ static void on_reload(const struct config *before, const struct config *now, voi
 }
 
 /* Sources of endpoint bindings are trusted (not rate-limited). Asked only
- * when a source runs out of tokens, and cached FLOOD_TRUST_CACHE_S: a walk
- * over the bindings, O(bindings), until the registrar has an index by
- * source. */
-struct trust_ctx {
-    const char *ip;
-    size_t len;
-};
-
-static int binding_from(const struct registrar_binding *b, void *arg)
-{
-    const struct trust_ctx *c = arg;
-    const char *s = b->source;
-    if (*s == '[')
-        s++;
-    return strncmp(s, c->ip, c->len) == 0 &&
-           (s[c->len] == ':' || s[c->len] == ']' || s[c->len] == '\0');
-}
-
+ * when a source runs out of tokens, and cached FLOOD_TRUST_CACHE_S; O(1):
+ * the registrar indexes its bindings by source. */
 static bool trusted_binding_source(const char *ip, void *arg)
 {
     struct app *a = arg;
-    struct trust_ctx c = {ip, strlen(ip)};
-    return a->registrar && registrar_bindings(a->registrar, NULL, binding_from, &c) != 0;
+    return a->registrar && registrar_binding_source(a->registrar, ip);
 }
 
 static size_t calls_in_progress(void *arg)

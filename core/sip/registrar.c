@@ -775,6 +775,11 @@ size_t registrar_binding_count(const struct registrar *r)
     return binding_set_count(r->set);
 }
 
+bool registrar_binding_source(const struct registrar *r, const char *ip)
+{
+    return binding_set_has_source(r->set, ip);
+}
+
 size_t registrar_account_count(const struct registrar *r)
 {
     return accounts_count(r->accounts);

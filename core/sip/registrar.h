@@ -196,6 +196,11 @@ int registrar_bindings(struct registrar *r, const char *aor, registrar_binding_h
 int registrar_remove(struct registrar *r, const char *aor, const char *contact);
 
 size_t registrar_binding_count(const struct registrar *r);
+
+/* Whether some binding's REGISTER came from `ip` (text as inet_ntop()
+ * writes it): the flood module trusts those sources. O(1) (an index of the
+ * bindings' source addresses). */
+bool registrar_binding_source(const struct registrar *r, const char *ip);
 size_t registrar_account_count(const struct registrar *r);
 
 struct registrar_account {
