@@ -15,9 +15,11 @@ accounts), and 10,000 each challenged 407 (with accounts, while a phone on
 transaction for them and the heap grows by less than 16 MiB. (Under ASan
 stats().heap_in_use reads 0: malloc is ASan's; the transaction count is the
 check that holds there. A release build checks both: MOONSWITCH=.../build-
-release/moonswitch.) MOON_FLOOD_RATE sets the SIPp rate (default 2,000/s,
-what this test's shared 2-core machine sustains under ASan; the README's
-figures are a release build's at 10,000/s)."""
+release/moonswitch.) MOON_FLOOD_RATE sets the SIPp rate (default 1,000/s: the
+ASan build on the shared 2-core machine answers about 2,000/s alone, and
+falls behind, losing datagrams past SIPp's retransmissions, when the whole
+suite runs beside it; the README's figures are a release build's at
+10,000/s)."""
 
 import os
 import re
@@ -37,7 +39,7 @@ from test_registrar_auth import parse_challenges  # noqa: E402
 FLOODER = "127.0.0.2"
 PHONE = "127.0.0.3"
 COUNT = 50000
-RATE = int(os.environ.get("MOON_FLOOD_RATE", "2000"))
+RATE = int(os.environ.get("MOON_FLOOD_RATE", "1000"))
 
 
 def accounts():
