@@ -251,29 +251,12 @@ static void on_reload(const struct config *before, const struct config *now, voi
 }
 
 /* Sources of endpoint bindings are trusted (not rate-limited). Asked only
- * when a source runs out of tokens, and cached FLOOD_TRUST_CACHE_S: a walk
- * over the bindings, O(bindings), until the registrar has an index by
- * source. */
-struct trust_ctx {
-    const char *ip;
-    size_t len;
-};
-
-static int binding_from(const struct registrar_binding *b, void *arg)
-{
-    const struct trust_ctx *c = arg;
-    const char *s = b->source;
-    if (*s == '[')
-        s++;
-    return strncmp(s, c->ip, c->len) == 0 &&
-           (s[c->len] == ':' || s[c->len] == ']' || s[c->len] == '\0');
-}
-
+ * when a source runs out of tokens, and cached FLOOD_TRUST_CACHE_S; O(1):
+ * the registrar indexes its bindings by source. */
 static bool trusted_binding_source(const char *ip, void *arg)
 {
     struct app *a = arg;
-    struct trust_ctx c = {ip, strlen(ip)};
-    return a->registrar && registrar_bindings(a->registrar, NULL, binding_from, &c) != 0;
+    return a->registrar && registrar_binding_source(a->registrar, ip);
 }
 
 static size_t calls_in_progress(void *arg)
@@ -494,8 +477,11 @@ static int run(struct app *a)
     flood_set_trusted_fn(a->flood, trusted_binding_source, a);
     flood_set_call_counter(a->flood, calls_in_progress, a);
     sipagent_set_stream_filter(a->agent, flood_admit, a->flood);
-    sipagent_set_method_prefilter(a->agent, sip_method_invite, flood_prefilter_invite,
-                                  a->flood);
+    /* INVITEs refused before any call (max_calls first) get stateless
+     * answers. */
+    calls_set_flood(a->calls, a->flood);
+    sipagent_set_method_prefilter(a->agent, sip_method_invite, calls_prefilter_invite,
+                                  a->calls);
     engine_attach_flood(a->engine, a->flood);
     engine_set_reload_handler(a->engine, on_reload, a);
     if (start_metrics(a) < 0)

@@ -161,23 +161,52 @@ static void remember_invite(struct sipagent *a, const sip_t *sip)
                NULL, 0);
 }
 
-/* A retransmission of a request answered without a transaction (a BYE),
- * or of an INVITE whose transaction has ended: answered again, or
- * absorbed. Returns true when msg was taken. */
+/* A stateless final answer to request msg (taken): `text`, when not NULL,
+ * holds "PHRASE\r\nHEADER LINES" as sipagent_refuse() stores it (an empty
+ * phrase: the standard one). An INVITE's answer carries a To tag made from
+ * `key`, so that its retransmissions get the very same answer. */
+static void reply_final_text(struct sipagent *a, msg_t *msg, const sip_t *sip, uint64_t key,
+                             int status, const char *text, size_t len)
+{
+    char phrase[128] = "", headers[512] = "";
+    if (text) {
+        const char *crlf = memchr(text, '\r', len);
+        size_t plen = crlf ? (size_t)(crlf - text) : len;
+        snprintf(phrase, sizeof phrase, "%.*s", (int)plen, text);
+        if (crlf && len - plen > 2)
+            snprintf(headers, sizeof headers, "%.*s", (int)(len - plen - 2), crlf + 2);
+    }
+    sip_to_t *to = NULL;
+    if (sip->sip_request->rq_method == sip_method_invite && sip->sip_to &&
+        !sip->sip_to->a_tag) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "tag=sl%016llx", (unsigned long long)key);
+        to = sip_to_dup(msg_home(msg), sip->sip_to);
+        if (to && sip_to_tag(msg_home(msg), to, tag) < 0)
+            to = NULL;
+    }
+    nta_msg_treply(a->nta, msg, status, phrase[0] ? phrase : sip_status_phrase(status),
+                   TAG_IF(to, SIPTAG_TO(to)), TAG_IF(headers[0], SIPTAG_HEADER_STR(headers)),
+                   TAG_END());
+}
+
+/* A retransmission of a request answered without a transaction (a BYE, a
+ * refused INVITE), or of an INVITE whose transaction has ended: answered
+ * again, or absorbed. Returns true when msg was taken. */
 static bool answered_before(struct sipagent *a, msg_t *msg, sip_t *sip)
 {
     sip_method_t method = sip->sip_request->rq_method;
     const struct answer *ans;
-    if (method == sip_method_invite && !(sip->sip_to && sip->sip_to->a_tag)) {
-        if (!answer_get(a->answers, now_ms(), request_key(ANSWER_INVITE, sip)))
-            return false;
+    bool invite = method == sip_method_invite && !(sip->sip_to && sip->sip_to->a_tag);
+    if (invite && answer_get(a->answers, now_ms(), request_key(ANSWER_INVITE, sip))) {
         msg_destroy(msg);
         return true;
     }
-    if (method != sip_method_bye ||
-        !(ans = answer_get(a->answers, now_ms(), request_key(ANSWER_FINAL, sip))))
+    uint64_t key;
+    if ((!invite && method != sip_method_bye) ||
+        !(ans = answer_get(a->answers, now_ms(), key = request_key(ANSWER_FINAL, sip))))
         return false;
-    nta_msg_treply(a->nta, msg, ans->status, sip_status_phrase(ans->status), TAG_END());
+    reply_final_text(a, msg, sip, key, ans->status, ans->text, ans->len);
     return true;
 }
 
@@ -539,6 +568,23 @@ void sipagent_reply_final(struct sipagent *a, msg_t *msg, const sip_t *sip, int 
                    status, NULL, 0);
     nta_msg_treply(a->nta, msg, status, phrase ? phrase : sip_status_phrase(status),
                    TAG_END());
+}
+
+void sipagent_refuse(struct sipagent *a, msg_t *msg, const sip_t *sip, int status,
+                     const char *phrase, const char *headers)
+{
+    uint64_t key = request_key(ANSWER_FINAL, sip);
+    char text[640];
+    size_t len = 0;
+    if (phrase && strcmp(phrase, sip_status_phrase(status)) == 0)
+        phrase = NULL;
+    if (phrase || headers) {
+        int n = snprintf(text, sizeof text, "%.127s\r\n%.500s", phrase ? phrase : "",
+                         headers ? headers : "");
+        len = n > 0 && (size_t)n < sizeof text ? (size_t)n : 0;
+    }
+    answer_put(a->answers, now_ms(), key, ANSWER_FINAL, status, len ? text : NULL, len);
+    reply_final_text(a, msg, sip, key, status, len ? text : NULL, len);
 }
 
 struct sipinv_set *sipagent_invites(struct sipagent *a)

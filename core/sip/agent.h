@@ -8,9 +8,11 @@
  * method handler (REGISTER, INVITE) or the policy's on_request takes becomes
  * a server transaction owned by the handler, which must answer it and call
  * nta_incoming_destroy(). A method may also have a stateless prefilter that
- * answers first what needs no transaction (the registrar's challenges). Malformed messages never reach this far: nta
- * answers 400 when it can and drops them otherwise (parsefix.h corrects
- * sofia's parser where it refused valid ones). A request other than ACK or
+ * answers first what needs no transaction (the registrar's challenges, the
+ * INVITEs refused before a call exists: sipagent_refuse() remembers such a
+ * refusal so a retransmission gets it again). Malformed messages never
+ * reach this far: nta answers 400 when it can and drops them otherwise
+ * (parsefix.h corrects sofia's parser where it refused valid ones). A request other than ACK or
  * CANCEL whose Require names an option tag the core lacks gets 420 with
  * those tags in Unsupported. */
 #ifndef MOON_SIP_AGENT_H
@@ -100,6 +102,16 @@ void sipagent_set_dialog_handler(struct sipagent *a, sipagent_dialog_h *h, void 
  * its retransmissions get it again. */
 void sipagent_reply_final(struct sipagent *a, msg_t *msg, const sip_t *sip, int status,
                           const char *phrase);
+
+/* Refuse request msg (an INVITE outside any dialog) statelessly with a
+ * final `status`, `phrase` (NULL: the standard one) and `headers` (header
+ * lines without the last CRLF, or NULL); takes msg. The answer is
+ * remembered in the answer cache for 64 * T1 (about 60 bytes, plus the
+ * phrase and headers when given), so a retransmission gets the same answer,
+ * To tag included (made from the request, not random); the ACK to it matches
+ * nothing and is dropped. O(1). */
+void sipagent_refuse(struct sipagent *a, msg_t *msg, const sip_t *sip, int status,
+                     const char *phrase, const char *headers);
 
 /* The INVITEs sent through sipagent_invite() (sip/invite.h). */
 struct sipinv_set *sipagent_invites(struct sipagent *a);

@@ -1,5 +1,6 @@
 /* Endpoint bindings. See binding.h. */
 #include "sip/binding.h"
+#include "sip/ipcount.h"
 #include "log.h"
 #include "sip/digest.h"
 #include "sip/keepalive.h"
@@ -34,6 +35,7 @@ struct binding {
     uint32_t heap_idx;
     uint16_t off_call_id, off_source, off_ua;
     uint8_t nat : 1, transport : 2, touched : 1; /* transport: enum binding_transport */
+    uint8_t indexed : 1; /* its source IP is counted in the set's sources */
 };
 
 struct binding_set {
@@ -46,6 +48,7 @@ struct binding_set {
     struct keepalive *ka;
     int expire, nat_expire;
     bool replace;
+    struct ipcount *sources; /* the bindings' source IPs, counted */
 };
 
 static const char *const transport_names[] = {"udp", "tcp", "tls"};
@@ -295,6 +298,50 @@ static void forget(struct binding_set *s, const char *aor, const char *contact)
         store_del(s->store, STORE_BINDINGS, key, klen);
 }
 
+/* ---- The index of source addresses ---------------------------------------------- */
+
+/* The IP of a binding's source: "192.0.2.1:5060" -> "192.0.2.1",
+ * "[2001:db8::1]:5060" -> "2001:db8::1"; *len its length. */
+static const char *source_ip(const char *source, size_t *len)
+{
+    if (source[0] == '[') {
+        const char *end = strchr(source, ']');
+        *len = end ? (size_t)(end - source - 1) : 0;
+        return source + 1;
+    }
+    const char *colon = strrchr(source, ':');
+    *len = colon ? (size_t)(colon - source) : strlen(source);
+    return source;
+}
+
+/* Count the binding's source IP in its set (b->aor set). */
+static void index_source(struct binding *b)
+{
+    size_t len;
+    const char *ip = source_ip(binding_source(b), &len);
+    b->indexed = ipcount_add(b->aor->set->sources, ip, len) == 0;
+}
+
+static void unindex_source(struct binding *b)
+{
+    if (!b->indexed)
+        return;
+    size_t len;
+    const char *ip = source_ip(binding_source(b), &len);
+    ipcount_del(b->aor->set->sources, ip, len);
+    b->indexed = 0;
+}
+
+bool binding_set_has_source(const struct binding_set *s, const char *ip)
+{
+    return ipcount_get(s->sources, ip) > 0;
+}
+
+size_t binding_set_sources(const struct binding_set *s)
+{
+    return ipcount_size(s->sources);
+}
+
 /* ---- Life of one binding ------------------------------------------------------- */
 
 static void link_new(struct binding_aor *aor, struct binding *b)
@@ -307,6 +354,7 @@ static void link_new(struct binding_aor *aor, struct binding *b)
 
 static void binding_free(struct binding *b)
 {
+    unindex_source(b);
     keepalive_release(b->aor ? b->aor->set->ka : NULL, &b->ka);
     tport_unref(b->tp); /* a TCP connection nobody else uses then idles out */
     free(b->strs);
@@ -369,7 +417,9 @@ int binding_set_create(struct binding_set **sp, struct event_base *base, su_root
     s->expire = 3600;
     s->nat_expire = 300;
     s->replace = true;
-    if (base && !(s->expiry_ev = evtimer_new(base, on_expiry, s))) {
+    s->sources = ipcount_create();
+    if (!s->sources || (base && !(s->expiry_ev = evtimer_new(base, on_expiry, s)))) {
+        ipcount_destroy(s->sources);
         free(s);
         return -ENOMEM;
     }
@@ -384,6 +434,7 @@ void binding_set_destroy(struct binding_set *s)
     if (s->expiry_ev)
         event_free(s->expiry_ev);
     free(s->heap);
+    ipcount_destroy(s->sources);
     free(s);
 }
 
@@ -458,6 +509,7 @@ static enum registrar_load load_one(const void *key, size_t klen, uint8_t versio
         return REGISTRAR_LOAD_KEEP;
     }
     link_new(aor, b);
+    index_source(b);
     if (b->nat)
         keepalive_refresh(lc->s->ka, &b->ka, true);
     return REGISTRAR_LOAD_COUNTED;
@@ -608,6 +660,7 @@ static struct binding *add(struct binding_set *s, struct binding_aor *aor,
         return NULL;
     }
     link_new(aor, b);
+    index_source(b);
     log_info("registrar", "%s: binding %s from %s%s, %d s", aor->name, c->uri, o->source,
              c->nat ? " (NAT)" : "", c->granted);
     return b;
@@ -621,8 +674,11 @@ static void refresh(struct binding_set *s, struct binding *b,
         forget(s, b->aor->name, binding_contact(b));
     if (strcmp(binding_contact(b), c->uri) != 0 ||
         strcmp(b_call_id(b), o->call_id) != 0 ||
-        strcmp(binding_source(b), o->source) != 0 || strcmp(b_ua(b), o->user_agent) != 0)
+        strcmp(binding_source(b), o->source) != 0 || strcmp(b_ua(b), o->user_agent) != 0) {
+        unindex_source(b);
         set_strings(b, c->uri, o->call_id, o->source, o->user_agent);
+        index_source(b);
+    }
     b->expires_at = now + c->granted;
     heap_update(s, b);
 }

@@ -4,7 +4,8 @@
  * outside core/sip/ includes it.
  *
  * Owns: struct binding_set, holding every binding in a min-heap on expiry
- * time with one libevent timer for its top; each binding is one struct
+ * time with one libevent timer for its top, and an index of the bindings'
+ * source IPs with their counts (ipcount.h); each binding is one struct
  * (88 bytes) and one block of its strings, linked in its AOR's list. The
  * AOR (struct binding_aor) is embedded in its owner (the account), which
  * sets it up with binding_aor_init() and empties it with binding_clear() or
@@ -77,6 +78,14 @@ void binding_set_configure(struct binding_set *s, int expire, int nat_expire,
                            bool replace);
 
 size_t binding_set_count(const struct binding_set *s);
+
+/* Whether some binding's REGISTER came from `ip` (text, as inet_ntop()
+ * writes it, no port or brackets), and how many distinct addresses the
+ * bindings came from. O(1): an index of the bindings' source addresses
+ * (ipcount.h), counted as bindings are added, refreshed from elsewhere and
+ * removed. */
+bool binding_set_has_source(const struct binding_set *s, const char *ip);
+size_t binding_set_sources(const struct binding_set *s);
 
 /* Call fn on every binding, in no order; fn must not add or remove. */
 void binding_set_visit(struct binding_set *s, void (*fn)(struct binding *b, void *arg),

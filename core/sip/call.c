@@ -161,43 +161,6 @@ void calls_destroy(struct calls *cs)
 
 /* ---- Ingress ----------------------------------------------------------------- */
 
-/* The source IP of a request, as text, and its port. */
-static void source_ip(msg_t *msg, char *out, size_t outlen, unsigned *port)
-{
-    *out = '\0';
-    *port = 0;
-    su_addrinfo_t *ai = msg_addrinfo(msg);
-    if (!ai || !ai->ai_addr)
-        return;
-    su_sockaddr_t *su = (su_sockaddr_t *)ai->ai_addr;
-    *port = ntohs(su->su_port);
-    if (su->su_family == AF_INET)
-        inet_ntop(AF_INET, &su->su_sin.sin_addr, out, (socklen_t)outlen);
-    else if (su->su_family == AF_INET6)
-        inet_ntop(AF_INET6, &su->su_sin6.sin6_addr, out, (socklen_t)outlen);
-}
-
-/* Loop check. Our own B-leg INVITE coming back to us (a routing gateway
- * that is the switch itself, or a proxy that routes the number back) would
- * be taken as a new call and routed the same way again, until
- * Max-Forwards, which we decrement, ran out: 70 calls at once (each
- * counting against the gateways' line limits) and 70 CDRs for one
- * attempt, and no end at all through an element that resets Max-Forwards.
- * RFC 3261 16.3 has a proxy look for its own Via; a B2BUA cannot keep one
- * request across its legs, but the Call-ID crosses every proxy unchanged,
- * so each of our B-leg Call-IDs ends with this process's random instance
- * id, and an INVITE carrying it is our own call looping: 482 Loop Detected
- * at once, before any call state or CDR. The attempt that looped gets the
- * 482 (the next gateway only when failover_codes lists 482) and its call
- * writes the one CDR. A loop through another B2BUA (a new Call-ID) is
- * still cut by Max-Forwards: 483 Too Many Hops. */
-static bool own_call_id(const struct calls *cs, const char *call_id)
-{
-    size_t n = call_id ? strlen(call_id) : 0, m = strlen(cs->instance);
-    return n > m + 1 && call_id[n - m - 1] == '-' &&
-           strcmp(call_id + n - m, cs->instance) == 0;
-}
-
 /* The caller's ACK of our 2xx, or its CANCEL (nta has answered it 200), or
  * (sip NULL) nta giving up on an ACK that never came. */
 static int on_a_ack_cancel(void *magic, nta_incoming_t *irq, sip_t const *sip)
@@ -265,48 +228,6 @@ void call_identify_source(const struct calls *cs, const sip_t *sip, const char *
         out->kind = CALL_SOURCE_ROUTING;
 }
 
-/* Where an INVITE comes from: call_identify_source(), else the mapping
- * gateway of the account it authenticates as. NONE when neither; then
- * *answered says whether the registrar has answered the request itself (a
- * challenge, a refusal). */
-static void caller_source(struct calls *cs, nta_incoming_t *irq, const sip_t *sip,
-                          const char *ip, unsigned port, struct call_source *src,
-                          bool *answered)
-{
-    *answered = false;
-    call_identify_source(cs, sip, ip, port, src);
-    if (src->kind != CALL_SOURCE_NONE || !cs->registrar ||
-        config_count(cs->cfg, KIND_ACCOUNT) == 0)
-        return;
-    /* Not a gateway's address: perhaps a registered endpoint. The
-     * registrar challenges and answers itself when it is not. */
-    const char *account = NULL;
-    if (registrar_authenticate(cs->registrar, irq, sip, &account)) {
-        *answered = true;
-        return;
-    }
-    const struct account_def *acc =
-        (const void *)config_find(cs->cfg, KIND_ACCOUNT, account);
-    src->mapping = acc ? (const void *)config_find(cs->cfg, KIND_MAPPING_GATEWAY,
-                                                   acc->mapping_gateway)
-                       : NULL;
-    if (src->mapping)
-        src->kind = CALL_SOURCE_MAPPING;
-}
-
-/* Whether the gateway the call comes through has line_limit calls already. */
-static bool source_full(const struct calls *cs, const struct call_source *src, int *limit)
-{
-    if (src->kind == CALL_SOURCE_ROUTING) {
-        const struct routing_gateway_def *g = src->routing;
-        *limit = g->line_limit;
-        return g->line_limit >= 0 &&
-               gw_routing_calls(cs->gws, g->head.name) >= (unsigned)g->line_limit;
-    }
-    *limit = src->mapping->line_limit;
-    return gw_mapping_full(cs->gws, src->mapping);
-}
-
 /* A new call for the caller's INVITE `irq` (whose message `msg` it takes)
  * through the gateway of `src`, at the end of the list and counted against
  * the gateway's line limit. NULL when out of memory. */
@@ -363,49 +284,23 @@ static struct call *call_new(struct calls *cs, nta_incoming_t *irq, msg_t *msg,
 int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg)
 {
     struct calls *cs = arg;
-    if (cs->stopping || !cs->cfg)
-        return 503;
-    if (sip->sip_to && sip->sip_to->a_tag)
-        return 481; /* a re-INVITE for a dialog we do not know */
-    int mf = sip->sip_max_forwards ? (int)sip->sip_max_forwards->mf_count : 70;
-    if (mf <= 0)
-        return 483;
-    if (own_call_id(cs, sip->sip_call_id ? sip->sip_call_id->i_id : NULL)) {
-        log_info("call", "INVITE %s is our own call coming back: 482 Loop Detected",
-                 sip->sip_call_id->i_id);
-        return 482;
-    }
     msg_t *msg = nta_incoming_getrequest(irq);
+    struct call_source src;
+    /* The prefilter checked it a moment ago, in the same call from the
+     * agent; without it the checks answer in the transaction. */
+    if (!call_refuse_passed(cs, sip, &src)) {
+        const struct call_reply to = {.irq = irq};
+        if (call_refuse_check(cs, &to, msg, sip, &src) != 0) {
+            msg_destroy(msg);
+            nta_incoming_destroy(irq);
+            return 0;
+        }
+    }
+    int mf = sip->sip_max_forwards ? (int)sip->sip_max_forwards->mf_count : 70;
     char ip[64];
     unsigned port;
-    source_ip(msg, ip, sizeof ip, &port);
-    bool answered;
-    struct call_source src;
-    caller_source(cs, irq, sip, ip, port, &src, &answered);
-    if (answered) {
-        msg_destroy(msg);
-        nta_incoming_destroy(irq);
-        return 0;
-    }
-    if (src.kind == CALL_SOURCE_NONE) {
-        msg_destroy(msg);
-        log_debug("call", "INVITE from unknown source %s: 403", ip);
-        return 403;
-    }
-    if (calls_timer_refuse(cs, irq, sip)) { /* 422: below our Min-SE */
-        msg_destroy(msg);
-        return 0;
-    }
+    call_source_ip(msg, ip, sizeof ip, &port);
     const char *gw = src.mapping ? src.mapping->head.name : src.routing->head.name;
-    int limit;
-    if (source_full(cs, &src, &limit)) {
-        msg_destroy(msg);
-        log_info("call", "INVITE from %s: %s gateway %s at its line limit %d", ip,
-                 src.mapping ? "mapping" : "routing", gw, limit);
-        nta_incoming_treply(irq, 503, "Line Limit Reached", TAG_END());
-        nta_incoming_destroy(irq);
-        return 0;
-    }
     int a_transport = transport_of_msg(msg);
     struct call *c = call_new(cs, irq, msg, sip, &src, mf);
     if (!c) {

@@ -120,13 +120,35 @@ struct registrar;
 void calls_set_registrar(struct calls *cs, struct registrar *r);
 
 /* The INVITE handler for sipagent_set_method_handler(); arg is the module.
- * Returns 0 (taken) or a status for the agent to answer with. */
+ * Returns 0 (taken). An INVITE refused before any call exists is answered
+ * in its transaction unless the prefilter below refused it first. */
 int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg);
+
+/* The INVITE prefilter for sipagent_set_method_prefilter(); arg is the
+ * module. It refuses statelessly, without a transaction or anything kept
+ * but the answer cache's record (sipagent_refuse(): a retransmission gets
+ * the same answer), every INVITE refused before a call exists: max_calls
+ * (503 with Retry-After, when calls_set_flood() gave the flood module),
+ * stopping (503), an unknown dialog (481), Max-Forwards 0 (483), our own
+ * call looping (482), an unknown source (403), an endpoint without valid
+ * credentials (the registrar's 407 challenge, 403, 400: a new nonce each
+ * time, as for REGISTER), a Session-Expires below Min-SE (422), a gateway
+ * at its line limit (503). The rest (returns -1) becomes a transaction for
+ * calls_on_invite(), which the agent calls at once and which does not
+ * check it again. Refusals decided once the call exists (no route, the
+ * policy's route()) keep their transaction. O(gateways) at worst; no
+ * allocation beyond sofia's answer. */
+int calls_prefilter_invite(msg_t *msg, sip_t *sip, void *arg);
+
+/* The flood module whose max_calls the prefilter checks first (NULL:
+ * none). */
+struct flood;
+void calls_set_flood(struct calls *cs, struct flood *fl);
 
 /* Where an INVITE comes from, told by its source address `ip` (text) and
  * `port`, and its Request-URI alone: a static mapping gateway by address
  * (IP), else a routing gateway (gw_routing_by_source()). NONE: a registered account
- * (digest, which needs a transaction) or a stranger. Reads only and
+ * (known only by its digest, see calls_prefilter_invite()) or a stranger. Reads only and
  * allocates nothing, so it may run before any state exists for the
  * request. O(gateways + bindings of dynamic gateways' accounts). */
 enum call_source_kind { CALL_SOURCE_NONE, CALL_SOURCE_MAPPING, CALL_SOURCE_ROUTING };

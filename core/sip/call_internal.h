@@ -4,6 +4,8 @@
  *   call.c          ingress (the caller's INVITE: where it comes from, a
  *                   new call), the calls' timers, the module's life and its
  *                   public view
+ *   call_refuse.c   the refusals of an INVITE before any call exists, with
+ *                   a transaction or statelessly (the INVITE prefilter)
  *   call_route.c    the call's targets: the policy's route() and
  *                   on_failure() (queries), default routing, what follows
  *                   a failed attempt
@@ -90,6 +92,13 @@ struct calls {
     unsigned shutdown_pending;
     nta_outgoing_t **byes; /* shutdown BYEs not answered yet */
     size_t nbyes;
+    struct flood *flood; /* max_calls, checked by the prefilter; may be NULL */
+    /* The INVITE the prefilter let through, for calls_on_invite(), which
+     * the agent calls right after it with the same sip. */
+    struct {
+        const sip_t *sip;
+        struct call_source src;
+    } passed;
 };
 
 /* A decision asked of the policy (call.h). It lives until
@@ -218,6 +227,34 @@ static inline void call_kick(struct calls *cs)
 void call_arm(struct call *c, int seconds);
 void call_disarm(struct call *c);
 
+/* ---- call_refuse.c ----------------------------------------------------------- */
+
+/* Where a refusal goes: the INVITE's transaction (irq), or (irq NULL) the
+ * request itself, answered statelessly through the agent, which takes msg. */
+struct call_reply {
+    nta_incoming_t *irq;
+    struct sipagent *agent;
+    msg_t *msg;
+    const sip_t *sip;
+};
+
+/* The source IP of request `msg`, as text ("" when unknown), and its port. */
+void call_source_ip(msg_t *msg, char *out, size_t outlen, unsigned *port);
+
+/* Every refusal of a caller's INVITE `msg` before a call exists, in order:
+ * stopping (503), a To tag (481), Max-Forwards (483), our own Call-ID
+ * (482), the source (call_identify_source(), else an account's digest:
+ * challenges and refusals answered by the registrar; else 403), Min-SE
+ * (422), the gateway's line limit (503). Returns 0 with *src set, or the
+ * status answered through `to` (an irq is answered, not destroyed; a
+ * stateless msg is gone). Allocates nothing; O(gateways) at worst. */
+int call_refuse_check(struct calls *cs, const struct call_reply *to, msg_t *msg,
+                      const sip_t *sip, struct call_source *src);
+
+/* Whether `sip` is the INVITE the prefilter just let through, with its
+ * source in *src. Forgets it either way. */
+bool call_refuse_passed(struct calls *cs, const sip_t *sip, struct call_source *src);
+
 /* ---- call_route.c ------------------------------------------------------------ */
 
 /* A new call's route: the policy's route() when it has one, else default
@@ -345,9 +382,9 @@ void call_timer_invite_headers(const struct call *c, char *out, size_t outlen);
  * interval its Min-SE asks for (set in c->session_offer; twice at most). */
 bool call_timer_retry_422(struct call *c, sip_t const *sip);
 
-/* The caller's INVITE asks for a Session-Expires below sip.session_min_se:
- * answers 422 with our Min-SE, destroys irq and returns true. */
-bool calls_timer_refuse(struct calls *cs, nta_incoming_t *irq, sip_t const *sip);
+/* When the caller's INVITE asks for a Session-Expires below
+ * sip.session_min_se: that Min-SE, for its 422 (logged); else 0. */
+int calls_timer_min_se(const struct calls *cs, sip_t const *sip);
 
 /* The B-leg's 2xx `ok` answered the call, the caller's INVITE still in
  * c->a_msg: negotiate each leg's timer (c->st) and write the header lines

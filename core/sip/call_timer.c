@@ -270,20 +270,16 @@ bool call_timer_retry_422(struct call *c, sip_t const *sip)
     return true;
 }
 
-bool calls_timer_refuse(struct calls *cs, nta_incoming_t *irq, sip_t const *sip)
+int calls_timer_min_se(const struct calls *cs, sip_t const *sip)
 {
     const struct sip_settings *s = &config_switch(cs->cfg)->sip;
     sip_session_expires_t const *se = sip->sip_session_expires;
     if (!s->session_ttl || !se || se->x_delta >= (unsigned long)s->session_min_se)
-        return false;
-    char min[32];
-    snprintf(min, sizeof min, "%d", s->session_min_se);
-    log_info("call", "INVITE %s asks for Session-Expires %lu, below our Min-SE %s: 422",
-             sip->sip_call_id ? sip->sip_call_id->i_id : "?", se->x_delta, min);
-    nta_incoming_treply(irq, SIP_422_SESSION_TIMER_TOO_SMALL, SIPTAG_MIN_SE_STR(min),
-                        TAG_END());
-    nta_incoming_destroy(irq);
-    return true;
+        return 0;
+    log_info("call", "INVITE %s asks for Session-Expires %lu, below our Min-SE %d: 422",
+             sip->sip_call_id ? sip->sip_call_id->i_id : "?", se->x_delta,
+             s->session_min_se);
+    return s->session_min_se;
 }
 
 /* The caller's leg from its INVITE (or a refresh request): the interval

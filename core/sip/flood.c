@@ -733,14 +733,19 @@ void flood_set_call_counter(struct flood *fl, flood_calls_h *count, void *arg)
     fl->count_arg = arg;
 }
 
+void flood_calls_refused(struct flood *fl)
+{
+    log_limited(&calls_limit, LOG_WARN, "flood",
+                "max_calls %d reached: new calls get 503", fl->max_calls);
+}
+
 int flood_prefilter_invite(msg_t *msg, sip_t *sip, void *arg)
 {
     struct flood *fl = arg;
     (void)sip;
     if (!fl->nta || !fl->count_fn || !flood_calls_over(fl, fl->count_fn(fl->count_arg)))
         return -1;
-    log_limited(&calls_limit, LOG_WARN, "flood",
-                "max_calls %d reached: new calls get 503", fl->max_calls);
+    flood_calls_refused(fl);
     char retry[16];
     snprintf(retry, sizeof retry, "%d", FLOOD_CALLS_RETRY_AFTER);
     nta_msg_treply(fl->nta, msg, SIP_503_SERVICE_UNAVAILABLE,

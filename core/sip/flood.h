@@ -145,6 +145,11 @@ void flood_get_stats(const struct flood *fl, struct flood_stats *out);
  * Retry-After: FLOOD_CALLS_RETRY_AFTER, given the calls in progress. */
 bool flood_calls_over(const struct flood *fl, size_t calls_in_progress);
 
+/* A new call was refused for max_calls (by flood_prefilter_invite() or by
+ * a prefilter that runs flood_calls_over() itself): the rate-limited
+ * warning. */
+void flood_calls_refused(struct flood *fl);
+
 /* The calls in progress, for flood_prefilter_invite(). */
 typedef size_t flood_calls_h(void *arg);
 void flood_set_call_counter(struct flood *fl, flood_calls_h *count, void *arg);

@@ -81,13 +81,21 @@ static struct sipinv **bucket(struct sipinv_set *s, uint64_t key)
 
 /* ---- Sending without a transaction ------------------------------------- */
 
-/* Send a request we wrote (its Via included) statelessly. */
+/* Send a request we wrote (its Via included) statelessly. Not through
+ * nta_msg_tsend(), which leaks the message when it cannot be sent (it
+ * hands nta a reference that a failed stateless send gives back to no
+ * one). */
 static void send_text(struct sipinv_set *s, const char *text, size_t len)
 {
     msg_t *m = msg_make(sip_default_mclass(), 0, text, (ssize_t)len);
     if (!m)
         return;
-    nta_msg_tsend(s->nta, m, NULL, NTATAG_USER_VIA(1), TAG_END());
+    nta_outgoing_t *orq = nta_outgoing_mcreate(
+        s->nta, NULL, NULL, NULL, m, NTATAG_STATELESS(1), NTATAG_USER_VIA(1), TAG_END());
+    if (orq && orq != (nta_outgoing_t *)-1)
+        nta_outgoing_destroy(orq);
+    if (!orq)
+        msg_destroy(m); /* not sent: nta did not take it */
 }
 
 /* The ACK of a failure (RFC 3261 17.1.1.3): the INVITE's Request-URI, Via,
@@ -376,6 +384,8 @@ bool sipinv_cancel(struct sipinv *inv)
                                                   NTATAG_USER_VIA(1), TAG_END());
     if (cancel && cancel != (nta_outgoing_t *)-1)
         nta_outgoing_destroy(cancel);
+    if (!cancel)
+        msg_destroy(m); /* nta takes the message only when it returns a transaction */
     return cancel != NULL;
 }
 
@@ -408,6 +418,8 @@ void sipinv_ack(struct sipinv *inv, nta_leg_t *leg, sip_t const *answer)
         nta_outgoing_mcreate(nta, NULL, NULL, NULL, msg, NTATAG_STATELESS(1), TAG_END());
     if (orq && orq != (nta_outgoing_t *)-1)
         nta_outgoing_destroy(orq);
+    if (!orq)
+        msg_destroy(msg); /* not sent (no transport, say): nta did not take it */
     size_t len = 0;
     char *s = orq ? msg_as_string(home, sent, NULL, 0, &len) : NULL;
     free(inv->ack);

@@ -247,25 +247,40 @@ static void reply_once(nta_incoming_t *irq, int status, const char *phrase)
     nta_incoming_treply(irq, status, phrase, TAG_END());
 }
 
-int registrar_authenticate(struct registrar *r, nta_incoming_t *irq, const sip_t *sip,
-                           const char **account)
+/* Authenticate request `msg` (the transaction's copy, or the stateless
+ * request itself), answering through `to` when it does not pass. */
+static int authenticate(struct registrar *r, const struct registrar_reply *to, msg_t *msg,
+                        const sip_t *sip, const char **account)
 {
     char ip[48], source[64];
     enum binding_transport transport;
     *account = NULL;
-    msg_t *msg = nta_incoming_getrequest(irq);
-    int rc = source_of(msg, ip, sizeof ip, source, sizeof source, &transport);
-    msg_destroy(msg);
-    if (rc < 0) {
-        reply_once(irq, SIP_500_INTERNAL_SERVER_ERROR);
+    if (source_of(msg, ip, sizeof ip, source, sizeof source, &transport) < 0) {
+        registrar_answer(to, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
         return 500;
     }
     struct account *acc;
-    const struct registrar_reply to = {.irq = irq};
-    int status = accounts_authenticate(r->accounts, &to, sip, ip, &acc);
+    int status = accounts_authenticate(r->accounts, to, sip, ip, &acc);
     if (status == 0)
         *account = account_name(acc);
     return status;
+}
+
+int registrar_authenticate(struct registrar *r, nta_incoming_t *irq, const sip_t *sip,
+                           const char **account)
+{
+    msg_t *msg = nta_incoming_getrequest(irq);
+    const struct registrar_reply to = {.irq = irq};
+    int status = authenticate(r, &to, msg, sip, account);
+    msg_destroy(msg);
+    return status;
+}
+
+int registrar_authenticate_msg(struct registrar *r, msg_t *msg, const sip_t *sip,
+                               const char **account)
+{
+    const struct registrar_reply to = {.nta = r->nta, .msg = msg};
+    return authenticate(r, &to, msg, sip, account);
 }
 
 /* ---- REGISTER -------------------------------------------------------------------- */
@@ -739,6 +754,11 @@ int registrar_remove(struct registrar *r, const char *aor, const char *contact)
 size_t registrar_binding_count(const struct registrar *r)
 {
     return binding_set_count(r->set);
+}
+
+bool registrar_binding_source(const struct registrar *r, const char *ip)
+{
+    return binding_set_has_source(r->set, ip);
 }
 
 size_t registrar_account_count(const struct registrar *r)

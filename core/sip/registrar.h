@@ -131,6 +131,13 @@ int registrar_on_register(nta_incoming_t *irq, const sip_t *sip, void *arg);
 int registrar_authenticate(struct registrar *r, nta_incoming_t *irq, const sip_t *sip,
                            const char **account);
 
+/* The same for a request without a transaction (a stateless prefilter):
+ * when it does not pass, it is answered statelessly (msg taken: neither msg
+ * nor sip may be used after); on 0 msg stays the caller's. Allocates
+ * nothing that outlives the call. */
+int registrar_authenticate_msg(struct registrar *r, msg_t *msg, const sip_t *sip,
+                               const char **account);
+
 /* ---- The policy hook ------------------------------------------------------- */
 
 /* Called for every authenticated REGISTER that adds or refreshes a binding.
@@ -189,6 +196,11 @@ int registrar_bindings(struct registrar *r, const char *aor, registrar_binding_h
 int registrar_remove(struct registrar *r, const char *aor, const char *contact);
 
 size_t registrar_binding_count(const struct registrar *r);
+
+/* Whether some binding's REGISTER came from `ip` (text as inet_ntop()
+ * writes it): the flood module trusts those sources. O(1) (an index of the
+ * bindings' source addresses). */
+bool registrar_binding_source(const struct registrar *r, const char *ip);
 size_t registrar_account_count(const struct registrar *r);
 
 struct registrar_account {

@@ -257,6 +257,8 @@ static int switch_build(struct sw *s)
     calls_apply(s->calls, s->cfg);
     calls_set_registrar(s->calls, s->registrar);
     sipagent_set_method_handler(s->agent, sip_method_invite, calls_on_invite, s->calls);
+    sipagent_set_method_prefilter(s->agent, sip_method_invite, calls_prefilter_invite,
+                                  s->calls);
     evport_set_datagram_observer(s->root, on_datagram, NULL);
     evport_rearm(s->root);
     return 0;

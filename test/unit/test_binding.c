@@ -519,8 +519,61 @@ static void store_round_trip(void)
     remove_dir(dir);
 }
 
+/* The index of source addresses follows adds, refreshes from another
+ * address (IPv6 too), removals, expiry and a load from the store. */
+static void sources_indexed(void)
+{
+    char dir[PATH_MAX];
+    test_dir(dir, sizeof dir, "sources");
+    struct event_base *base = event_base_new();
+    CHECK(event_base_priority_init(base, 3) == 0);
+    struct store *st = NULL;
+    CHECK(store_open(&st, base, dir, 0) == 0);
+    long long now = (long long)time(NULL); /* loading drops what expired */
+    struct binding_set *s = new_set(st, false);
+    struct binding_aor aor;
+    binding_aor_init(&aor, s, "1001");
+    CHECK(!binding_set_has_source(s, SRC_IP) && binding_set_sources(s) == 0);
+    CHECK(reg(s, &aor, "Contact: <sip:1001@" SRC ">;expires=60\r\n", "c1", 1, now) == 0);
+    CHECK(reg(s, &aor, "Contact: <sip:1001@10.9.9.9>;expires=60\r\n", "c2", 1, now) == 0);
+    CHECK(binding_set_has_source(s, SRC_IP) && binding_set_sources(s) == 1);
+    CHECK(!binding_set_has_source(s, "10.0.0.10") && !binding_set_has_source(s, SRC));
+    /* The first binding refreshed from an IPv6 address: both counted. */
+    struct reg g;
+    reg_parse(&g, s, "Contact: <sip:1001@" SRC ">;expires=60\r\n");
+    const struct binding_origin v6 = {.call_id = "c1",
+                                      .cseq = 2,
+                                      .source = "[2001:db8::7]:5062",
+                                      .user_agent = "",
+                                      .transport = BINDING_UDP};
+    binding_update(&aor, &g.req, &v6, now);
+    reg_done(&g);
+    CHECK(binding_set_has_source(s, SRC_IP) && binding_set_has_source(s, "2001:db8::7"));
+    CHECK(binding_set_sources(s) == 2);
+    CHECK(store_commit(st) == 0);
+    /* Loaded from the store: the same index. */
+    binding_release(&aor);
+    binding_set_destroy(s);
+    s = new_set(st, false);
+    binding_aor_init(&aor, s, "1001");
+    CHECK(!binding_set_has_source(s, SRC_IP));
+    binding_set_load(s, find_1001, &aor);
+    CHECK(aor.count == 2 && binding_set_sources(s) == 2);
+    CHECK(binding_set_has_source(s, SRC_IP) && binding_set_has_source(s, "2001:db8::7"));
+    /* Removed by Expires 0: that address goes, the other stays. */
+    CHECK(reg(s, &aor, "Contact: <sip:1001@10.9.9.9>;expires=0\r\n", "c2", 2, now) == 0);
+    CHECK(!binding_set_has_source(s, SRC_IP) && binding_set_has_source(s, "2001:db8::7"));
+    binding_clear(&aor, NULL);
+    CHECK(binding_set_sources(s) == 0 && !binding_set_has_source(s, "2001:db8::7"));
+    CHECK(store_commit(st) == 0);
+    binding_set_destroy(s);
+    store_close(st);
+    event_base_free(base);
+    remove_dir(dir);
+}
+
 TEST_MAIN(CASE(grant_clamps), CASE(behind_nat), CASE(parse_expiry),
           CASE(parse_star_and_limits), CASE(add_refresh_remove), CASE(transport_kept),
           CASE(star_removes_all), CASE(replace_keeps_the_new_one),
           CASE(accumulate_up_to_the_limit), CASE(expiry_removes_what_is_due),
-          CASE(store_round_trip))
+          CASE(store_round_trip), CASE(sources_indexed))
