@@ -3,8 +3,10 @@
 #include "metrics.h"
 #include "sip/outreg.h"
 #include "sip/registrar.h"
+#include "sip/statuscount.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +51,25 @@ static void collect_requests(struct metrics_out *out)
         metrics_out_sample(out, "moonswitch_sip_requests_out_of_dialog_total",
                            (double)requests_received[i], "method", name, NULL);
     }
+}
+
+/* Responses by direction and status code, as statuscount.c counted them at
+ * the transports; codes never seen are left out. */
+static void collect_statuses(struct metrics_out *out)
+{
+    const char *name = "moonswitch_sip_responses_total";
+    metrics_out_family(out, name, "SIP responses received and sent, by status code.",
+                       METRICS_COUNTER);
+    for (int dir = 0; dir < 2; dir++)
+        for (int status = STATUSCOUNT_MIN; status <= STATUSCOUNT_MAX; status++) {
+            uint64_t n = statuscount_get(dir == 0, status);
+            if (!n)
+                continue;
+            char code[8];
+            snprintf(code, sizeof code, "%d", status);
+            metrics_out_sample(out, name, (double)n, "direction", dir == 0 ? "in" : "out",
+                               "status", code, NULL);
+        }
 }
 
 static void collect_nta(struct metrics_out *out, nta_agent_t *nta)
@@ -172,6 +193,7 @@ static void collect(struct metrics_out *out, void *arg)
 {
     struct sipmetrics *m = arg;
     collect_requests(out);
+    collect_statuses(out);
     if (m->nta)
         collect_nta(out, m->nta);
     if (m->outregs)

@@ -16,6 +16,9 @@
  *   moonswitch_bindings, moonswitch_accounts          the registrar's
  *   moonswitch_suspensions{kind}                      "account"/"source" in force
  *
+ *   moonswitch_sip_responses_total{direction, status} every response received
+ *                                                      or sent, by code (statuscount.h)
+ *
  * Pushed, by the agent for every request that arrives outside a dialog
  * (stateless answers' retransmissions included):
  *

@@ -54,6 +54,13 @@ def test_calls_counted_by_gateways_and_status():
         check_eq(value(s, "moonswitch_sip_held_bytes", kind="answers") > 0, True,
                  "answer bytes")
         check_eq(value(s, "moonswitch_sip_invites", kind="all"), 0.0, "INVITEs in progress")
+        # Responses by status at the transports: the carrier's 100, 180 and
+        # 200 (INVITE) and 200 (BYE) in; ours to the caller out.
+        for direction in ("in", "out"):
+            check_eq(value(s, "moonswitch_sip_responses_total", direction=direction,
+                           status="200") >= 2, True, "200s %s" % direction)
+            check_eq(value(s, "moonswitch_sip_responses_total", direction=direction,
+                           status="180") >= 1, True, "180s %s" % direction)
     with carrier("call_uas_fail.xml", code=486) as uas, \
             Switch(policies(mport, uas.port)) as sw:
         run(caller(sw, "call_uac_fail.xml", code=486), sw)
@@ -62,6 +69,10 @@ def test_calls_counted_by_gateways_and_status():
         s = scrape(mport)
         check_eq(value(s, "moonswitch_calls_total", mapping_gateway="cust",
                        routing_gateway="carrier", status="486"), 1.0, "refused calls")
+        for direction in ("in", "out"):
+            # At least once: nta sends the 486 again until the caller's ACK.
+            check_eq(value(s, "moonswitch_sip_responses_total", direction=direction,
+                           status="486") >= 1, True, "486 %s" % direction)
         check_eq(value(s, "moonswitch_calls_active"), 0.0, "calls in progress after")
 
 
