@@ -21,6 +21,7 @@
 #include "sip/registrar.h"
 #include "sip/replyaddr.h"
 #include "sip/sipmetrics.h"
+#include "sip/statuscount.h"
 #include "sip/tls.h"
 #include "store.h"
 
@@ -57,7 +58,7 @@ struct app {
     struct store *store;
     struct engine *engine;
     struct sipagent *agent;
-    struct siptls *tls; /* NULL: no TLS transport */
+    struct siptls *tls;        /* NULL: no TLS transport */
     struct replyaddr *replies; /* where responses go, per gateway */
     struct hep *hep;           /* switch.hep: SIP capture to Homer */
     struct outreg_set *outregs;
@@ -67,7 +68,7 @@ struct app {
     int shutdown_steps;          /* at shutdown: calls, registrations still ending */
     struct flood *flood;         /* source rates, bans, connection caps, max_calls */
     struct control *control;
-    struct event *log_flush; /* counts of rate-limited log lines */
+    struct event *log_flush;        /* counts of rate-limited log lines */
     struct metrics_server *metrics; /* switch.metrics: Prometheus */
     struct sipmetrics *sipmetrics;
     struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *housekeeping;
@@ -77,27 +78,33 @@ struct app {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: moonswitch [--policies DIR] [--data DIR] [--listen URI]...\n"
-            "                  [--control PATH] [--log-level error|warn|info|debug] "
-            "[--check]\n"
-            "\n"
-            "  --policies DIR   load every *.lua in DIR, in name order (default: policies)\n"
-            "  --data DIR       LMDB environment and state (default: var)\n"
-            "  --listen URI     udp:IP:PORT, tcp:IP:PORT, tls:IP:PORT; repeatable; replaces the "
-            "policy's\n"
-            "  --control PATH   the REPL's unix socket (default: DATA/control.sock)\n"
-            "  --log-level L    error, warn, info (default) or debug\n"
-            "  --check          validate the policies and exit 0 or 1\n");
+    fprintf(
+        out,
+        "usage: moonswitch [--policies DIR] [--data DIR] [--listen URI]...\n"
+        "                  [--control PATH] [--log-level error|warn|info|debug] "
+        "[--check]\n"
+        "\n"
+        "  --policies DIR   load every *.lua in DIR, in name order (default: policies)\n"
+        "  --data DIR       LMDB environment and state (default: var)\n"
+        "  --listen URI     udp:IP:PORT, tcp:IP:PORT, tls:IP:PORT; repeatable; replaces "
+        "the "
+        "policy's\n"
+        "  --control PATH   the REPL's unix socket (default: DATA/control.sock)\n"
+        "  --log-level L    error, warn, info (default) or debug\n"
+        "  --check          validate the policies and exit 0 or 1\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        {"policies", required_argument, NULL, 'p'}, {"data", required_argument, NULL, 'd'},
-        {"listen", required_argument, NULL, 'l'},   {"control", required_argument, NULL, 'c'},
-        {"log-level", required_argument, NULL, 'L'}, {"check", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"policies", required_argument, NULL, 'p'},
+        {"data", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},
+        {"control", required_argument, NULL, 'c'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"check", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     o->policies = "policies";
     o->data = "var";
@@ -124,7 +131,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'L': {
             int level = log_level_parse(optarg);
             if (level < 0) {
-                fprintf(stderr, "moonswitch: --log-level must be error, warn, info or debug\n");
+                fprintf(stderr,
+                        "moonswitch: --log-level must be error, warn, info or debug\n");
                 return -1;
             }
             log_set_level((enum log_level)level);
@@ -152,7 +160,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         if (config_parse_listen(o->listen.v[i], proto, sizeof proto, host, sizeof host,
                                 &port) < 0) {
             fprintf(stderr,
-                    "moonswitch: --listen %s: expected udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT\n",
+                    "moonswitch: --listen %s: expected udp:IP:PORT, tcp:IP:PORT or "
+                    "tls:IP:PORT\n",
                     o->listen.v[i]);
             return -1;
         }
@@ -284,14 +293,31 @@ static void on_log_flush(evutil_socket_t fd, short what, void *arg)
 #define HOUSEKEEPING_S 5
 #define TRIM_FREE_BYTES (16u << 20)
 
+/* statuscount.c counts responses through two of sofia's transport
+ * functions the executable replaces: said once when messages flow and the
+ * replacements are never reached (a sofia built otherwise). */
+static void check_transport_hooks(struct app *a)
+{
+    static bool said;
+    struct sipagent_stats st;
+    if (said || !a->agent)
+        return;
+    sipagent_stats(a->agent, &st);
+    if (st.recv_msg == 0 || statuscount_hooked())
+        return;
+    said = true;
+    log_warn("sip", "sofia's transport does not call the switch's tport_deliver(): "
+                    "responses are not counted by status");
+}
+
 static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    (void)arg;
     struct mallinfo2 mi = mallinfo2();
     if (mi.fordblks > TRIM_FREE_BYTES)
         malloc_trim(0);
+    check_transport_hooks(arg);
 }
 
 /* ---- Metrics ---------------------------------------------------------------- */
@@ -318,10 +344,11 @@ static void collect_app(struct metrics_out *out, void *arg)
     /* What SIP keeps for retransmissions (stats().sip in the REPL). */
     struct sipagent_stats st;
     sipagent_stats(a->agent, &st);
-    metrics_out_family(out, "moonswitch_sip_held_bytes",
-                       "Bytes held for SIP retransmissions: nta's transactions (estimated "
-                       "per transaction) and the answer cache's records.",
-                       METRICS_GAUGE);
+    metrics_out_family(
+        out, "moonswitch_sip_held_bytes",
+        "Bytes held for SIP retransmissions: nta's transactions (estimated "
+        "per transaction) and the answer cache's records.",
+        METRICS_GAUGE);
     metrics_out_sample(out, "moonswitch_sip_held_bytes", (double)st.tr_bytes, "kind",
                        "transactions", NULL);
     metrics_out_sample(out, "moonswitch_sip_held_bytes", (double)st.answer_bytes, "kind",
@@ -368,8 +395,8 @@ static int run(struct app *a)
 
     if (o->check) {
         struct event_base *base = event_base_new();
-        struct engine *e =
-            engine_create(base, NULL, o->policies, &o->listen, TASK_BUDGET, err, sizeof err);
+        struct engine *e = engine_create(base, NULL, o->policies, &o->listen, TASK_BUDGET,
+                                         err, sizeof err);
         if (!e) {
             fprintf(stderr, "%s\n", err);
             event_base_free(base);
@@ -379,8 +406,8 @@ static int run(struct app *a)
         printf("%s: ok (%zu registrations, %zu routing gateways, %zu mapping gateways, "
                "%zu accounts)\n",
                o->policies, config_count(cfg, KIND_REGISTRATION),
-               config_count(cfg, KIND_ROUTING_GATEWAY), config_count(cfg, KIND_MAPPING_GATEWAY),
-               config_count(cfg, KIND_ACCOUNT));
+               config_count(cfg, KIND_ROUTING_GATEWAY),
+               config_count(cfg, KIND_MAPPING_GATEWAY), config_count(cfg, KIND_ACCOUNT));
         engine_destroy(e);
         event_base_free(base);
         return 0;
@@ -405,8 +432,8 @@ static int run(struct app *a)
         return 1;
     }
 
-    a->engine =
-        engine_create(a->base, a->store, o->policies, &o->listen, TASK_BUDGET, err, sizeof err);
+    a->engine = engine_create(a->base, a->store, o->policies, &o->listen, TASK_BUDGET,
+                              err, sizeof err);
     if (!a->engine) {
         log_error("policy", "%s", err);
         return 1;
@@ -427,9 +454,10 @@ static int run(struct app *a)
             return 1;
         siptls_apply(a->tls, engine_config(a->engine));
     }
-    if (sipagent_create(&a->agent, a->root, listen,
-                        (unsigned)config_switch(engine_config(a->engine))->sip.resend_interval,
-                        a->tls) < 0)
+    if (sipagent_create(
+            &a->agent, a->root, listen,
+            (unsigned)config_switch(engine_config(a->engine))->sip.resend_interval,
+            a->tls) < 0)
         return 1;
     if (!(a->replies = replyaddr_create(a->root, sipagent_nta(a->agent))))
         return 1;
@@ -443,8 +471,8 @@ static int run(struct app *a)
     engine_attach_sip(a->engine, a->agent);
     /* The registrar takes REGISTER: its stateless prefilter answers those
      * that change nothing (challenges, refusals), its handler the rest. */
-    if (registrar_create(&a->registrar, sipagent_nta(a->agent), sipagent_client_leg(a->agent),
-                         a->root, a->base, a->store) < 0)
+    if (registrar_create(&a->registrar, sipagent_nta(a->agent),
+                         sipagent_client_leg(a->agent), a->root, a->base, a->store) < 0)
         return 1;
     engine_attach_registrar(a->engine, a->registrar);
     registrar_apply(a->registrar, engine_config(a->engine));
@@ -454,8 +482,8 @@ static int run(struct app *a)
                                   registrar_prefilter_register, a->registrar);
     /* Gateways: usability, line counts and OPTIONS checks, asked by calls
      * and shown to policies. */
-    if (gw_create(&a->gateways, sipagent_nta(a->agent), sipagent_client_leg(a->agent), a->root,
-                  a->base, a->outregs) < 0)
+    if (gw_create(&a->gateways, sipagent_nta(a->agent), sipagent_client_leg(a->agent),
+                  a->root, a->base, a->outregs) < 0)
         return 1;
     gw_set_registrar(a->gateways,
                      a->registrar); /* dynamic gateways, accounts' bindings */
@@ -538,7 +566,7 @@ static void cleanup(struct app *a)
     hep_destroy(a->hep);
     sipagent_destroy(a->agent);
     flood_destroy(a->flood); /* after nta: closing connections reports to it */
-    siptls_destroy(a->tls); /* after nta: sofia frees its TLS objects first */
+    siptls_destroy(a->tls);  /* after nta: sofia frees its TLS objects first */
     if (a->root)
         su_root_destroy(a->root);
     store_close(a->store);
