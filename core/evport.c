@@ -6,11 +6,11 @@
  * readiness (tport needs POLLERR/POLLHUP, or one ICMP unreachable spins a
  * UDP transport), and sofia's timers feed one relative libevent timer. */
 #include "evport.h"
+#include "bpfblock.h"
 #include "log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <linux/filter.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -137,14 +137,14 @@ struct wait_slot {
     su_wakeup_arg_t *arg;
     su_root_t *root;
     struct event *ev;
-    int index;          /* 1-based, as sofia sees it */
-    int dispatching;    /* the callback is on the stack */
-    int datagram;       /* a datagram socket: the observer may peek */
-    int unregistered;   /* freed once the callback returns */
-    int listener;       /* a listening stream socket */
-    int accepted;       /* a connection accepted while connection hooks were set */
-    int watched;        /* accepted, silent so far, deadline armed */
-    int refused;        /* shut down by the port: drained, then a hang-up for sofia */
+    int index;        /* 1-based, as sofia sees it */
+    int dispatching;  /* the callback is on the stack */
+    int datagram;     /* a datagram socket: the observer may peek */
+    int unregistered; /* freed once the callback returns */
+    int listener;     /* a listening stream socket */
+    int accepted;     /* a connection accepted while connection hooks were set */
+    int watched;      /* accepted, silent so far, deadline armed */
+    int refused;      /* shut down by the port: drained, then a hang-up for sofia */
     struct sockaddr_storage *peer; /* accepted connections only */
     socklen_t peerlen;
     struct event *silent_ev; /* the watched connection's deadline */
@@ -153,10 +153,10 @@ struct wait_slot {
 struct su_port_s {
     su_base_port_t base; /* must be first: sofia casts */
     struct event_base *evbase;
-    struct event *timer_ev;    /* sofia's next timer */
-    struct event *msg_ev;      /* a su_msg was queued by this thread */
-    struct event *eventfd_ev;  /* ... or by another thread */
-    struct event *step_ev;     /* su_root_step()'s timeout */
+    struct event *timer_ev;   /* sofia's next timer */
+    struct event *msg_ev;     /* a su_msg was queued by this thread */
+    struct event *eventfd_ev; /* ... or by another thread */
+    struct event *step_ev;    /* su_root_step()'s timeout */
     int eventfd;
     pthread_t owner;
     int owned;
@@ -164,13 +164,13 @@ struct su_port_s {
     struct wait_slot **slots; /* index - 1 -> slot, NULL when free */
     unsigned nslots, nwaits;
     int break_requested;
-    unsigned in_callback; /* > 0 while sofia code runs from this port */
+    unsigned in_callback;        /* > 0 while sofia code runs from this port */
     evport_datagram_f *observer; /* sees each datagram's source before sofia */
     void *observer_arg;
     evport_datagram_filter_f *filter; /* may drop a datagram before sofia */
     void *filter_arg;
-    struct sock_filter *block; /* the blocklist program, NULL: none */
-    unsigned short nblock;     /* its instructions */
+    struct sock_filter *block;     /* the blocklist program, NULL: none */
+    unsigned short nblock;         /* its instructions */
     struct evport_conn_hooks conn; /* valid while conn_set */
     int conn_set;
     unsigned accepting; /* > 0 while a listening socket's callback runs */
@@ -284,8 +284,8 @@ static bool screen_datagrams(su_port_t *self, int fd)
         struct sockaddr_storage from;
         socklen_t fromlen = sizeof from;
         char head[EVPORT_PEEK_HEAD];
-        ssize_t n = recvfrom(fd, head, self->filter ? sizeof head : 0, MSG_PEEK | MSG_DONTWAIT,
-                             (struct sockaddr *)&from, &fromlen);
+        ssize_t n = recvfrom(fd, head, self->filter ? sizeof head : 0,
+                             MSG_PEEK | MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && ++errors < 4)
             /* A pending socket error (an ICMP report, answering a datagram
              * of ours): the peek returned it instead of the datagram behind
@@ -300,7 +300,8 @@ static bool screen_datagrams(su_port_t *self, int fd)
         if (fromlen == 0)
             return true;
         const struct sockaddr *sa = (const struct sockaddr *)&from;
-        if (self->filter && self->filter(sa, fromlen, head, (size_t)n, self->filter_arg)) {
+        if (self->filter &&
+            self->filter(sa, fromlen, head, (size_t)n, self->filter_arg)) {
             (void)recv(fd, head, 1, MSG_DONTWAIT); /* takes the whole datagram */
             dropped++;
             continue;
@@ -312,67 +313,12 @@ static bool screen_datagrams(su_port_t *self, int fd)
     return false;
 }
 
-/* ---- The kernel's blocklist ----------------------------------------------- */
-
-#define BLOCK_ACCEPT 0xffffffffu /* keep the whole datagram */
-
-struct block_build {
-    struct sock_filter *prog;
-    unsigned n;
-    const uint32_t *v; /* sorted, host order */
-};
-
-static void block_emit(struct block_build *b, uint16_t code, uint8_t jt, uint8_t jf,
-                       uint32_t k)
-{
-    b->prog[b->n++] = (struct sock_filter){code, jt, jf, k};
-}
-
-/* A search over v[lo, hi): equal drops, greater goes right, else left. */
-static void block_tree(struct block_build *b, size_t lo, size_t hi)
-{
-    if (lo == hi) {
-        block_emit(b, BPF_RET | BPF_K, 0, 0, BLOCK_ACCEPT);
-        return;
-    }
-    size_t mid = lo + (hi - lo) / 2;
-    block_emit(b, BPF_JMP | BPF_JEQ | BPF_K, 0, 1, b->v[mid]);
-    block_emit(b, BPF_RET | BPF_K, 0, 0, 0);
-    block_emit(b, BPF_JMP | BPF_JGT | BPF_K, 0, 1, b->v[mid]);
-    unsigned ja = b->n;
-    block_emit(b, BPF_JMP | BPF_JA, 0, 0, 0); /* to the right subtree */
-    block_tree(b, lo, mid);
-    b->prog[ja].k = b->n - ja - 1;
-    block_tree(b, mid + 1, hi);
-}
-
-static int u32_cmp(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static bool socket_is_v4(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET;
-}
+/* ---- The kernel's blocklist (bpfblock.h) ---------------------------------- */
 
 /* Attach the port's blocklist to one socket (or detach it). */
 static int block_attach(su_port_t *self, int fd)
 {
-    if (!socket_is_v4(fd))
-        return 0;
-    if (!self->block) {
-        int dummy = 0;
-        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof dummy) < 0 &&
-            errno != ENOENT)
-            return -1;
-        return 0;
-    }
-    struct sock_fprog prog = {.len = self->nblock, .filter = self->block};
-    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+    return bpfblock_attach(fd, self->block, self->nblock);
 }
 
 int evport_set_datagram_blocklist(su_root_t *root, const uint32_t *v4, size_t n)
@@ -383,35 +329,17 @@ int evport_set_datagram_blocklist(su_root_t *root, const uint32_t *v4, size_t n)
     if (n > EVPORT_BLOCK_MAX)
         n = EVPORT_BLOCK_MAX;
     free(self->block);
-    self->block = NULL;
-    self->nblock = 0;
-    uint32_t *v = n ? malloc(n * sizeof *v) : NULL;
-    /* Per address 4 instructions and a leaf, one more leaf, the load. */
-    struct sock_filter *prog = n ? malloc((5 * n + 2) * sizeof *prog) : NULL;
-    if (n && (!v || !prog)) {
-        free(v);
-        free(prog);
+    self->block = bpfblock_compile(v4, n, &self->nblock);
+    if (n && !self->block) {
         log_error("evport", "out of memory: no kernel blocklist");
         n = 0;
-    }
-    if (n) {
-        for (size_t i = 0; i < n; i++)
-            v[i] = ntohl(v4[i]);
-        qsort(v, n, sizeof *v, u32_cmp);
-        struct block_build b = {.prog = prog, .v = v};
-        /* The IPv4 source address, from the network header. */
-        block_emit(&b, BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_NET_OFF + 12));
-        block_tree(&b, 0, n);
-        free(v);
-        self->block = prog;
-        self->nblock = (unsigned short)b.n;
     }
     int rc = (int)n;
     for (unsigned i = 0; i < self->nslots; i++) {
         struct wait_slot *slot = self->slots[i];
         if (slot && slot->datagram && block_attach(self, slot->wait.fd) < 0) {
-            log_error("evport", "socket %d refuses the blocklist filter: %s", slot->wait.fd,
-                      strerror(errno));
+            log_error("evport", "socket %d refuses the blocklist filter: %s",
+                      slot->wait.fd, strerror(errno));
             rc = -1;
         }
     }
@@ -481,10 +409,10 @@ static void conn_accepted(su_port_t *self, struct wait_slot *slot)
     memcpy(slot->peer, &ss, sizeof ss);
     slot->peerlen = len;
     slot->accepted = 1;
-    enum evport_conn_verdict v = self->conn.accepted
-                                     ? self->conn.accepted((struct sockaddr *)slot->peer,
-                                                           len, self->conn.arg)
-                                     : EVPORT_CONN_ACCEPT;
+    enum evport_conn_verdict v =
+        self->conn.accepted
+            ? self->conn.accepted((struct sockaddr *)slot->peer, len, self->conn.arg)
+            : EVPORT_CONN_ACCEPT;
     if (v == EVPORT_CONN_REFUSE) {
         conn_refuse(slot);
         return;
@@ -625,8 +553,8 @@ static int port_register(su_port_t *self, su_root_t *root, su_wait_t *wait,
         slot->listener =
             getsockopt(wait->fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &onlen) == 0 && on;
     }
-    slot->ev = event_new(self->evbase, wait->fd, ev_flags(wait->events), on_wait_ready,
-                         slot);
+    slot->ev =
+        event_new(self->evbase, wait->fd, ev_flags(wait->events), on_wait_ready, slot);
     if (!slot->ev || event_add(slot->ev, NULL) < 0) {
         if (slot->ev)
             event_free(slot->ev);
@@ -650,8 +578,7 @@ static int port_unregister(su_port_t *self, su_root_t *root, su_wait_t *wait,
     (void)callback;
     for (unsigned i = 0; i < self->nslots; i++) {
         struct wait_slot *slot = self->slots[i];
-        if (slot && SU_WAIT_CMP(slot->wait, wait[0]) == 0 &&
-            (!arg || slot->arg == arg)) {
+        if (slot && SU_WAIT_CMP(slot->wait, wait[0]) == 0 && (!arg || slot->arg == arg)) {
             int index = slot->index;
             slot_release(self, slot);
             return index;
@@ -967,8 +894,8 @@ su_root_t *evport_root_create(struct event_base *evbase, su_root_magic_t *magic)
     self->timer_ev = evtimer_new(evbase, on_timer, self);
     self->msg_ev = event_new(evbase, -1, 0, on_msg, self);
     if (self->eventfd >= 0)
-        self->eventfd_ev = event_new(evbase, self->eventfd, EV_READ | EV_PERSIST, on_msg,
-                                     self);
+        self->eventfd_ev =
+            event_new(evbase, self->eventfd, EV_READ | EV_PERSIST, on_msg, self);
     if (self->eventfd < 0 || !self->timer_ev || !self->msg_ev || !self->eventfd_ev ||
         event_add(self->eventfd_ev, NULL) < 0)
         goto fail;

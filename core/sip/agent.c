@@ -31,7 +31,7 @@
 struct sipagent {
     su_root_t *root; /* the event port's, re-armed after calls into sofia */
     nta_agent_t *nta;
-    struct siptls *tls;  /* NULL: no TLS transports */
+    struct siptls *tls;    /* NULL: no TLS transports */
     nta_leg_t *client_leg; /* for requests we send outside dialogs */
     struct {
         sip_method_t method;
@@ -91,7 +91,8 @@ static uint64_t now_ms(void)
 
 /* What the core serves. A policy's on_request may answer more. PRACK
  * (RFC 3262) is not served. */
-static const char allow_methods[] = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
+static const char allow_methods[] =
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
 
 /* Option tags the core supports (RFC 3261 8.2.2.3): session timers (RFC
  * 4028, call_timer.c); a request that Requires any other gets 420. */
@@ -165,8 +166,8 @@ static void remember_invite(struct sipagent *a, const sip_t *sip)
  * holds "PHRASE\r\nHEADER LINES" as sipagent_refuse() stores it (an empty
  * phrase: the standard one). An INVITE's answer carries a To tag made from
  * `key`, so that its retransmissions get the very same answer. */
-static void reply_final_text(struct sipagent *a, msg_t *msg, const sip_t *sip, uint64_t key,
-                             int status, const char *text, size_t len)
+static void reply_final_text(struct sipagent *a, msg_t *msg, const sip_t *sip,
+                             uint64_t key, int status, const char *text, size_t len)
 {
     char phrase[128] = "", headers[512] = "";
     if (text) {
@@ -186,8 +187,8 @@ static void reply_final_text(struct sipagent *a, msg_t *msg, const sip_t *sip, u
             to = NULL;
     }
     nta_msg_treply(a->nta, msg, status, phrase[0] ? phrase : sip_status_phrase(status),
-                   TAG_IF(to, SIPTAG_TO(to)), TAG_IF(headers[0], SIPTAG_HEADER_STR(headers)),
-                   TAG_END());
+                   TAG_IF(to, SIPTAG_TO(to)),
+                   TAG_IF(headers[0], SIPTAG_HEADER_STR(headers)), TAG_END());
 }
 
 /* A retransmission of a request answered without a transaction (a BYE, a
@@ -329,8 +330,8 @@ static int listen_url(const char *spec, char *out, size_t outlen, bool *tls)
         return -EINVAL;
     *tls = strcmp(proto, "tls") == 0;
     int v6 = strchr(host, ':') != NULL;
-    snprintf(out, outlen, "%s:%s%s%s:%d;transport=%s", *tls ? "sips" : "sip", v6 ? "[" : "",
-             host, v6 ? "]" : "", port, proto);
+    snprintf(out, outlen, "%s:%s%s%s:%d;transport=%s", *tls ? "sips" : "sip",
+             v6 ? "[" : "", host, v6 ? "]" : "", port, proto);
     return 0;
 }
 
@@ -358,13 +359,13 @@ static bool listens_tls(const struct strlist *listen)
  * them at once; without it a failed handshake would leave the request
  * waiting for timer F. Every listener says which it wants: the first one's
  * tags are also the defaults of those made after it. */
-#define SIPAGENT_TLS_TAGS(tls)                                                             \
+#define SIPAGENT_TLS_TAGS(tls)                                                           \
     TAG_IF(tls, TPTAG_CERTIFICATE(SIPAGENT_NO_TLS_FILES)), TPTAG_SDWN_ERROR(tls)
 
 /* One listener on `url`; the first one creates the agent. A TLS one has
  * its context set up by tls.c. Returns 0 or a negative errno. */
-static int add_listener(struct sipagent *a, su_root_t *root, const char *url, const char *ident,
-                        bool tls)
+static int add_listener(struct sipagent *a, su_root_t *root, const char *url,
+                        const char *ident, bool tls)
 {
     if (tls)
         siptls_capture_begin(a->tls);
@@ -376,17 +377,17 @@ static int add_listener(struct sipagent *a, su_root_t *root, const char *url, co
          * the default; replyaddr.c switches it per gateway). */
         a->nta = nta_agent_create(
             root, URL_STRING_MAKE(url), on_message, (nta_agent_magic_t *)a, NTATAG_UA(1),
-            NTATAG_SERVER_RPORT(2), NTATAG_CLIENT_RPORT(1), NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE),
-            TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS), TPTAG_IDLE(SIPAGENT_IDLE_MS),
-            TPTAG_UDP_RMEM(SIPAGENT_UDP_RMEM), TPTAG_IDENT(ident), SIPAGENT_TLS_TAGS(tls),
-            TAG_END());
+            NTATAG_SERVER_RPORT(2), NTATAG_CLIENT_RPORT(1),
+            NTATAG_MAXSIZE(SIPAGENT_MAX_MESSAGE), TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
+            TPTAG_IDLE(SIPAGENT_IDLE_MS), TPTAG_UDP_RMEM(SIPAGENT_UDP_RMEM),
+            TPTAG_IDENT(ident), SIPAGENT_TLS_TAGS(tls), TAG_END());
         if (!a->nta)
             rc = errno ? -errno : -EIO;
     } else if (nta_agent_add_tport(a->nta, URL_STRING_MAKE(url),
                                    TPTAG_TIMEOUT(SIPAGENT_INCOMPLETE_MS),
                                    TPTAG_IDLE(SIPAGENT_IDLE_MS), TPTAG_IDENT(ident),
-                                   TAG_IF(!ident, TPTAG_SERVER(0)), SIPAGENT_TLS_TAGS(tls),
-                                   TAG_END()) < 0) {
+                                   TAG_IF(!ident, TPTAG_SERVER(0)),
+                                   SIPAGENT_TLS_TAGS(tls), TAG_END()) < 0) {
         rc = errno ? -errno : -EIO;
     }
     if (tls && siptls_capture_end(a->tls) < 0 && rc == 0) {
@@ -630,7 +631,8 @@ void sipagent_stats(struct sipagent *a, struct sipagent_stats *st)
     st->answer_bytes = answer_bytes(a->answers);
 }
 
-void sipagent_set_stream_filter(struct sipagent *a, sipagent_source_filter_h *fn, void *arg)
+void sipagent_set_stream_filter(struct sipagent *a, sipagent_source_filter_h *fn,
+                                void *arg)
 {
     a->stream_filter = fn;
     a->stream_arg = arg;
@@ -648,11 +650,8 @@ nta_leg_t *sipagent_client_leg(struct sipagent *a)
 
 /* ---- Sending requests ---------------------------------------------------- */
 
-/* Where an answer nta makes while creating a request lands (rule 1 in
- * agent.h): the request's own callback is bound only once creation has
- * returned. */
-static int on_answer_while_creating(nta_outgoing_magic_t *magic, nta_outgoing_t *orq,
-                                    sip_t const *sip)
+int sipagent_answer_while_creating(nta_outgoing_magic_t *magic, nta_outgoing_t *orq,
+                                   sip_t const *sip)
 {
     int *status = (int *)magic;
     int st =
@@ -672,7 +671,7 @@ nta_outgoing_t *sipagent_request(struct sipagent *a, int *refused, nta_leg_t *le
     ta_list ta;
     ta_start(ta, tag, value);
     nta_outgoing_t *orq = nta_outgoing_tcreate(
-        leg ? leg : a->client_leg, on_answer_while_creating,
+        leg ? leg : a->client_leg, sipagent_answer_while_creating,
         (nta_outgoing_magic_t *)&answered, route, method, name, request_uri, ta_tags(ta));
     ta_end(ta);
     if (orq && answered) {

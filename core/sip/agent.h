@@ -116,6 +116,13 @@ void sipagent_refuse(struct sipagent *a, msg_t *msg, const sip_t *sip, int statu
 /* The INVITEs sent through sipagent_invite() (sip/invite.h). */
 struct sipinv_set *sipagent_invites(struct sipagent *a);
 
+/* The callback to create an outgoing request with (rule 1 above: nta may
+ * answer it inside the create, before the request's own callback can be
+ * bound): records a final status nta made up in the int `magic` points to.
+ * Bind the real callback with nta_outgoing_bind() once the create returned. */
+int sipagent_answer_while_creating(nta_outgoing_magic_t *magic, nta_outgoing_t *orq,
+                                   sip_t const *sip);
+
 nta_agent_t *sipagent_nta(struct sipagent *a);
 
 /* The leg to send out-of-dialog requests on (nta_default_leg() is NULL

@@ -142,17 +142,6 @@ static void send_failure_ack(struct sipinv *inv, const sip_t *sip)
 
 static int on_orq(nta_outgoing_magic_t *magic, nta_outgoing_t *orq, sip_t const *sip);
 
-static int on_answer_while_creating(nta_outgoing_magic_t *magic, nta_outgoing_t *orq,
-                                    sip_t const *sip)
-{
-    int *status = (int *)magic;
-    int st =
-        sip && sip->sip_status ? sip->sip_status->st_status : nta_outgoing_status(orq);
-    if (st >= 200)
-        *status = st;
-    return 0;
-}
-
 /* Copy what ACK and CANCEL need from the INVITE as sent. */
 static int remember(struct sipinv *inv, const sip_t *sip)
 {
@@ -209,7 +198,7 @@ struct sipinv *sipagent_invite(struct sipagent *a, int *refused, nta_leg_t *leg,
     ta_start(ta, tag, value);
     /* 100 Trying is passed up to on_orq(): it ends nta's part. */
     nta_outgoing_t *orq = nta_outgoing_tcreate(
-        leg, on_answer_while_creating, (nta_outgoing_magic_t *)&answered, NULL,
+        leg, sipagent_answer_while_creating, (nta_outgoing_magic_t *)&answered, NULL,
         SIP_METHOD_INVITE, request_uri, NTATAG_PASS_100(1), ta_tags(ta));
     ta_end(ta);
     msg_t *req = orq && !answered ? nta_outgoing_getrequest(orq) : NULL;

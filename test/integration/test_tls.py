@@ -136,19 +136,9 @@ class TlsPhone:
         check(first is not None, "no answer to REGISTER over TLS")
         if first[0] != 401:
             return first
-        challenge = first[1]["www-authenticate"][0]
-        params = dict(re.findall(r'(\w+)="?([^",]+)"?', challenge))
         uri = "sip:127.0.0.1:%d" % self.port
-        ha1 = hashlib.md5(("%s:%s:%s" % (self.user, params["realm"], self.password)).encode())
-        ha2 = hashlib.md5(("REGISTER:%s" % uri).encode())
-        cnonce, nc = uuid.uuid4().hex[:8], "00000001"
-        resp = hashlib.md5(":".join([ha1.hexdigest(), params["nonce"], nc, cnonce, "auth",
-                                     ha2.hexdigest()]).encode()).hexdigest()
-        auth = ('Authorization: Digest username="%s", realm="%s", nonce="%s", uri="%s", '
-                'response="%s", algorithm=MD5, qop=auth, nc=%s, cnonce="%s"'
-                % (self.user, params["realm"], params["nonce"], uri, resp, nc, cnonce))
-        if "opaque" in params:
-            auth += ', opaque="%s"' % params["opaque"]
+        auth = "Authorization: " + self.digest(first[1]["www-authenticate"][0], "REGISTER",
+                                               uri)
         return self.request("REGISTER", extra=[auth], expires=expires)
 
     def digest(self, challenge, method, uri):
