@@ -337,6 +337,18 @@ static void collect_app(struct metrics_out *out, void *arg)
         metrics_out_sample(out, "moonswitch_store_records",
                            (double)store_count(a->store, (enum store_db)db), "db",
                            store_db_name((enum store_db)db), NULL);
+    uint64_t commits, commit_us;
+    store_commit_stats(a->store, &commits, &commit_us);
+    metrics_out_family(out, "moonswitch_store_commits_total",
+                       "Batches the store's writer thread committed (each synced).",
+                       METRICS_COUNTER);
+    metrics_out_sample(out, "moonswitch_store_commits_total", (double)commits, NULL);
+    metrics_out_family(out, "moonswitch_store_commit_seconds_total",
+                       "Time the writer thread spent committing, fsyncs included "
+                       "(off the event loop).",
+                       METRICS_COUNTER);
+    metrics_out_sample(out, "moonswitch_store_commit_seconds_total", (double)commit_us / 1e6,
+                       NULL);
     metrics_out_family(out, "moonswitch_lua_bytes",
                        "Bytes the running policy's Lua state holds.", METRICS_GAUGE);
     metrics_out_sample(out, "moonswitch_lua_bytes", (double)engine_lua_bytes(a->engine),

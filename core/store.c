@@ -1,5 +1,11 @@
-/* The durable store: one LMDB environment, one named database per record kind,
- * and a group commit driven by a lowest-priority libevent event.
+/* The durable store: one LMDB environment, one named database per record kind.
+ *
+ * Writes are staged on the loop in a batch (copies of key and value) and
+ * indexed in an overlay, a hash of the newest staged or in-flight write of
+ * each key, which reads consult before LMDB. A batch goes to the writer
+ * thread (store_writer.c) at the end of the turn it was started in, or when
+ * the batch in flight is done; the overlay forgets a batch's writes once the
+ * writer committed it, when LMDB's own read transaction shows them.
  *
  * Error codes: LMDB reports either a system errno (positive) or one of its own
  * MDB_* codes (already negative, -30799..-30780). We return -errno for the
@@ -7,14 +13,17 @@
  * negative and mdb_strerror() still names it. Two codes are translated:
  * MDB_NOTFOUND becomes -ENOENT and MDB_MAP_FULL becomes -ENOSPC.
  *
- * Threads: the store belongs to the thread that runs its event base; nothing
- * here locks. */
+ * Threads: the store belongs to the thread that runs its event base; only
+ * the writer thread's hand-over locks (once per batch). */
 #include "store.h"
 
 #include "log.h"
+#include "store_writer.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,21 +38,27 @@
 #define STORE_DEFAULT_MAP ((size_t)1 << 30)
 #endif
 
-/* The group commit runs when the loop is otherwise idle, and at the latest
- * this long after the first staged write: a record is on disk within it
- * even under a load that never lets the loop go idle. */
+/* A batch goes to the writer when the loop is otherwise idle, or when the
+ * batch before it is done, and at the latest this long after its first
+ * write: under a load that never lets the loop go idle it still goes. */
 #define STORE_COMMIT_DEADLINE_MS 5
 
 struct store {
     MDB_env *env;
     MDB_dbi dbi[STORE_DB_COUNT];
-    MDB_txn *wtxn;           /* the staged write transaction, or NULL */
     MDB_txn *rtxn;           /* cached read-only transaction, reset when idle */
     int rtxn_users;          /* nested readers currently using rtxn */
     int iterating;           /* store_foreach calls in progress */
-    unsigned staged_dbs;     /* bit per database written in wtxn */
+    struct store_writer *writer;
+    struct staged_batch *staging;   /* writes not handed over yet, or NULL */
+    struct staged_batch *in_flight; /* with the writer, or NULL */
+    struct store_op **buckets;      /* the overlay: newest write per key */
+    size_t nbuckets, noverlay;
+    bool full;  /* the last commit found the map full */
+    int sync_rc; /* the failure store_commit() reports */
+    uint64_t commits, commit_us_total;
     struct event *commit_ev; /* NULL when opened without an event base */
-    struct event *deadline_ev; /* commits anyway STORE_COMMIT_DEADLINE_MS after staging */
+    struct event *deadline_ev; /* hands over anyway STORE_COMMIT_DEADLINE_MS after staging */
     char *dir;
 };
 
@@ -92,13 +107,13 @@ static size_t map_size_of(struct store *s)
     return info.me_mapsize;
 }
 
-/* Name the databases written in this turn's transaction, e.g. "kv,cdrs". */
-static const char *staged_names(struct store *s, char *buf, size_t size)
+/* Name the databases of bit set `dbs`, e.g. "kv,cdrs". */
+static const char *db_list(unsigned dbs, char *buf, size_t size)
 {
     size_t used = 0;
     buf[0] = '\0';
     for (int i = 0; i < STORE_DB_COUNT; i++) {
-        if (!(s->staged_dbs & (1u << i)))
+        if (!(dbs & (1u << i)))
             continue;
         int n = snprintf(buf + used, size - used, "%s%s", used ? "," : "", db_names[i]);
         if (n < 0 || (size_t)n >= size - used)
@@ -108,14 +123,14 @@ static const char *staged_names(struct store *s, char *buf, size_t size)
     return buf;
 }
 
-static void log_map_full(struct store *s, const char *when)
+static void log_map_full(struct store *s, unsigned dbs)
 {
     char names[64];
     log_error("store",
-              "map full %s database %s: the %zu-byte map of %s is exhausted; this "
-              "turn's staged writes are discarded. Free records or raise the store's "
-              "map size",
-              when, staged_names(s, names, sizeof names), map_size_of(s), s->dir);
+              "map full committing to database %s: the %zu-byte map of %s is exhausted; "
+              "the batch's writes are discarded, and writes refused until a commit "
+              "succeeds. Free records or raise the store's map size",
+              db_list(dbs, names, sizeof names), map_size_of(s), s->dir);
 }
 
 static int key_ok(struct store *s, enum store_db db, const void *key, size_t klen)
@@ -148,12 +163,8 @@ static int mkdir_p(const char *dir)
     return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-static void commit_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    store_commit(arg);
-}
+static void commit_cb(evutil_socket_t fd, short what, void *arg);
+static void batch_done(struct store_batch *b, void *arg);
 
 /* Costs: a mkdir per missing path component, one mmap of map_size (sparse,
  * address space only), and one write transaction to create the databases,
@@ -242,6 +253,12 @@ int store_open(struct store **sp, struct event_base *base, const char *dir,
             return -ENOMEM;
         }
     }
+    rc = store_writer_start(&s->writer, s->env, s->dbi, base, batch_done, s);
+    if (rc < 0) {
+        log_error("store", "cannot start the writer thread for %s: %s", dir, strerror(-rc));
+        store_close(s);
+        return rc;
+    }
     log_info("store", "opened %s, map %zu bytes, %zu bytes in use", dir, map_size_of(s),
              store_used_bytes(s));
     *sp = s;
@@ -249,12 +266,17 @@ int store_open(struct store **sp, struct event_base *base, const char *dir,
 }
 
 /* Costs: the commit (an fsync of data and meta pages) when something is staged,
- * then unmapping. Commit failures are logged and the staged writes lost. */
+ * joining the writer thread, then unmapping. Commit failures are logged and
+ * the staged writes lost. */
 void store_close(struct store *s)
 {
     if (!s)
         return;
-    store_commit(s);
+    if (s->writer) {
+        store_commit(s);
+        store_writer_stop(s->writer);
+    }
+    free(s->buckets);
     if (s->commit_ev)
         event_free(s->commit_ev);
     if (s->deadline_ev)
@@ -268,68 +290,11 @@ void store_close(struct store *s)
     free(s);
 }
 
-/* Drop the staged transaction after a failure inside it. */
-static void abort_write(struct store *s)
-{
-    if (s->wtxn) {
-        mdb_txn_abort(s->wtxn);
-        s->wtxn = NULL;
-    }
-    s->staged_dbs = 0;
-}
-
-/* The staged write transaction, begun on first use in a turn; beginning it
- * schedules the commit event. Returns 0 or a negative code (logged). */
-static int write_txn(struct store *s, MDB_txn **txn)
-{
-    if (!s->wtxn) {
-        int rc = mdb_txn_begin(s->env, NULL, 0, &s->wtxn);
-        if (rc != 0) {
-            s->wtxn = NULL;
-            log_error("store", "cannot begin a write transaction in %s: %s", s->dir,
-                      mdb_strerror(rc));
-            return mdb_code(rc);
-        }
-        if (s->commit_ev)
-            event_active(s->commit_ev, 0, 0);
-        if (s->deadline_ev) {
-            struct timeval tv = {0, STORE_COMMIT_DEADLINE_MS * 1000};
-            event_add(s->deadline_ev, &tv);
-        }
-    }
-    *txn = s->wtxn;
-    return 0;
-}
-
-static void staged(struct store *s, enum store_db db)
-{
-    s->staged_dbs |= 1u << db;
-}
-
-/* What a put or a delete checks first: the key, no iteration in progress,
- * the staged transaction (begun if need be), db marked as written. */
-static int begin_write(struct store *s, enum store_db db, const void *key, size_t klen,
-                       MDB_txn **txn)
-{
-    if (!key_ok(s, db, key, klen))
-        return -EINVAL;
-    if (s->iterating)
-        return -EBUSY;
-    int rc = write_txn(s, txn);
-    if (rc == 0)
-        staged(s, db);
-    return rc;
-}
-
-/* A transaction to read from: the staged write transaction if there is one,
- * else the cached read transaction, renewed (no allocation). Pair with
- * read_done(). Returns 0 or a negative code (logged). */
+/* A transaction to read committed records from: the cached read-only
+ * transaction, renewed (no allocation). Pair with read_done(). Returns 0 or
+ * a negative code (logged). */
 static int read_txn(struct store *s, MDB_txn **txn)
 {
-    if (s->wtxn) {
-        *txn = s->wtxn;
-        return 0;
-    }
     if (s->rtxn_users == 0) {
         int rc = mdb_txn_renew(s->rtxn);
         if (rc != 0) {
@@ -349,66 +314,354 @@ static void read_done(struct store *s, MDB_txn *txn)
         mdb_txn_reset(s->rtxn);
 }
 
-/* A staged put or delete failed: LMDB cannot go on with the transaction, so
- * this turn's staged writes are discarded, and said so. Returns -ENOSPC for
- * a full map, else the LMDB code. */
-static int write_failed(struct store *s, enum store_db db, int rc, const char *map_full_verb,
-                        const char *what)
+/* ---- Staged writes --------------------------------------------------------------- */
+
+/* Ops live in chunks owned by their batch, freed with it: one malloc per
+ * STORE_CHUNK bytes of writes rather than one per write. */
+#define STORE_CHUNK 16384
+
+struct store_chunk {
+    struct store_chunk *next;
+    size_t used, size;
+    _Alignas(max_align_t) uint8_t mem[];
+};
+
+/* A batch with its chunk list; store_writer.h's struct is what the thread
+ * sees, this wrapper what only the loop touches. */
+struct staged_batch {
+    struct store_batch b;
+    struct store_chunk *chunks;
+};
+
+static struct staged_batch *batch_of(struct store_batch *b)
 {
-    if (rc == MDB_MAP_FULL) {
-        log_map_full(s, map_full_verb);
-        abort_write(s);
-        return -ENOSPC;
-    }
-    log_error("store",
-              "%s database \"%s\" in %s failed: %s; this turn's staged writes are "
-              "discarded",
-              what, db_names[db], s->dir, mdb_strerror(rc));
-    abort_write(s);
-    return mdb_code(rc);
+    return (struct staged_batch *)((char *)b - offsetof(struct staged_batch, b));
 }
 
-/* Costs: a B-tree insert into the staged transaction (no syscall, no
- * allocation of ours: the value is written in place with MDB_RESERVE). Fails
- * with -EINVAL for a bad key or database, -EBUSY inside store_foreach(),
- * -ENOSPC on map full, other negative codes from LMDB; on map full and on any
- * LMDB failure the whole staged transaction is aborted. The caller keeps
- * ownership of key and val. */
-int store_put(struct store *s, enum store_db db, const void *key, size_t klen,
-              uint8_t version, const void *val, size_t vlen)
+static void *batch_alloc(struct staged_batch *sb, size_t n)
 {
-    if ((vlen && !val) || vlen == SIZE_MAX)
-        return -EINVAL;
-    MDB_txn *txn;
-    int rc = begin_write(s, db, key, klen, &txn);
-    if (rc < 0)
-        return rc;
-    MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
-    MDB_val v = {.mv_size = vlen + 1, .mv_data = NULL};
-    rc = mdb_put(txn, s->dbi[db], &k, &v, MDB_RESERVE);
-    if (rc != 0)
-        return write_failed(s, db, rc, "writing to", "write to");
-    uint8_t *out = v.mv_data;
-    out[0] = version;
-    if (vlen)
-        memcpy(out + 1, val, vlen);
+    n = (n + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+    struct store_chunk *c = sb->chunks;
+    if (!c || c->size - c->used < n) {
+        size_t size = n > STORE_CHUNK / 2 ? n : STORE_CHUNK;
+        c = malloc(sizeof *c + size);
+        if (!c)
+            return NULL;
+        c->used = 0;
+        c->size = size;
+        /* A big op gets a chunk of its own behind the current one, so the
+         * current one keeps filling. */
+        if (size > STORE_CHUNK && sb->chunks) {
+            c->next = sb->chunks->next;
+            sb->chunks->next = c;
+        } else {
+            c->next = sb->chunks;
+            sb->chunks = c;
+        }
+    }
+    void *p = c->mem + c->used;
+    c->used += n;
+    return p;
+}
+
+static void batch_free(struct staged_batch *sb)
+{
+    while (sb->chunks) {
+        struct store_chunk *next = sb->chunks->next;
+        free(sb->chunks);
+        sb->chunks = next;
+    }
+    while (sb->b.waiters) {
+        struct store_waiter *next = sb->b.waiters->next;
+        free(sb->b.waiters);
+        sb->b.waiters = next;
+    }
+    free(sb);
+}
+
+/* FNV-1a over the database number and the key. */
+static uint32_t key_hash(enum store_db db, const void *key, size_t klen)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)db;
+    const uint8_t *p = key;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+/* The newest staged or in-flight write of a key, or NULL. O(1) expected. */
+static struct store_op *overlay_find(struct store *s, enum store_db db, const void *key,
+                                     size_t klen, uint32_t hash)
+{
+    if (!s->noverlay)
+        return NULL;
+    for (struct store_op *op = s->buckets[hash & (s->nbuckets - 1)]; op; op = op->chain)
+        if (op->hash == hash && op->db == db && op->klen == klen &&
+            memcmp(op->rec, key, klen) == 0)
+            return op;
+    return NULL;
+}
+
+static void overlay_unlink(struct store *s, struct store_op *op)
+{
+    struct store_op **pp = &s->buckets[op->hash & (s->nbuckets - 1)];
+    while (*pp && *pp != op)
+        pp = &(*pp)->chain;
+    if (*pp)
+        *pp = op->chain;
+    op->in_overlay = 0;
+    s->noverlay--;
+}
+
+/* Double the buckets when the overlay holds more ops than buckets. Returns
+ * 0 or -ENOMEM (then the table keeps its size, only slower). */
+static int overlay_grow(struct store *s)
+{
+    size_t n = s->nbuckets ? s->nbuckets * 2 : 1024;
+    struct store_op **b = calloc(n, sizeof *b);
+    if (!b)
+        return s->nbuckets ? 0 : -ENOMEM;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        struct store_op *op = s->buckets[i];
+        while (op) {
+            struct store_op *next = op->chain;
+            op->chain = b[op->hash & (n - 1)];
+            b[op->hash & (n - 1)] = op;
+            op = next;
+        }
+    }
+    free(s->buckets);
+    s->buckets = b;
+    s->nbuckets = n;
     return 0;
 }
 
-/* Costs: a B-tree delete in the staged transaction. An absent key gives
- * -ENOENT and leaves the transaction intact; other LMDB failures abort it. */
-int store_del(struct store *s, enum store_db db, const void *key, size_t klen)
+/* Make `op` the newest write of its key. */
+static int overlay_insert(struct store *s, struct store_op *op)
 {
-    MDB_txn *txn;
-    int rc = begin_write(s, db, key, klen, &txn);
+    if (s->noverlay >= s->nbuckets && overlay_grow(s) < 0)
+        return -ENOMEM;
+    struct store_op *old = overlay_find(s, op->db, op->rec, op->klen, op->hash);
+    if (old)
+        overlay_unlink(s, old);
+    struct store_op **head = &s->buckets[op->hash & (s->nbuckets - 1)];
+    op->chain = *head;
+    *head = op;
+    op->in_overlay = 1;
+    s->noverlay++;
+    return 0;
+}
+
+/* The batch being staged, made on first use; making it schedules its hand
+ * over: at the end of the turn (lowest priority), and at the latest after
+ * STORE_COMMIT_DEADLINE_MS. NULL on -ENOMEM. */
+static struct staged_batch *staging(struct store *s)
+{
+    if (s->staging)
+        return s->staging;
+    struct staged_batch *sb = calloc(1, sizeof *sb);
+    if (!sb)
+        return NULL;
+    sb->b.tail = &sb->b.ops;
+    s->staging = sb;
+    if (s->commit_ev)
+        event_active(s->commit_ev, 0, 0);
+    if (s->deadline_ev) {
+        struct timeval tv = {0, STORE_COMMIT_DEADLINE_MS * 1000};
+        event_add(s->deadline_ev, &tv);
+    }
+    return sb;
+}
+
+/* Stage one write. Costs: a hash, a copy of key and value into the batch's
+ * chunk (a malloc per STORE_CHUNK bytes), an overlay insert. */
+static int stage(struct store *s, enum store_db db, const void *key, size_t klen, bool del,
+                 uint8_t version, const void *val, size_t vlen)
+{
+    struct staged_batch *sb = staging(s);
+    size_t rec = klen + (del ? 0 : 1 + vlen);
+    struct store_op *op = sb ? batch_alloc(sb, sizeof *op + rec) : NULL;
+    if (!op) {
+        log_error("store", "out of memory staging a write to database \"%s\" of %s",
+                  db_names[db], s->dir);
+        return -ENOMEM;
+    }
+    memset(op, 0, sizeof *op);
+    op->batch = &sb->b;
+    op->hash = key_hash(db, key, klen);
+    op->db = (uint8_t)db;
+    op->del = del;
+    op->klen = (uint16_t)klen;
+    memcpy(op->rec, key, klen);
+    if (!del) {
+        op->vlen = (uint32_t)(vlen + 1);
+        op->rec[klen] = version;
+        if (vlen)
+            memcpy(op->rec + klen + 1, val, vlen);
+    }
+    if (overlay_insert(s, op) < 0) {
+        log_error("store", "out of memory staging a write to database \"%s\" of %s",
+                  db_names[db], s->dir);
+        return -ENOMEM;
+    }
+    *sb->b.tail = op;
+    sb->b.tail = &op->next;
+    sb->b.nops++;
+    sb->b.dbs |= 1u << db;
+    return 0;
+}
+
+/* ---- Commits --------------------------------------------------------------------- */
+
+static void submit(struct store *s)
+{
+    if (s->deadline_ev)
+        event_del(s->deadline_ev);
+    s->in_flight = s->staging;
+    s->staging = NULL;
+    store_writer_submit(s->writer, &s->in_flight->b);
+}
+
+/* Hand over what is staged unless a batch is in flight (then it goes when
+ * that one is done). */
+static void kick(struct store *s)
+{
+    if (s->staging && !s->in_flight)
+        submit(s);
+}
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kick(arg);
+}
+
+/* The writer finished `b`, on the loop: its ops leave the overlay (reads go
+ * to LMDB again, or to a newer staged write), the next batch goes, then the
+ * waiters learn the outcome. */
+static void batch_done(struct store_batch *b, void *arg)
+{
+    struct store *s = arg;
+    struct staged_batch *sb = batch_of(b);
+    s->in_flight = NULL;
+    s->commits++;
+    s->commit_us_total += (uint64_t)b->commit_us;
+    int rc = 0;
+    if (b->rc == MDB_MAP_FULL) {
+        log_map_full(s, b->dbs);
+        rc = -ENOSPC;
+    } else if (b->rc != 0) {
+        log_error("store", "commit in %s failed (database \"%s\"): %s; %zu staged writes "
+                  "are lost",
+                  s->dir, b->failed_db >= 0 ? db_names[b->failed_db] : "?",
+                  mdb_strerror(b->rc), b->nops);
+        rc = mdb_code(b->rc);
+    }
+    if (b->ops)
+        s->full = rc == -ENOSPC;
+    if (rc != 0)
+        s->sync_rc = rc;
+    for (struct store_op *op = b->ops; op; op = op->next)
+        if (op->in_overlay)
+            overlay_unlink(s, op);
+    kick(s);
+    for (struct store_waiter *w = b->waiters; w; w = w->next)
+        w->fn(w->arg, rc);
+    batch_free(sb);
+}
+
+/* ---- Writes ---------------------------------------------------------------------- */
+
+/* What a put or a delete checks first. */
+static int write_check(struct store *s, enum store_db db, const void *key, size_t klen)
+{
+    if (!key_ok(s, db, key, klen))
+        return -EINVAL;
+    if (s->iterating)
+        return -EBUSY;
+    return 0;
+}
+
+/* Costs: see stage(); no syscall. Fails with -EINVAL for a bad key or
+ * database, -EBUSY inside store_foreach(), -ENOSPC while the map is full
+ * (the last commit found it full; deletes still go through, and a
+ * successful commit ends it), -ENOMEM. The caller keeps key and val. */
+int store_put(struct store *s, enum store_db db, const void *key, size_t klen,
+              uint8_t version, const void *val, size_t vlen)
+{
+    if ((vlen && !val) || vlen >= UINT32_MAX)
+        return -EINVAL;
+    int rc = write_check(s, db, key, klen);
     if (rc < 0)
         return rc;
-    MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
-    rc = mdb_del(txn, s->dbi[db], &k, NULL);
-    if (rc == MDB_NOTFOUND)
+    if (s->full)
+        return -ENOSPC;
+    return stage(s, db, key, klen, false, version, val, vlen);
+}
+
+/* Costs: a lookup (overlay, else a B-tree read) to answer -ENOENT for an
+ * absent key, then see stage(). */
+int store_del(struct store *s, enum store_db db, const void *key, size_t klen)
+{
+    int rc = write_check(s, db, key, klen);
+    if (rc < 0)
+        return rc;
+    struct store_op *op = overlay_find(s, db, key, klen, key_hash(db, key, klen));
+    if (op && op->del)
         return -ENOENT;
-    if (rc != 0)
-        return write_failed(s, db, rc, "deleting from", "delete from");
+    if (!op) {
+        MDB_txn *txn;
+        rc = read_txn(s, &txn);
+        if (rc < 0)
+            return rc;
+        MDB_val k = {.mv_size = klen, .mv_data = (void *)key}, v;
+        rc = mdb_get(txn, s->dbi[db], &k, &v);
+        read_done(s, txn);
+        if (rc == MDB_NOTFOUND)
+            return -ENOENT;
+        if (rc != 0)
+            return mdb_code(rc);
+    }
+    return stage(s, db, key, klen, true, 0, NULL, 0);
+}
+
+/* Whether writes to `db` are staged or in flight. */
+static bool pending_in(const struct store *s, enum store_db db)
+{
+    return (s->staging && (s->staging->b.dbs & (1u << db))) ||
+           (s->in_flight && (s->in_flight->b.dbs & (1u << db)));
+}
+
+void store_commit_stats(struct store *s, uint64_t *commits, uint64_t *commit_us)
+{
+    *commits = s ? s->commits : 0;
+    *commit_us = s ? s->commit_us_total : 0;
+}
+
+int store_when_durable(struct store *s, store_durable_h *fn, void *arg)
+{
+    struct store_waiter *w = malloc(sizeof *w);
+    /* Everything staged so far is in the staging batch, or (nothing staged
+     * since) in the one in flight. */
+    struct store_batch *b = s->staging ? &s->staging->b
+                            : s->in_flight ? &s->in_flight->b
+                                           : NULL;
+    if (w && !b) {
+        struct staged_batch *sb = staging(s); /* empty: a commit of nothing */
+        b = sb ? &sb->b : NULL;
+    }
+    if (!w || !b) {
+        free(w);
+        return -ENOMEM;
+    }
+    w->fn = fn;
+    w->arg = arg;
+    w->next = NULL;
+    struct store_waiter **pp = &b->waiters; /* in order: a handful per batch */
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = w;
     return 0;
 }
 
@@ -422,6 +675,22 @@ int store_get(struct store *s, enum store_db db, const void *key, size_t klen,
     *vlen = 0;
     if (!key_ok(s, db, key, klen))
         return -EINVAL;
+    struct store_op *op = overlay_find(s, db, key, klen, key_hash(db, key, klen));
+    if (op) {
+        if (op->del)
+            return -ENOENT;
+        size_t n = op->vlen - 1;
+        char *copy = malloc(n + 1);
+        if (!copy)
+            return -ENOMEM;
+        memcpy(copy, op->rec + op->klen + 1, n);
+        copy[n] = '\0';
+        if (version)
+            *version = op->rec[op->klen];
+        *val = copy;
+        *vlen = n;
+        return 0;
+    }
     MDB_txn *txn;
     int rc = read_txn(s, &txn);
     if (rc < 0)
@@ -466,6 +735,8 @@ int store_foreach(struct store *s, enum store_db db, store_visit_h *fn, void *ar
 {
     if (!s || (unsigned)db >= STORE_DB_COUNT || !fn)
         return -EINVAL;
+    if (pending_in(s, db))
+        store_commit(s); /* LMDB's cursor sees committed records only */
     MDB_txn *txn;
     int rc = read_txn(s, &txn);
     if (rc < 0)
@@ -505,39 +776,32 @@ int store_foreach(struct store *s, enum store_db db, store_visit_h *fn, void *ar
     return ret;
 }
 
-/* Costs: when something is staged, writing the dirty pages and two fsyncs;
- * nothing otherwise. The write is durable when this returns 0. On failure
- * (-ENOSPC for map full, another negative code otherwise; logged) the staged
- * writes are lost. -EBUSY inside store_foreach(), with nothing done. */
+/* Costs: when something is staged or in flight, waiting for the writer:
+ * its B-tree work, the writes and two fsyncs per batch; nothing otherwise.
+ * Everything staged before the call is durable when this returns 0. On
+ * failure (-ENOSPC for map full, another negative code otherwise; logged)
+ * the failed batch's writes are lost. -EBUSY inside store_foreach(), with
+ * nothing done. */
 int store_commit(struct store *s)
 {
-    if (!s || !s->wtxn)
+    if (!s || !s->writer)
         return 0;
     if (s->iterating)
         return -EBUSY;
-    if (s->deadline_ev)
-        event_del(s->deadline_ev);
-    int rc = mdb_txn_commit(s->wtxn);
-    s->wtxn = NULL; /* freed by LMDB whether or not the commit succeeded */
-    if (rc == MDB_MAP_FULL)
-        log_map_full(s, "committing to");
-    s->staged_dbs = 0;
-    if (rc == MDB_MAP_FULL)
-        return -ENOSPC;
-    if (rc != 0) {
-        log_error("store",
-                  "commit in %s failed: %s; this turn's staged writes are "
-                  "lost",
-                  s->dir, mdb_strerror(rc));
-        return mdb_code(rc);
+    s->sync_rc = 0;
+    while (s->in_flight || s->staging) {
+        kick(s);
+        store_writer_wait(s->writer);
     }
-    return 0;
+    return s->sync_rc;
 }
 
 size_t store_count(struct store *s, enum store_db db)
 {
     if (!s || (unsigned)db >= STORE_DB_COUNT)
         return 0;
+    if (pending_in(s, db) && !s->iterating)
+        store_commit(s); /* LMDB counts committed records only */
     MDB_txn *txn;
     if (read_txn(s, &txn) < 0)
         return 0;

@@ -1,13 +1,18 @@
 /* The switch's durable state: one LMDB environment in the data directory,
  * with one named database per kind of record.
  *
- * Writes are grouped: store_put()/store_del() stage into the write
- * transaction of the current loop turn, and a lowest-priority libevent event
- * commits it once the turn's other work is done (group commit). Anything that
- * is about to be acknowledged to the outside (a SIP 200, a REPL answer) calls
- * store_commit() first, so an acknowledged write survives kill -9: the
- * environment is opened without MDB_NOSYNC, so a commit is on disk when it
- * returns.
+ * Writes are grouped and committed off the loop: store_put()/store_del()
+ * stage a copy on the loop (reads see it at once), and a writer thread
+ * commits each batch in one LMDB transaction, synced (the environment is
+ * opened without MDB_NOSYNC). A batch is handed over when the turn that
+ * started it is done, or when the batch before it is on disk: while the disk
+ * syncs one batch the loop fills the next (group commit), and the loop never
+ * waits for the disk unless it asks to.
+ *
+ * Anything that is about to be acknowledged to the outside (a SIP 200, a
+ * REPL answer) waits for its writes first: store_when_durable() calls back
+ * on the loop once they are on disk, store_commit() blocks until then. So
+ * an acknowledged write survives kill -9 and a power cut.
  *
  * Every value starts with a version byte that says how to read the rest;
  * store_get() hands it back separately.
@@ -45,10 +50,11 @@ int store_open(struct store **sp, struct event_base *base, const char *dir,
 /* Commit what is staged, then close. NULL is a no-op. */
 void store_close(struct store *s);
 
-/* Stage a write. Returns 0, -ENOSPC when the map is full (logged, and the
- * staged transaction of this turn is aborted: its earlier writes are lost and
- * so also reported), or another negative code. Keys over STORE_MAX_KEY give
- * -EINVAL. */
+/* Stage a write. Returns 0, -ENOSPC while the map is full (the last commit
+ * failed for it: that batch's writes were lost and logged; deletes still go
+ * through and the first successful commit ends it), or another negative
+ * code. Keys over STORE_MAX_KEY give -EINVAL. Whether the map has room is
+ * known at the commit: a put that fills it returns 0, and its batch fails. */
 int store_put(struct store *s, enum store_db db, const void *key, size_t klen,
               uint8_t version, const void *val, size_t vlen);
 
@@ -61,18 +67,32 @@ int store_del(struct store *s, enum store_db db, const void *key, size_t klen);
 int store_get(struct store *s, enum store_db db, const void *key, size_t klen,
               uint8_t *version, void **val, size_t *vlen);
 
-/* Visit every record of `db` in key order. Stop early when `fn` returns
+/* Visit every record of `db` in key order (after waiting for the commit of
+ * what is staged in it). Stop early when `fn` returns
  * non-zero, and return that value. Pointers are valid only during the call. */
 typedef int store_visit_h(const void *key, size_t klen, uint8_t version,
                           const void *val, size_t vlen, void *arg);
 int store_foreach(struct store *s, enum store_db db, store_visit_h *fn, void *arg);
 
-/* Commit the staged transaction now. Returns 0 (also when nothing was
- * staged), -ENOSPC on map full, or another negative code; failures are
- * logged. */
+/* Block until every write staged so far is committed. Returns 0 (also when
+ * nothing was staged), -ENOSPC on map full, or another negative code;
+ * failures are logged. For the loop's hot paths, store_when_durable(). */
 int store_commit(struct store *s);
 
-/* Number of records in a database, and bytes of the map in use. */
+/* Call fn(arg, rc) on the loop once every write staged so far is on disk
+ * (rc 0) or its batch failed (rc -ENOSPC or another negative code, logged).
+ * Never calls fn before returning. Costs one small malloc. Returns 0 or
+ * -ENOMEM (then fn is never called). With a store opened without an event
+ * base, fn runs inside a later store_commit(). */
+typedef void store_durable_h(void *arg, int rc);
+int store_when_durable(struct store *s, store_durable_h *fn, void *arg);
+
+/* Batches committed so far, and the microseconds the writer spent on them
+ * (its B-tree work, writes and fsyncs). */
+void store_commit_stats(struct store *s, uint64_t *commits, uint64_t *commit_us);
+
+/* Number of records in a database (waits for the commit of what is
+ * staged in it, as store_foreach() does), and bytes of the map in use. */
 size_t store_count(struct store *s, enum store_db db);
 size_t store_used_bytes(struct store *s);
 const char *store_db_name(enum store_db db);

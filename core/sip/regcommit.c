@@ -16,14 +16,11 @@
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_tagarg.h>
 
-/* Answers waiting for a commit are sent at the end of the turn, or at once
- * when this many are waiting (a busy socket may keep the turn going). */
+/* Answers waiting for a commit are handed to the store at the end of the
+ * turn, or at once when this many are waiting (a busy socket may keep the
+ * turn going). The store's writer commits them with whatever else came
+ * while it synced the batch before. */
 #define FLUSH_BATCH 256
-/* The pause between two commits: FLUSH_GAP_RATIO times what a commit takes
- * (its fsyncs), within these bounds. See on_flush(). */
-#define FLUSH_GAP_RATIO 4
-#define FLUSH_GAP_MIN_US 1000
-#define FLUSH_GAP_MAX_US 20000
 /* How long an answer sent without a transaction is kept past 64 * T1: as
  * the agent's own cache (a retransmission may spend T4 in the network). */
 #define ANSWER_SLACK_MS 5000
@@ -49,8 +46,7 @@ struct regcommit {
     struct regcommit_answer *pending, **pending_tail;
     unsigned npending;
     struct event *flush_ev;
-    long long last_flush_us; /* monotonic time of the last paced commit */
-    long long commit_us;     /* what a commit takes: a moving average */
+    unsigned flights; /* hand-overs the store has not called back yet */
     struct answer_cache *answers;
     struct event *sweep_ev; /* expires the cache when idle */
 };
@@ -192,12 +188,14 @@ void regcommit_answer_now(struct regcommit *c, struct regcommit_answer *a, int s
     answer_free(a);
 }
 
+static void hand_over(struct regcommit *c);
+
 static void enqueue(struct regcommit *c, struct regcommit_answer *a)
 {
     *c->pending_tail = a;
     c->pending_tail = &a->next;
     if (++c->npending >= FLUSH_BATCH)
-        regcommit_flush(c);
+        hand_over(c);
     else if (c->npending == 1)
         event_active(c->flush_ev, 0, 0);
 }
@@ -247,61 +245,75 @@ static void answer_one(struct regcommit *c, struct regcommit_answer *a, bool sto
     answer_free(a);
 }
 
-void regcommit_flush(struct regcommit *c)
+/* The answers of one hand-over, waiting for the store. */
+struct flight {
+    struct regcommit *c;
+    struct regcommit_answer *answers;
+};
+
+static void answer_all(struct regcommit *c, struct regcommit_answer *a, bool stored)
 {
-    if (!c->pending)
-        return;
-    long long t0 = monotonic_us();
-    int rc = c->store ? store_commit(c->store) : 0;
-    /* A moving average over the last few commits (1/8 weight each). */
-    c->commit_us += (monotonic_us() - t0 - c->commit_us) / 8;
-    struct regcommit_answer *a = c->pending;
-    c->pending = NULL;
-    c->pending_tail = &c->pending;
-    c->npending = 0;
     char date[64];
     http_date(date, sizeof date);
     while (a) {
         struct regcommit_answer *next = a->next;
-        answer_one(c, a, rc == 0, date);
+        answer_one(c, a, stored, date);
         a = next;
     }
-    if (rc != 0)
+    if (!stored)
         log_error("registrar", "commit failed: REGISTERs answered 500");
 }
 
-/* The group commit's pace. A commit blocks the loop for its fsyncs (two:
- * LMDB's data pages, then its meta page; 0.1 to 4 ms each on a VM's disk, a
- * few microseconds on tmpfs). Committing as soon as an answer waits would
- * leave the loop blocked most of the time under load on a slow disk, one
- * REGISTER per fsync pair. So the next commit waits FLUSH_GAP_RATIO times
- * what the last ones took (between FLUSH_GAP_MIN_US and FLUSH_GAP_MAX_US)
- * for more REGISTERs to join: the loop is blocked at most
- * 1 / (FLUSH_GAP_RATIO + 1) of the time, and each REGISTER waits at most
- * that gap plus a commit for its 200, which still leaves only after the
- * commit that holds its binding returned. */
-static long long flush_gap_us(const struct regcommit *c)
+static void on_durable(void *arg, int rc)
 {
-    long long gap = c->commit_us * FLUSH_GAP_RATIO;
-    return gap < FLUSH_GAP_MIN_US   ? FLUSH_GAP_MIN_US
-           : gap > FLUSH_GAP_MAX_US ? FLUSH_GAP_MAX_US
-                                    : gap;
+    struct flight *f = arg;
+    struct regcommit *c = f->c;
+    c->flights--;
+    answer_all(c, f->answers, rc == 0);
+    free(f);
+    registrar_kick(c->root);
+}
+
+/* Hand what waits to the store: answered once the store says the bindings
+ * are on disk. Never blocks, unless memory runs out (then a synchronous
+ * commit). */
+static void hand_over(struct regcommit *c)
+{
+    struct regcommit_answer *a = c->pending;
+    if (!a)
+        return;
+    c->pending = NULL;
+    c->pending_tail = &c->pending;
+    c->npending = 0;
+    if (!c->store) {
+        answer_all(c, a, true);
+        return;
+    }
+    struct flight *f = malloc(sizeof *f);
+    if (f) {
+        f->c = c;
+        f->answers = a;
+        if (store_when_durable(c->store, on_durable, f) == 0) {
+            c->flights++;
+            return;
+        }
+        free(f);
+    }
+    answer_all(c, a, store_commit(c->store) == 0);
+}
+
+void regcommit_flush(struct regcommit *c)
+{
+    hand_over(c);
+    if (c->flights && c->store)
+        store_commit(c->store); /* calls on_durable() for each flight */
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
-    struct regcommit *c = arg;
     (void)fd;
     (void)what;
-    long long now = monotonic_us(), wait = c->last_flush_us + flush_gap_us(c) - now;
-    if (wait > 0 && c->pending) {
-        struct timeval tv = {0, (suseconds_t)wait};
-        event_add(c->flush_ev, &tv);
-        return;
-    }
-    c->last_flush_us = now;
-    regcommit_flush(c);
-    registrar_kick(c->root);
+    hand_over(arg);
 }
 
 /* ---- Lifetime -------------------------------------------------------------------- */
@@ -317,8 +329,8 @@ int regcommit_create(struct regcommit **cp, nta_agent_t *nta, su_root_t *root,
     c->root = root;
     c->store = store;
     c->pending_tail = &c->pending;
-    /* flush_ev keeps the default priority: on_flush() paces itself, and a
-     * lowest-priority flush would starve while requests keep arriving. */
+    /* flush_ev keeps the default priority: a lowest-priority flush would
+     * starve while requests keep arriving. */
     c->flush_ev = event_new(base, -1, 0, on_flush, c);
     c->sweep_ev = evtimer_new(base, on_sweep, c);
     c->answers = answer_cache_create(64 * 500 + ANSWER_SLACK_MS);

@@ -1,9 +1,10 @@
 /* regcommit: the registrar's group commit, and the answers that wait for it.
  *
- * A REGISTER that changed bindings is answered only after the store commit
- * that holds them returned (durable before the 200). Answers of the
- * REGISTERs that arrive together wait for one commit, paced by what commits
- * take (see regcommit.c). An answer waits either in its server transaction
+ * A REGISTER that changed bindings is answered only once the store says the
+ * commit that holds them is on disk (durable before the 200). The answers
+ * of a turn are handed to the store together (store_when_durable()); its
+ * writer thread commits them with everything staged while it synced the
+ * batch before, so the loop never waits for the disk. An answer waits either in its server transaction
  * (with a policy hook: the REGISTER went through nta) or, for the common
  * REGISTER taken without a transaction, as the answer's text up to CSeq and
  * where it goes; that text is completed after the commit (200 with Contacts
@@ -12,8 +13,8 @@
  * the same answer again (and is absorbed while its commit is pending)
  * instead of being taken as a new REGISTER.
  *
- * Costs: queueing O(1) (one allocation per waiting answer); the commit
- * O(answers) plus the store's fsyncs, blocking the loop; the cache about
+ * Costs: queueing O(1) (one allocation per waiting answer, one per turn's
+ * hand-over); answering O(answers) when the store calls back; the cache about
  * 60 bytes and the answer's text (~400 bytes) per REGISTER for its TTL.
  * The module owns the waiting answers and the cache; transactions given to
  * it are destroyed once answered. Loop thread only. */
@@ -42,7 +43,7 @@ void regcommit_destroy(struct regcommit *c);
 /* How long answers are kept: 64 * t1_ms and a slack. */
 void regcommit_set_t1(struct regcommit *c, unsigned t1_ms);
 
-/* Commit now and answer what waits. */
+/* Commit now and answer what waits, blocking until the store has synced. */
 void regcommit_flush(struct regcommit *c);
 
 /* A transaction's 200 after the commit, with `contacts` as its Contact

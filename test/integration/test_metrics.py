@@ -112,6 +112,8 @@ def test_metrics_endpoint():
                              ("moonswitch_heap_in_use_bytes", "gauge"),
                              ("moonswitch_registration_up", "gauge"),
                              ("moonswitch_sip_messages_total", "counter"),
+                             ("moonswitch_store_commits_total", "counter"),
+                             ("moonswitch_store_commit_seconds_total", "counter"),
                              ("process_cpu_seconds_total", "counter")]:
             check_eq(types.get(family), kind, "TYPE of %s" % family)
         check(value(samples, "moonswitch_event_loop_lag_seconds_count") >= 2, "lag ticks")
@@ -121,6 +123,10 @@ def test_metrics_endpoint():
         check(value(samples, "moonswitch_event_loop_lag_max_seconds") < 1.0, "lag under 1 s")
         check(value(samples, "moonswitch_heap_in_use_bytes") >= 0, "heap")
         check(value(samples, "moonswitch_store_used_bytes") > 0, "LMDB size")
+        # The first start writes the digest secret and the carrier's
+        # registration state through the writer thread.
+        check(value(samples, "moonswitch_store_commits_total") >= 1, "store commits")
+        check(value(samples, "moonswitch_store_commit_seconds_total") > 0, "store commit time")
         check(value(samples, "moonswitch_lua_bytes") > 0, "Lua memory")
         check(value(samples, "process_resident_memory_bytes") > 0, "RSS")
         check_eq(value(samples, "moonswitch_registration_up", registration="carrier-a"), 0.0,
