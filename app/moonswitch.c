@@ -347,8 +347,8 @@ static void collect_app(struct metrics_out *out, void *arg)
                        "Time the writer thread spent committing, fsyncs included "
                        "(off the event loop).",
                        METRICS_COUNTER);
-    metrics_out_sample(out, "moonswitch_store_commit_seconds_total", (double)commit_us / 1e6,
-                       NULL);
+    metrics_out_sample(out, "moonswitch_store_commit_seconds_total",
+                       (double)commit_us / 1e6, NULL);
     metrics_out_family(out, "moonswitch_lua_bytes",
                        "Bytes the running policy's Lua state holds.", METRICS_GAUGE);
     metrics_out_sample(out, "moonswitch_lua_bytes", (double)engine_lua_bytes(a->engine),

@@ -46,19 +46,19 @@
 struct store {
     MDB_env *env;
     MDB_dbi dbi[STORE_DB_COUNT];
-    MDB_txn *rtxn;           /* cached read-only transaction, reset when idle */
-    int rtxn_users;          /* nested readers currently using rtxn */
-    int iterating;           /* store_foreach calls in progress */
+    MDB_txn *rtxn;  /* cached read-only transaction, reset when idle */
+    int rtxn_users; /* nested readers currently using rtxn */
+    int iterating;  /* store_foreach calls in progress */
     struct store_writer *writer;
     struct staged_batch *staging;   /* writes not handed over yet, or NULL */
     struct staged_batch *in_flight; /* with the writer, or NULL */
     struct store_op **buckets;      /* the overlay: newest write per key */
     size_t nbuckets, noverlay;
-    bool full;  /* the last commit found the map full */
+    bool full;   /* the last commit found the map full */
     int sync_rc; /* the failure store_commit() reports */
     uint64_t commits, commit_us_total;
-    struct event *commit_ev; /* NULL when opened without an event base */
-    struct event *deadline_ev; /* hands over anyway STORE_COMMIT_DEADLINE_MS after staging */
+    struct event *commit_ev;   /* NULL when opened without an event base */
+    struct event *deadline_ev; /* hands over STORE_COMMIT_DEADLINE_MS after staging */
     char *dir;
 };
 
@@ -255,7 +255,8 @@ int store_open(struct store **sp, struct event_base *base, const char *dir,
     }
     rc = store_writer_start(&s->writer, s->env, s->dbi, base, batch_done, s);
     if (rc < 0) {
-        log_error("store", "cannot start the writer thread for %s: %s", dir, strerror(-rc));
+        log_error("store", "cannot start the writer thread for %s: %s", dir,
+                  strerror(-rc));
         store_close(s);
         return rc;
     }
@@ -475,8 +476,8 @@ static struct staged_batch *staging(struct store *s)
 
 /* Stage one write. Costs: a hash, a copy of key and value into the batch's
  * chunk (a malloc per STORE_CHUNK bytes), an overlay insert. */
-static int stage(struct store *s, enum store_db db, const void *key, size_t klen, bool del,
-                 uint8_t version, const void *val, size_t vlen)
+static int stage(struct store *s, enum store_db db, const void *key, size_t klen,
+                 bool del, uint8_t version, const void *val, size_t vlen)
 {
     struct staged_batch *sb = staging(s);
     size_t rec = klen + (del ? 0 : 1 + vlen);
@@ -552,7 +553,8 @@ static void batch_done(struct store_batch *b, void *arg)
         log_map_full(s, b->dbs);
         rc = -ENOSPC;
     } else if (b->rc != 0) {
-        log_error("store", "commit in %s failed (database \"%s\"): %s; %zu staged writes "
+        log_error("store",
+                  "commit in %s failed (database \"%s\"): %s; %zu staged writes "
                   "are lost",
                   s->dir, b->failed_db >= 0 ? db_names[b->failed_db] : "?",
                   mdb_strerror(b->rc), b->nops);
@@ -644,7 +646,7 @@ int store_when_durable(struct store *s, store_durable_h *fn, void *arg)
     struct store_waiter *w = malloc(sizeof *w);
     /* Everything staged so far is in the staging batch, or (nothing staged
      * since) in the one in flight. */
-    struct store_batch *b = s->staging ? &s->staging->b
+    struct store_batch *b = s->staging     ? &s->staging->b
                             : s->in_flight ? &s->in_flight->b
                                            : NULL;
     if (w && !b) {
