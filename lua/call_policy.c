@@ -503,11 +503,21 @@ static int rewrite_hook(const char *pattern, const char *replacement, const char
 /* ---- on_call_end ------------------------------------------------------------------ */
 
 /* Records waiting for their commit, per policy state: a userdata (this)
- * whose environment table holds the CDR tables in order. */
+ * whose environment table holds the CDR tables in order. A batch of them
+ * goes to the store every END_BATCH_MS; on_call_end runs for each once the
+ * store says the batch is on disk (the loop does not wait for the disk). */
 struct end_queue {
     struct event *ev; /* the batch's timer; NULL without an event loop */
     struct luart *rt;
     bool armed;
+    unsigned flights; /* batches handed to the store, not yet called back */
+};
+
+/* One batch waiting for the store: its records' table, referenced from the
+ * registry. */
+struct end_flight {
+    struct end_queue *e;
+    int ref;
 };
 
 static char end_queue_key;
@@ -529,31 +539,68 @@ static void end_task_done(lua_State *L, int nres, const char *error, void *arg)
         log_error("policy", "on_call_end(): %s", error);
 }
 
-/* Commit (the records are durable when it returns), then one task per
- * record. */
-static void end_flush(struct end_queue *e)
+/* One task per record of the table registry[ref], which is released. */
+static void end_run(struct end_queue *e, int ref)
 {
     struct luart *rt = e->rt;
     lua_State *L = luart_state(rt);
-    e->armed = false;
-    store_commit(luart_host(rt)->store);
-    lua_pushlightuserdata(L, &end_queue_key);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_getfenv(L, -1); /* ud queue */
-    int queue = lua_gettop(L);
-    size_t n = lua_objlen(L, queue);
-    lua_newtable(L);
-    lua_setfenv(L, queue - 1); /* the next batch starts empty */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    int records = lua_gettop(L);
+    size_t n = lua_objlen(L, records);
     for (size_t i = 1; i <= n; i++) {
         lua_getglobal(L, "on_call_end");
         if (!lua_isfunction(L, -1)) {
             lua_pop(L, 1);
             break;
         }
-        lua_rawgeti(L, queue, (int)i);
+        lua_rawgeti(L, records, (int)i);
         luart_spawn(rt, 1, end_task_done, NULL);
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+}
+
+/* The store committed the batch (or failed to, which it logged: the
+ * records still go to on_call_end, the one copy left). */
+static void end_durable(void *arg, int rc)
+{
+    (void)rc;
+    struct end_flight *f = arg;
+    f->e->flights--;
+    end_run(f->e, f->ref);
+    free(f);
+}
+
+/* The waiting records become a batch: on_call_end runs for them once they
+ * are durable. Costs a registry reference and a small malloc per batch. */
+static void end_flush(struct end_queue *e)
+{
+    struct luart *rt = e->rt;
+    lua_State *L = luart_state(rt);
+    struct store *store = luart_host(rt)->store;
+    e->armed = false;
+    lua_pushlightuserdata(L, &end_queue_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_getfenv(L, -1); /* ud queue */
+    if (lua_objlen(L, -1) == 0) {
+        lua_pop(L, 2);
+        return;
+    }
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the queue */
+    lua_newtable(L);
+    lua_setfenv(L, -2); /* the next batch starts empty */
+    lua_pop(L, 1);
+    struct end_flight *f = store ? malloc(sizeof *f) : NULL;
+    if (f) {
+        *f = (struct end_flight){.e = e, .ref = ref};
+        if (store_when_durable(store, end_durable, f) == 0) {
+            e->flights++;
+            return;
+        }
+        free(f);
+    }
+    store_commit(store); /* no store, or no memory: wait here */
+    end_run(e, ref);
 }
 
 static void on_end_timer(evutil_socket_t fd, short what, void *arg)
@@ -599,10 +646,16 @@ static void retire_call_policy(lua_State *L)
 {
     struct end_queue *e = end_queue_get(L);
     lua_pop(L, 1);
-    if (e && e->armed) {
+    if (!e)
+        return;
+    if (e->armed) {
         event_del(e->ev);
         end_flush(e);
     }
+    /* The batches the store has not called back for run in this state
+     * while it still lives. */
+    if (e->flights)
+        store_commit(luart_host(e->rt)->store);
 }
 
 void hooks_attach_calls(struct calls *cs, struct luart *const *current)
