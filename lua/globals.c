@@ -140,6 +140,12 @@ static int l_stats(lua_State *L)
     if (host->store) {
         lua_pushnumber(L, (double)store_used_bytes(host->store));
         lua_setfield(L, -2, "store_bytes");
+        uint64_t commits, commit_us;
+        store_commit_stats(host->store, &commits, &commit_us);
+        lua_pushnumber(L, (double)commits);
+        lua_setfield(L, -2, "store_commits");
+        lua_pushnumber(L, (double)commit_us / 1e6);
+        lua_setfield(L, -2, "store_commit_seconds");
     }
     push_counters(L, host);
     return 1;
@@ -164,6 +170,7 @@ static const struct api_help help[] = {
      "  stats().tasks                tasks alive in this policy state\n"
      "  stats().registrations        outbound registrations\n"
      "  stats().store_bytes          LMDB pages in use, in bytes\n"
+     "  stats().store_commits        batches committed (store_commit_seconds: their time)\n"
      "  stats().calls, .bindings     calls in progress, endpoint bindings\n"
      "  stats().calls_started, .cdrs, .registers_accepted, .sip_received, .sip_sent\n"
      "                               counts since the start (top() shows their rates)\n"
