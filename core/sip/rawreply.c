@@ -70,8 +70,11 @@ static unsigned numeric_port(const char *s)
  * primary transport, made with the agent, closed with it. */
 static void direct_dest(struct rawreply_dest *d, tport_t *tp)
 {
+    static int sofia_log = -1; /* sofia's message log shows what tport sends */
+    if (sofia_log < 0)
+        sofia_log = getenv("TPORT_LOG") != NULL;
     d->fd = -1;
-    int fd = dgram_socket();
+    int fd = sofia_log ? -1 : dgram_socket();
     const su_addrinfo_t *local = tport_get_address(tp);
     unsigned port = numeric_port(d->port);
     if (fd < 0 || !tport_is_udp(tp) || !local || !port)

@@ -15,9 +15,9 @@
  * port (dgram.h), the text goes out with one sendto() on the socket the
  * request came in on, and the module does what tport would have done after
  * sending: count the response by status (statuscount.h) and capture it for
- * Homer (hep.h); sofia's own message log (TPORT_LOG) does not show it.
- * Otherwise (TCP, TLS, a host name, the request's processing deferred past
- * its delivery, a failed sendto()) the text goes through tport.
+ * Homer (hep.h). Otherwise (TCP, TLS, a host name, the request's
+ * processing deferred past its delivery, a failed sendto(), sofia's own
+ * message log on: TPORT_LOG) the text goes through tport.
  *
  * Costs: rawreply_head() O(header text), no allocation; rawreply_dest()
  * takes a reference to the transport, which rawreply_dest_release() drops;
