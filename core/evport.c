@@ -7,6 +7,7 @@
  * UDP transport), and sofia's timers feed one relative libevent timer. */
 #include "evport.h"
 #include "bpfblock.h"
+#include "dgram.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -270,49 +271,6 @@ static short ev_flags(int events)
     return what;
 }
 
-/* Show the filter and the observer where the next datagram on `fd` comes
- * from. sofia's UDP transport reads exactly one datagram per wakeup, so the
- * source peeked here is the one sofia is about to process. Each costs one
- * recvfrom(MSG_PEEK) of a few bytes; only done while a filter or an observer
- * is set. Datagrams the filter drops are read and discarded here, up to
- * EVPORT_DROP_BATCH. Returns false when sofia has nothing to read: every
- * datagram waiting was dropped (or a full batch was: libevent calls again). */
-static bool screen_datagrams(su_port_t *self, int fd)
-{
-    unsigned dropped = 0, errors = 0;
-    while (dropped < EVPORT_DROP_BATCH) {
-        struct sockaddr_storage from;
-        socklen_t fromlen = sizeof from;
-        char head[EVPORT_PEEK_HEAD];
-        ssize_t n = recvfrom(fd, head, self->filter ? sizeof head : 0,
-                             MSG_PEEK | MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && ++errors < 4)
-            /* A pending socket error (an ICMP report, answering a datagram
-             * of ours): the peek returned it instead of the datagram behind
-             * it, and cleared it. Its details stay in the error queue and
-             * POLLERR in revents, for sofia. Look again: a datagram must not
-             * reach sofia unscreened. */
-            continue;
-        if (n < 0)
-            /* Nothing left: after drops or errors sofia need not read; a
-             * race before either is sofia's, as without a filter. */
-            return dropped == 0 && errors == 0;
-        if (fromlen == 0)
-            return true;
-        const struct sockaddr *sa = (const struct sockaddr *)&from;
-        if (self->filter &&
-            self->filter(sa, fromlen, head, (size_t)n, self->filter_arg)) {
-            (void)recv(fd, head, 1, MSG_DONTWAIT); /* takes the whole datagram */
-            dropped++;
-            continue;
-        }
-        if (self->observer)
-            self->observer(sa, fromlen, self->observer_arg);
-        return true;
-    }
-    return false;
-}
-
 /* ---- The kernel's blocklist (bpfblock.h) ---------------------------------- */
 
 /* Attach the port's blocklist to one socket (or detach it). */
@@ -450,6 +408,75 @@ static void conn_screen(su_port_t *self, struct wait_slot *slot, struct pollfd *
     }
 }
 
+/* Run sofia's callback of `slot` with `revents`. Returns false when the
+ * callback unregistered the slot (freed now). */
+static bool slot_dispatch(su_port_t *self, struct wait_slot *slot, short revents)
+{
+    slot->wait.revents = revents;
+    slot->dispatching = 1;
+    su_root_magic_t *magic = slot->root ? su_root_magic(slot->root) : NULL;
+    self->in_callback++;
+    self->accepting += slot->listener;
+    slot->callback(magic, &slot->wait, slot->arg);
+    self->accepting -= slot->listener;
+    self->in_callback--;
+    slot->dispatching = 0;
+    if (slot->unregistered) {
+        slot_free(slot);
+        return false;
+    }
+    slot->wait.revents = 0;
+    return true;
+}
+
+/* A readable datagram socket: sofia's UDP transport reads one datagram per
+ * callback, so the callback runs once per datagram waiting, up to
+ * EVPORT_READ_BATCH, with no loop turn (epoll_wait, timer update, poll) in
+ * between. Before each, one dgram_peek() says whether a datagram is left,
+ * and shows its source and first bytes to the filter (which may drop it:
+ * read into one byte and discarded, up to EVPORT_DROP_BATCH) and to the
+ * observer; sofia then takes its length from the peek (dgram.h). The first
+ * callback gets `revents` as poll() gave them (POLLERR with the first
+ * datagram), the others POLLIN. A peek that returns a pending socket error
+ * (an ICMP report answering a datagram of ours) cleared it; the report
+ * stays in the error queue and POLLERR in the next poll(), for sofia. */
+static void read_datagrams(su_port_t *self, struct wait_slot *slot, int fd, short revents)
+{
+    unsigned delivered = 0, dropped = 0, errors = 0;
+    while (delivered < EVPORT_READ_BATCH && (slot->wait.events & POLLIN)) {
+        struct sockaddr_storage from;
+        socklen_t fromlen;
+        char head[EVPORT_PEEK_HEAD];
+        ssize_t n = dgram_peek(fd, &from, &fromlen, head, sizeof head);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && ++errors < 4)
+            continue; /* a datagram must not reach sofia unscreened: look again */
+        if (n < 0)
+            break;
+        const struct sockaddr *sa = (const struct sockaddr *)&from;
+        if (fromlen > 0 && self->filter &&
+            self->filter(sa, fromlen, head,
+                         (size_t)n < sizeof head ? (size_t)n : sizeof head,
+                         self->filter_arg)) {
+            (void)recv(fd, head, 1, MSG_DONTWAIT); /* takes the whole datagram */
+            if (++dropped >= EVPORT_DROP_BATCH)
+                break; /* libevent calls again */
+            continue;
+        }
+        if (fromlen > 0 && self->observer)
+            self->observer(sa, fromlen, self->observer_arg);
+        dgram_reading(fd, (size_t)n);
+        bool alive = slot_dispatch(self, slot, revents);
+        dgram_done();
+        if (!alive)
+            return;
+        delivered++;
+        revents = POLLIN;
+    }
+    /* Nothing to read (dropped, or raced), but an error or a hang-up. */
+    if (!delivered && (revents & ~POLLIN))
+        slot_dispatch(self, slot, (short)(revents & ~POLLIN));
+}
+
 static void on_wait_ready(evutil_socket_t fd, short what, void *arg)
 {
     struct wait_slot *slot = arg;
@@ -469,29 +496,13 @@ static void on_wait_ready(evutil_socket_t fd, short what, void *arg)
         if (!pfd.revents)
             return;
     }
-    if ((self->observer || self->filter) && slot->datagram && (pfd.revents & POLLIN) &&
-        !screen_datagrams(self, fd)) {
-        pfd.revents &= (short)~POLLIN;
-        if (!pfd.revents)
-            return;
+    if (slot->datagram && (pfd.revents & POLLIN)) {
+        read_datagrams(self, slot, fd, pfd.revents);
+    } else {
+        if (slot->accepted && self->conn_set)
+            conn_screen(self, slot, &pfd);
+        slot_dispatch(self, slot, pfd.revents);
     }
-    if (slot->accepted && self->conn_set)
-        conn_screen(self, slot, &pfd);
-    slot->wait.revents = pfd.revents;
-
-    slot->dispatching = 1;
-    su_root_magic_t *magic = slot->root ? su_root_magic(slot->root) : NULL;
-    self->in_callback++;
-    self->accepting += slot->listener;
-    slot->callback(magic, &slot->wait, slot->arg);
-    self->accepting -= slot->listener;
-    self->in_callback--;
-    slot->dispatching = 0;
-    if (slot->unregistered)
-        slot_free(slot);
-    else
-        slot->wait.revents = 0;
-
     port_expire_deferrable(self);
     port_arm_timer(self);
 }

@@ -43,8 +43,8 @@ unsigned evport_waits(su_root_t *root);
  * it to choose where responses go per peer). */
 typedef void evport_datagram_f(const struct sockaddr *from, socklen_t fromlen, void *arg);
 
-/* Set (or with fn NULL, clear) the datagram observer of root's port. While
- * set, each datagram costs one extra recvfrom(MSG_PEEK) system call. */
+/* Set (or with fn NULL, clear) the datagram observer of root's port. It
+ * costs no system call: the port peeks at each datagram anyway (below). */
 void evport_set_datagram_observer(su_root_t *root, evport_datagram_f *fn, void *arg);
 
 /* Called with the source of each datagram waiting on a datagram socket
@@ -58,10 +58,16 @@ typedef bool evport_datagram_filter_f(const struct sockaddr *from, socklen_t fro
                                       const char *head, size_t headlen, void *arg);
 #define EVPORT_DROP_BATCH 64
 
-/* Set (or with fn NULL, clear) the datagram filter of root's port. While a
- * filter or an observer is set, each datagram costs one recvfrom(MSG_PEEK)
- * of at most EVPORT_PEEK_HEAD bytes (shared by both); a dropped one costs
- * that and one recv(). */
+/* A readable datagram socket is read until it is empty, up to
+ * EVPORT_READ_BATCH datagrams per wakeup (then timers and other sockets
+ * run, and the loop comes back). Each datagram costs one
+ * recvfrom(MSG_PEEK | MSG_TRUNC), which tells its source, first bytes and
+ * length (dgram.h), and sofia's recvmsg(); each wakeup one poll() for the
+ * exact events (sofia needs POLLERR) and the peek that finds it empty. */
+#define EVPORT_READ_BATCH 32
+
+/* Set (or with fn NULL, clear) the datagram filter of root's port. A
+ * dropped datagram costs the port's peek and one recv(). */
 void evport_set_datagram_filter(su_root_t *root, evport_datagram_filter_f *fn, void *arg);
 
 /* Sources whose datagrams the kernel drops before they reach any IPv4

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -342,9 +343,39 @@ static void local_address(tport_t *tp, int family, struct sockaddr_storage *out)
 
 #define IOV_STACK 128
 
-static void capture(struct hep *h, tport_t *tp, msg_t *msg, bool received, su_time_t now)
+/* One packet of the message in iov[n], exchanged with `remote` over tp. */
+static void capture_iov(struct hep *h, tport_t *tp, const struct sockaddr *remote,
+                        const struct iovec *iov, size_t n, bool received, su_time_t now,
+                        const char *call_id)
 {
     static struct log_limit too_big, send_failed;
+    struct sockaddr_storage local;
+    local_address(tp, remote->sa_family, &local);
+    struct hep_packet p = {
+        .src = received ? remote : (const struct sockaddr *)&local,
+        .dst = received ? (const struct sockaddr *)&local : remote,
+        .proto = tport_is_dgram(tp) ? IPPROTO_UDP : IPPROTO_TCP,
+        .sec = (uint32_t)(now.tv_sec - SU_TIME_EPOCH),
+        .usec = (uint32_t)now.tv_usec,
+        .agent_id = h->agent_id,
+        .payload = iov,
+        .npayload = n,
+        .correlation = correlation_of(h, call_id),
+    };
+    size_t len = hep_encode(h->buf, sizeof h->buf, &p);
+    if (!len) {
+        log_limited(&too_big, LOG_WARN, "hep",
+                    "a message too big for HEP is not captured");
+        return;
+    }
+    if (send(h->fd, h->buf, len, MSG_DONTWAIT) < 0 && errno != ECONNREFUSED)
+        log_limited(&send_failed, LOG_WARN, "hep", "sending to %s: %s", h->address,
+                    strerror(errno));
+}
+
+static void capture(struct hep *h, tport_t *tp, msg_t *msg, bool received, su_time_t now)
+{
+    static struct log_limit too_big;
     su_sockaddr_t const *peer = msg_addr(msg);
     if (!peer || (peer->su_family != AF_INET && peer->su_family != AF_INET6))
         return;
@@ -360,31 +391,54 @@ static void capture(struct hep *h, tport_t *tp, msg_t *msg, bool received, su_ti
     }
     for (isize_t i = 0; i < n; i++)
         iov[i] = (struct iovec){mv[i].mv_base, mv[i].mv_len};
-    struct sockaddr_storage local;
-    local_address(tp, peer->su_family, &local);
-    const struct sockaddr *remote = &peer->su_sa;
     sip_t const *sip = sip_object(msg);
-    struct hep_packet p = {
-        .src = received ? remote : (const struct sockaddr *)&local,
-        .dst = received ? (const struct sockaddr *)&local : remote,
-        .proto = tport_is_dgram(tp) ? IPPROTO_UDP : IPPROTO_TCP,
-        .sec = (uint32_t)(now.tv_sec - SU_TIME_EPOCH),
-        .usec = (uint32_t)now.tv_usec,
-        .agent_id = h->agent_id,
-        .payload = iov,
-        .npayload = (size_t)n,
-        .correlation =
-            correlation_of(h, sip && sip->sip_call_id ? sip->sip_call_id->i_id : NULL),
-    };
-    size_t len = hep_encode(h->buf, sizeof h->buf, &p);
-    if (!len) {
-        log_limited(&too_big, LOG_WARN, "hep",
-                    "a message too big for HEP is not captured");
-        return;
+    capture_iov(h, tp, &peer->su_sa, iov, (size_t)n, received, now,
+                sip && sip->sip_call_id ? sip->sip_call_id->i_id : NULL);
+}
+
+/* The Call-ID of a message's text (long or compact form) into out, or
+ * false when it has none before the body. */
+static bool call_id_of(const char *text, size_t len, char *out, size_t size)
+{
+    const char *end = text + len;
+    for (const char *line = text; line < end;) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol)
+            eol = end;
+        if (eol - line <= 1)
+            return false; /* the empty line: the head is over */
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        size_t name = colon ? (size_t)(colon - line) : 0;
+        while (name && (line[name - 1] == ' ' || line[name - 1] == '\t'))
+            name--;
+        if (colon && ((name == 7 && strncasecmp(line, "call-id", 7) == 0) ||
+                      (name == 1 && (line[0] == 'i' || line[0] == 'I')))) {
+            const char *v = colon + 1, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            if ((size_t)(ve - v) >= size)
+                return false;
+            memcpy(out, v, (size_t)(ve - v));
+            out[ve - v] = '\0';
+            return true;
+        }
+        line = eol + 1;
     }
-    if (send(h->fd, h->buf, len, MSG_DONTWAIT) < 0 && errno != ECONNREFUSED)
-        log_limited(&send_failed, LOG_WARN, "hep", "sending to %s: %s", h->address,
-                    strerror(errno));
+    return false;
+}
+
+void hep_sent_text(tport_t *tp, const struct sockaddr *to, const char *text, size_t len)
+{
+    struct hep *h = active;
+    if (!h || h->fd < 0 || !tp || !to ||
+        (to->sa_family != AF_INET && to->sa_family != AF_INET6))
+        return;
+    char call_id[256];
+    struct iovec iov = {(void *)text, len};
+    capture_iov(h, tp, to, &iov, 1, false, su_now(),
+                call_id_of(text, len, call_id, sizeof call_id) ? call_id : NULL);
 }
 
 /* Replaces sofia's: tport calls it for each message delivered ("recv") and

@@ -2,8 +2,9 @@
  * (switch.hep = { address = "IP:PORT", id = N }).
  *
  * Every SIP message sofia's transports receive or send (requests and
- * responses, retransmissions, stateless answers, over UDP, TCP and TLS)
- * becomes one HEP packet sent to `address`: IP family, protocol (UDP 17,
+ * responses, retransmissions, stateless answers, over UDP, TCP and TLS),
+ * and every answer the switch sends past them (hep_sent_text()), becomes
+ * one HEP packet sent to `address`: IP family, protocol (UDP 17,
  * TCP 6, also for TLS), source and destination IP and port, the time in
  * seconds and microseconds, protocol type 1 (SIP), capture agent id N, the
  * message as it was on the wire, and for the B-leg of a call a correlation
@@ -38,6 +39,7 @@
 #include <sys/uio.h>
 
 #include <sofia-sip/nta.h>
+#include <sofia-sip/tport.h>
 
 struct config;
 struct event_base;
@@ -69,6 +71,11 @@ void hep_destroy(struct hep *h);
  * capture, and the agent id. Returns 0, or -1 when the socket could not be
  * made (logged; capture is then off). */
 int hep_apply(struct hep *h, const struct config *cfg);
+
+/* A message the switch sent itself on tp's socket to `to`, past tport
+ * (sip/rawreply.c): captured as tport's are. Does nothing unless capturing;
+ * then O(len) to find its Call-ID. */
+void hep_sent_text(tport_t *tp, const struct sockaddr *to, const char *text, size_t len);
 
 /* Messages with Call-ID `call_id` get `correlation` as their correlation
  * id (both copied). Does nothing unless capturing. O(1). */

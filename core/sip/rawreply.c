@@ -1,8 +1,12 @@
 /* Answers written as text. See rawreply.h. */
 #include "sip/rawreply.h"
+#include "dgram.h"
+#include "sip/hep.h"
 #include "sip/sipmetrics.h"
+#include "sip/statuscount.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -45,6 +49,61 @@ static unsigned source_port(msg_t *msg)
     return 0;
 }
 
+/* The port of a port string: digits only, 1..65535; 0 if not. */
+static unsigned numeric_port(const char *s)
+{
+    unsigned long v = 0;
+    if (!*s)
+        return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || (v = v * 10 + (unsigned)(*s - '0')) > 65535)
+            return 0;
+    }
+    return (unsigned)v;
+}
+
+/* Over UDP, when the request is a datagram read from socket dgram_socket()
+ * by tp now (tport_delivered_by() answers only while the request is being
+ * delivered) and the destination is a numeric address of the socket's
+ * family: the socket and the address, for sendto(). Otherwise d->fd stays
+ * -1 and the answer takes tport's way. The socket lives as long as tp: a
+ * primary transport, made with the agent, closed with it. */
+static void direct_dest(struct rawreply_dest *d, tport_t *tp)
+{
+    static int sofia_log = -1; /* sofia's message log shows what tport sends */
+    if (sofia_log < 0)
+        sofia_log = getenv("TPORT_LOG") != NULL;
+    d->fd = -1;
+    int fd = sofia_log ? -1 : dgram_socket();
+    const su_addrinfo_t *local = tport_get_address(tp);
+    unsigned port = numeric_port(d->port);
+    if (fd < 0 || !tport_is_udp(tp) || !local || !port)
+        return;
+    char host[sizeof d->host];
+    size_t n = strlen(d->host);
+    if (n >= 2 && d->host[0] == '[' && d->host[n - 1] == ']') {
+        memcpy(host, d->host + 1, n - 2);
+        host[n - 2] = '\0';
+    } else {
+        memcpy(host, d->host, n + 1);
+    }
+    memset(&d->to, 0, sizeof d->to);
+    if (local->ai_family == AF_INET &&
+        inet_pton(AF_INET, host, &d->to.in.sin_addr) == 1) {
+        d->to.in.sin_family = AF_INET;
+        d->to.in.sin_port = htons((uint16_t)port);
+        d->tolen = sizeof d->to.in;
+    } else if (local->ai_family == AF_INET6 &&
+               inet_pton(AF_INET6, host, &d->to.in6.sin6_addr) == 1) {
+        d->to.in6.sin6_family = AF_INET6;
+        d->to.in6.sin6_port = htons((uint16_t)port);
+        d->tolen = sizeof d->to.in6;
+    } else {
+        return;
+    }
+    d->fd = fd;
+}
+
 /* nta's choice (nta_tpn_by_via() and mreply()): the maddr, else the
  * received address, else the Via host; over UDP the rport when the agent
  * uses rport (NTATAG_SERVER_RPORT), else the Via port. Asking the agent
@@ -56,6 +115,7 @@ static unsigned source_port(msg_t *msg)
 int rawreply_dest(struct rawreply_dest *d, nta_agent_t *nta, msg_t *msg, const sip_t *sip)
 {
     memset(d, 0, sizeof *d);
+    d->fd = -1;
     const sip_via_t *v = sip->sip_via;
     tport_t *tp = tport_delivered_by(nta_agent_tports(nta), msg);
     if (!v || !v->v_host || !tp)
@@ -77,6 +137,8 @@ int rawreply_dest(struct rawreply_dest *d, nta_agent_t *nta, msg_t *msg, const s
     d->tpn.tpn_canon = d->tpn.tpn_host = d->host;
     d->tpn.tpn_port = d->port;
     d->tp = tport_ref(tp);
+    if (udp)
+        direct_dest(d, tp);
     return 0;
 }
 
@@ -87,10 +149,53 @@ void rawreply_dest_release(struct rawreply_dest *d)
     d->tp = NULL;
 }
 
+/* The status of an answer's text ("SIP/2.0 401 ..."), or 0. */
+static int status_of(const char *text, size_t len)
+{
+    if (len < 12 || memcmp(text, "SIP/2.0 ", 8) != 0)
+        return 0;
+    int status = 0;
+    for (int i = 8; i < 11; i++) {
+        if (text[i] < '0' || text[i] > '9')
+            return 0;
+        status = status * 10 + (text[i] - '0');
+    }
+    return status;
+}
+
+/* sendto() on the request's socket. A first failure may be a pending
+ * socket error (an ICMP report, which tport reads from the error queue),
+ * returned instead of sending and cleared: one more try. */
+static bool send_direct(const struct rawreply_dest *d, const char *text, size_t len)
+{
+    for (int i = 0; i < 2; i++) {
+        ssize_t n =
+            sendto(d->fd, text, len, MSG_NOSIGNAL | MSG_DONTWAIT, &d->to.sa, d->tolen);
+        if (n == (ssize_t)len)
+            return true;
+        if (n >= 0 || errno == EAGAIN || errno == EWOULDBLOCK)
+            return false;
+    }
+    return false;
+}
+
+/* What tport does after sending (tport_sent_message(), tport_log_msg()). */
+static void sent_as_tport_would(const struct rawreply_dest *d, const char *text,
+                                size_t len)
+{
+    statuscount_add(false, status_of(text, len));
+    hep_sent_text(d->tp, &d->to.sa, text, len);
+}
+
 int rawreply_send(const struct rawreply_dest *d, const char *text, size_t len)
 {
     if (!d->tp)
         return -1;
+    if (d->fd >= 0 && send_direct(d, text, len)) {
+        sent_as_tport_would(d, text, len);
+        sipmetrics_response_sent();
+        return 0;
+    }
     /* A message of the text alone, as its payload: sofia makes the chain
      * of fragments it sends only from a first line, which goes again once
      * the chain holds the payload. */
@@ -109,6 +214,9 @@ int rawreply_send(const struct rawreply_dest *d, const char *text, size_t len)
     msg_destroy(m); /* tport holds its own reference while it queues */
     if (!sent)
         return -1;
+    /* tport counts by status from the message's status line, which is not
+     * there: its text is all payload. */
+    statuscount_add(false, status_of(text, len));
     sipmetrics_response_sent();
     return 0;
 }

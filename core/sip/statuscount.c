@@ -23,6 +23,12 @@ static void count(uint64_t *slots, msg_t *msg)
         slots[status - STATUSCOUNT_MIN]++;
 }
 
+void statuscount_add(bool in, int status)
+{
+    if (status >= STATUSCOUNT_MIN && status <= STATUSCOUNT_MAX)
+        (in ? received : sent)[status - STATUSCOUNT_MIN]++;
+}
+
 uint64_t statuscount_get(bool in, int status)
 {
     if (status < STATUSCOUNT_MIN || status > STATUSCOUNT_MAX)

@@ -23,6 +23,11 @@
 /* Responses with `status` (100..699) received (in) or sent (!in) so far. */
 uint64_t statuscount_get(bool in, int status);
 
+/* Count a response with `status` received (in) or sent (!in) past sofia's
+ * transports (answers sent as text). Statuses outside 100..699 are not
+ * counted. O(1). */
+void statuscount_add(bool in, int status);
+
 /* Whether sofia's transports have called the hooks at all (false while
  * they are not reached, e.g. when the symbols are not exported). */
 bool statuscount_hooked(void);

@@ -1,11 +1,15 @@
 /* Unit tests for what core/evport.c screens before sofia reads: the
  * datagram filter (drops before the wait's callback, sees the first bytes,
- * never wakes the callback for dropped datagrams alone), the kernel's
+ * never wakes the callback for dropped datagrams alone), the batches of
+ * datagrams read per wakeup (capped, each seen by the observer, sofia's
+ * su_getmsgsize() answered from the peek, a callback that unregisters
+ * itself ends its batch), the kernel's
  * blocklist (a BPF socket filter over many addresses), and the hooks of
  * accepted connections (refused ones reach the callback only as a hang-up,
  * silent ones are closed after their deadline, `readable` closes an open
  * one, `closed` is told of each). */
 #include "check.h"
+#include "dgram.h"
 #include "evport.h"
 
 #include <arpa/inet.h>
@@ -170,6 +174,78 @@ static void datagram_filter(void)
     close(r);
     close(a);
     close(b);
+}
+
+/* A callback reading one datagram per call, as sofia's UDP transport does,
+ * after asking its length. */
+struct batch {
+    su_root_t *root;
+    su_wait_t *wait;
+    int calls, sizes_ok, socket_ok, observed;
+    int unregister_at; /* unregister itself on this call (0: never) */
+};
+
+static int on_read_one(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
+{
+    (void)magic;
+    struct batch *b = (struct batch *)arg;
+    b->calls++;
+    char buf[64];
+    issize_t size = su_getmsgsize(w->fd);
+    ssize_t n = recv(w->fd, buf, sizeof buf, MSG_DONTWAIT);
+    b->sizes_ok += n > 0 && size == n;
+    b->socket_ok += dgram_socket() == w->fd;
+    if (b->calls == b->unregister_at)
+        su_root_unregister(b->root, b->wait, on_read_one, arg);
+    return 0;
+}
+
+static void count_observed(const struct sockaddr *from, socklen_t len, void *arg)
+{
+    (void)from;
+    (void)len;
+    ((struct batch *)arg)->observed++;
+}
+
+static void datagram_batches(void)
+{
+    struct fixture f = setup();
+    uint16_t rport;
+    int r = bound(SOCK_DGRAM, "127.0.0.1", &rport);
+    int a = bound(SOCK_DGRAM, "127.0.0.1", NULL);
+    struct sockaddr_in to = loopback("127.0.0.1", rport);
+    su_wait_t w;
+    CHECK(su_wait_create(&w, r, SU_WAIT_IN) == 0);
+    struct batch b = {.root = f.root, .wait = &w};
+    int index = su_root_register(f.root, &w, on_read_one, (su_wakeup_arg_t *)&b, 0);
+    evport_set_datagram_observer(f.root, count_observed, &b);
+    /* More than a batch waiting, of lengths 1 to 9: one loop turn reads a
+     * batch, the next the rest; each length answered from the peek. */
+    int more = EVPORT_READ_BATCH + 8;
+    for (int i = 0; i < more; i++)
+        CHECK(sendto(a, "123456789", (size_t)(1 + i % 9), 0, (struct sockaddr *)&to,
+                     sizeof to) == 1 + i % 9);
+    usleep(20000);
+    CHECK(event_base_loop(f.base, EVLOOP_ONCE) == 0);
+    CHECK(b.calls == EVPORT_READ_BATCH);
+    CHECK(run_until(f.base, &b.calls, more, 1000));
+    run_for(f.base, 20);
+    CHECK(b.calls == more && b.sizes_ok == more && b.socket_ok == more);
+    CHECK(b.observed == more);
+    CHECK(dgram_socket() == -1);
+    /* A callback that unregisters itself ends the batch. */
+    b.unregister_at = b.calls + 2;
+    for (int i = 0; i < 5; i++)
+        CHECK(sendto(a, "hello", 5, 0, (struct sockaddr *)&to, sizeof to) == 5);
+    usleep(20000);
+    run_for(f.base, 50);
+    CHECK(b.calls == more + 2);
+    CHECK(evport_waits(f.root) == 0);
+    (void)index;
+    evport_set_datagram_observer(f.root, NULL, NULL);
+    teardown(&f);
+    close(r);
+    close(a);
 }
 
 static void datagram_blocklist(void)
@@ -391,4 +467,5 @@ static void connection_hooks(void)
     teardown(&f);
 }
 
-TEST_MAIN(CASE(datagram_filter), CASE(datagram_blocklist), CASE(connection_hooks))
+TEST_MAIN(CASE(datagram_filter), CASE(datagram_batches), CASE(datagram_blocklist),
+          CASE(connection_hooks))
