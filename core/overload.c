@@ -23,7 +23,8 @@ struct overload {
     struct event *tick;
     double due; /* monotonic seconds the tick is due */
     bool active;
-    unsigned run; /* samples in a row on the other side of the threshold */
+    bool shedding; /* overload_set_shedding() */
+    unsigned run;  /* samples in a row on the other side of the threshold */
     uint64_t shed, episodes;
     uint64_t shed_at_enter;
     double entered; /* monotonic seconds */
@@ -128,6 +129,16 @@ bool overload_active(const struct overload *ov)
     return ov && ov->active;
 }
 
+bool overload_shedding(const struct overload *ov)
+{
+    return ov && ov->active && ov->shedding;
+}
+
+void overload_set_shedding(struct overload *ov, bool on)
+{
+    ov->shedding = on;
+}
+
 void overload_shed(struct overload *ov)
 {
     ov->shed++;
@@ -153,6 +164,7 @@ struct overload *overload_create(struct event_base *base, su_root_t *root)
         return NULL;
     ov->base = base;
     ov->root = root;
+    ov->shedding = true;
     ov->m_active = metrics_series(
         metrics_family("moonswitch_overload_active",
                        "1 while the switch is behind on the SIP it receives and refuses "

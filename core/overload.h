@@ -40,10 +40,10 @@ struct event_base;
 struct overload;
 
 #define OVERLOAD_TICK_MS 100
-#define OVERLOAD_ENTER_FILL 0.30
-#define OVERLOAD_ENTER_TICKS 2
-#define OVERLOAD_LEAVE_FILL 0.05
-#define OVERLOAD_LEAVE_TICKS 20
+#define OVERLOAD_ENTER_FILL 0.50
+#define OVERLOAD_ENTER_TICKS 8
+#define OVERLOAD_LEAVE_FILL 0.10
+#define OVERLOAD_LEAVE_TICKS 5
 
 /* Retry-After (seconds) of the 503 given to new calls while overloaded. */
 #define OVERLOAD_RETRY_AFTER 2
@@ -54,8 +54,13 @@ struct overload;
 struct overload *overload_create(struct event_base *base, su_root_t *root);
 void overload_destroy(struct overload *ov);
 
-/* Whether new calls must be refused now. NULL: never. O(1). */
+/* Whether the switch is overloaded now. NULL: never. O(1). */
 bool overload_active(const struct overload *ov);
+
+/* Whether new calls must be refused now: overloaded, and shedding on
+ * (the default; overload_set_shedding()). NULL: never. O(1). */
+bool overload_shedding(const struct overload *ov);
+void overload_set_shedding(struct overload *ov, bool on);
 
 /* A new call was refused because of overload_active(). O(1). */
 void overload_shed(struct overload *ov);

@@ -147,7 +147,7 @@ struct flood;
 void calls_set_flood(struct calls *cs, struct flood *fl);
 
 /* The overload detector (overload.h) the prefilter asks before anything
- * else (NULL: none): while it says overloaded, every new INVITE (no To
+ * else (NULL: none): while overload_shedding(), every new INVITE (no To
  * tag) gets 503 with Retry-After: OVERLOAD_RETRY_AFTER, statelessly and
  * remembered like the other refusals, and is counted as shed. Requests in
  * a dialog, answers, and retransmissions of INVITEs whose transaction

@@ -185,7 +185,7 @@ int calls_prefilter_invite(msg_t *msg, sip_t *sip, void *arg)
 {
     struct calls *cs = arg;
     cs->passed.sip = NULL;
-    if (overload_active(cs->overload) && !(sip->sip_to && sip->sip_to->a_tag)) {
+    if (overload_shedding(cs->overload) && !(sip->sip_to && sip->sip_to->a_tag)) {
         /* Behind on what comes in: the CPU goes to the calls we have. */
         char hdr[32];
         snprintf(hdr, sizeof hdr, "Retry-After: %d", OVERLOAD_RETRY_AFTER);
