@@ -90,11 +90,11 @@ static void change(struct overload *ov, bool active)
         ov->episodes++;
         ov->entered = now;
         ov->shed_at_enter = ov->shed;
-        log_limited(
-            &enter_limit, LOG_WARN, "overload",
-            "overloaded: the SIP receive queue is %.0f %% full; new calls get 503 "
-            "until it empties",
-            ov->fill * 100);
+        log_limited(&enter_limit, LOG_WARN, "overload",
+                    "overloaded: the SIP receive queue is %.0f %% full; %s",
+                    ov->fill * 100,
+                    ov->shedding ? "new calls get 503 until it empties"
+                                 : "new calls still taken (overload_shedding = false)");
         return;
     }
     log_limited(&leave_limit, LOG_WARN, "overload",
