@@ -23,15 +23,19 @@ struct overload {
     struct event *tick;
     double due; /* monotonic seconds the tick is due */
     bool active;
-    bool shedding; /* overload_set_shedding() */
-    unsigned run;  /* samples in a row on the other side of the threshold */
+    bool shedding;       /* overload_set_shedding() */
+    unsigned run;        /* samples in a row on the other side of the threshold */
+    unsigned since_drop; /* samples since one that saw drops */
+    bool sampled;        /* drops holds a reading */
+    uint64_t drops;      /* the sockets' drop counters at the last sample */
+    uint64_t dropped;    /* datagrams dropped, seen by the samples */
     uint64_t shed, episodes;
     uint64_t shed_at_enter;
     double entered; /* monotonic seconds */
     double fill;
     double fill_max[2], lag_max[2]; /* [0]: this window, [1]: the previous */
     unsigned window;
-    struct metrics_series *m_active, *m_shed, *m_fill;
+    struct metrics_series *m_active, *m_shed, *m_fill, *m_drops;
 };
 
 static struct log_limit enter_limit = {.interval = 10};
@@ -44,23 +48,27 @@ static double monotonic_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The fullest receive queue of the port's datagram sockets, 0..1. */
-static double queue_fill(su_root_t *root)
+/* The fullest receive queue of the port's datagram sockets (0..1) into
+ * *fill; returns the datagrams the kernel dropped from them, in all, since
+ * they were made. */
+static uint64_t read_queues(su_root_t *root, double *fill)
 {
     int fds[MAX_SOCKETS];
     size_t n = evport_datagram_fds(root, fds, MAX_SOCKETS);
-    double fill = 0;
+    uint64_t drops = 0;
+    *fill = 0;
     for (size_t i = 0; i < n && i < MAX_SOCKETS; i++) {
         uint32_t mem[SK_MEMINFO_VARS] = {0};
         socklen_t len = sizeof mem;
         if (getsockopt(fds[i], SOL_SOCKET, SO_MEMINFO, mem, &len) < 0 ||
-            len < (SK_MEMINFO_RCVBUF + 1) * sizeof mem[0] || !mem[SK_MEMINFO_RCVBUF])
+            len < (SK_MEMINFO_DROPS + 1) * sizeof mem[0] || !mem[SK_MEMINFO_RCVBUF])
             continue;
         double f = (double)mem[SK_MEMINFO_RMEM_ALLOC] / mem[SK_MEMINFO_RCVBUF];
-        if (f > fill)
-            fill = f > 1 ? 1 : f;
+        if (f > *fill)
+            *fill = f > 1 ? 1 : f;
+        drops += mem[SK_MEMINFO_DROPS];
     }
-    return fill;
+    return drops;
 }
 
 static void arm(struct overload *ov)
@@ -75,8 +83,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct overload *ov = arg;
     (void)fd;
     (void)what;
-    double lag = monotonic_s() - ov->due;
-    overload_sample(ov, queue_fill(ov->root), lag > 0 ? lag : 0);
+    double lag = monotonic_s() - ov->due, fill;
+    uint64_t drops = read_queues(ov->root, &fill);
+    /* A socket gone (or a first sample): no drops seen in between. */
+    uint64_t dropped = ov->sampled && drops > ov->drops ? drops - ov->drops : 0;
+    ov->drops = drops;
+    ov->sampled = true;
+    overload_sample(ov, fill, dropped, lag > 0 ? lag : 0);
     arm(ov);
 }
 
@@ -102,9 +115,12 @@ static void change(struct overload *ov, bool active)
                 now - ov->entered, (unsigned long long)(ov->shed - ov->shed_at_enter));
 }
 
-bool overload_sample(struct overload *ov, double fill, double lag_s)
+bool overload_sample(struct overload *ov, double fill, uint64_t dropped, double lag_s)
 {
     ov->fill = fill;
+    ov->dropped += dropped;
+    metrics_add(ov->m_drops, (double)dropped);
+    ov->since_drop = dropped ? 0 : ov->since_drop + 1;
     if (fill > ov->fill_max[0])
         ov->fill_max[0] = fill;
     if (lag_s > ov->lag_max[0])
@@ -120,6 +136,8 @@ bool overload_sample(struct overload *ov, double fill, double lag_s)
     ov->run = crossing ? ov->run + 1 : 0;
     if (ov->run < (ov->active ? OVERLOAD_LEAVE_TICKS : OVERLOAD_ENTER_TICKS))
         return false;
+    if (!ov->active && ov->since_drop >= OVERLOAD_ENTER_TICKS)
+        return false; /* a backlog the kernel had room for: being worked off */
     change(ov, !ov->active);
     return true;
 }
@@ -152,6 +170,7 @@ void overload_stats(const struct overload *ov, struct overload_stats *st)
         .shed = ov->shed,
         .episodes = ov->episodes,
         .fill = ov->fill,
+        .dropped = ov->dropped,
         .fill_max = ov->fill_max[0] > ov->fill_max[1] ? ov->fill_max[0] : ov->fill_max[1],
         .lag_max = ov->lag_max[0] > ov->lag_max[1] ? ov->lag_max[0] : ov->lag_max[1],
     };
@@ -182,6 +201,13 @@ struct overload *overload_create(struct event_base *base, su_root_t *root)
                        "(every 100 ms), 0 to 1.",
                        METRICS_GAUGE, NULL, NULL, 0),
         NULL);
+    ov->m_drops = metrics_series(
+        metrics_family(
+            "moonswitch_sip_receive_queue_drops_total",
+            "Datagrams the kernel dropped because a UDP receive queue was full.",
+            METRICS_COUNTER, NULL, NULL, 0),
+        NULL);
+    ov->since_drop = OVERLOAD_ENTER_TICKS;
     if (base) {
         ov->tick = evtimer_new(base, on_tick, ov);
         if (!ov->tick) {

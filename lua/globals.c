@@ -98,13 +98,14 @@ static void push_overload(lua_State *L, const struct overload *ov)
 {
     struct overload_stats st;
     overload_stats(ov, &st);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     lua_pushboolean(L, st.active);
     lua_setfield(L, -2, "active");
     set_number(L, "shed", (double)st.shed);
     set_number(L, "episodes", (double)st.episodes);
     set_number(L, "queue_fill", st.fill);
     set_number(L, "queue_fill_max", st.fill_max);
+    set_number(L, "queue_drops", (double)st.dropped);
     set_number(L, "lag_max", st.lag_max);
     lua_setfield(L, -2, "overload");
 }
@@ -197,7 +198,8 @@ static const struct api_help help[] = {
      "  stats().monotonic            a clock in seconds, to divide them by\n"
      "  stats().overload             active (new calls get 503), shed (calls refused\n"
      "                               so), episodes, queue_fill (UDP receive queue,\n"
-     "                               0..1; _max: of the last 10-20 s), lag_max (s)\n",
+     "                               0..1; _max: of the last 10-20 s), queue_drops\n"
+     "                               (datagrams the kernel dropped), lag_max (s)\n",
      NULL},
     {NULL, NULL, NULL, NULL},
 };
