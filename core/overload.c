@@ -25,7 +25,7 @@ struct overload {
     bool active;
     bool shedding;       /* overload_set_shedding() */
     unsigned run;        /* samples in a row on the other side of the threshold */
-    unsigned since_drop; /* samples since one that saw drops */
+    unsigned since_drop; /* samples since one that saw drops, at most the run */
     bool sampled;        /* drops holds a reading */
     uint64_t drops;      /* the sockets' drop counters at the last sample */
     uint64_t dropped;    /* datagrams dropped, seen by the samples */
@@ -120,7 +120,10 @@ bool overload_sample(struct overload *ov, double fill, uint64_t dropped, double 
     ov->fill = fill;
     ov->dropped += dropped;
     metrics_add(ov->m_drops, (double)dropped);
-    ov->since_drop = dropped ? 0 : ov->since_drop + 1;
+    if (dropped)
+        ov->since_drop = 0;
+    else if (ov->since_drop < OVERLOAD_ENTER_TICKS)
+        ov->since_drop++;
     if (fill > ov->fill_max[0])
         ov->fill_max[0] = fill;
     if (lag_s > ov->lag_max[0])
