@@ -526,8 +526,8 @@ static int run(struct app *a)
     /* Overload: new calls get 503 while the receive queues are full. */
     if (!(a->overload = overload_create(a->base, a->root)))
         return 1;
-    overload_set_shedding(a->overload,
-                          config_switch(engine_config(a->engine))->security.overload_shedding);
+    overload_set_shedding(
+        a->overload, config_switch(engine_config(a->engine))->security.overload_shedding);
     calls_set_overload(a->calls, a->overload);
     engine_attach_overload(a->engine, a->overload);
     sipagent_set_method_prefilter(a->agent, sip_method_invite, calls_prefilter_invite,
