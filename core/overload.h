@@ -27,7 +27,7 @@
  *
  * What it costs: per tick one getsockopt() per datagram socket and the
  * walk of the port's wait objects (a handful); nothing per message. Callers
- * test overload_active() (a load) for each new INVITE and tell
+ * test overload_shedding() (two loads) for each new INVITE and tell
  * overload_shed() of each one they refused, an increment.
  *
  * The caller owns the object: overload_create(), overload_destroy(). Loop
