@@ -20,8 +20,9 @@ shed, and the calls and transactions the stall left go back down.
 
 MOON_OVERLOAD_SHEDDING=0 runs the same with security.overload_shedding =
 false: the switch still notices the overload but takes every call, and the
-test fails: no 503, and the ASan build at 200 calls/s after a 5-s stall
-does not recover (SIPp's run does not end within its 60 s)."""
+test fails (no 503). Whether the ASan build recovers from this stall
+without shedding depends on the machine's load: of two such runs, one
+recovered and one did not (SIPp's run did not end within its 60 s)."""
 
 import os
 import re
