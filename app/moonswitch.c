@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_server.h"
+#include "overload.h"
 #include "sip/agent.h"
 #include "sip/call.h"
 #include "sip/flood.h"
@@ -67,6 +68,7 @@ struct app {
     struct calls *calls;         /* the B2BUA: calls and CDRs */
     int shutdown_steps;          /* at shutdown: calls, registrations still ending */
     struct flood *flood;         /* source rates, bans, connection caps, max_calls */
+    struct overload *overload;   /* behind on SIP: new calls shed */
     struct control *control;
     struct event *log_flush;        /* counts of rate-limited log lines */
     struct metrics_server *metrics; /* switch.metrics: Prometheus */
@@ -255,6 +257,7 @@ static void on_reload(const struct config *before, const struct config *now, voi
     gw_apply(a->gateways, now);
     calls_apply(a->calls, now);
     flood_apply(a->flood, now);
+    overload_set_shedding(a->overload, config_switch(now)->security.overload_shedding);
     metrics_server_apply(a->metrics, config_switch(now)->metrics);
     evport_rearm(a->root);
 }
@@ -520,6 +523,13 @@ static int run(struct app *a)
     /* INVITEs refused before any call (max_calls first) get stateless
      * answers. */
     calls_set_flood(a->calls, a->flood);
+    /* Overload: new calls get 503 while the receive queues are full. */
+    if (!(a->overload = overload_create(a->base, a->root)))
+        return 1;
+    overload_set_shedding(
+        a->overload, config_switch(engine_config(a->engine))->security.overload_shedding);
+    calls_set_overload(a->calls, a->overload);
+    engine_attach_overload(a->engine, a->overload);
     sipagent_set_method_prefilter(a->agent, sip_method_invite, calls_prefilter_invite,
                                   a->calls);
     engine_attach_flood(a->engine, a->flood);
@@ -566,6 +576,7 @@ static void cleanup(struct app *a)
     metrics_collector_remove(collect_app, a);
     sipmetrics_destroy(a->sipmetrics);
     calls_destroy(a->calls); /* before nta goes */
+    overload_destroy(a->overload);
     /* Lua before nta: closing the states collects transaction objects that
      * still own nta transactions and legs. */
     if (a->flood)

@@ -135,6 +135,8 @@ static const struct field security_fields[] = {
      .vos_name = "(none: seconds a flooding source is dropped)"},
     {.name = "max_calls", .type = FT_INT, .offset = SECURITY(max_calls), .min = 0,
      .max = 1000000, .def = 0, .vos_name = "(none: calls in progress, 0: no limit)"},
+    {.name = "overload_shedding", .type = FT_BOOL, .offset = SECURITY(overload_shedding),
+     .def = 1, .vos_name = "(none: 503 to new calls while behind on received SIP)"},
     {0},
 };
 

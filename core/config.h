@@ -153,6 +153,7 @@ struct security_settings {
     int source_rate; /* requests/s one non-gateway source may send: 0 (no limit)..1000000 */
     int source_ban;  /* seconds a source over source_rate is dropped: 1..2592000 */
     int max_calls;   /* calls in progress accepted, above it 503: 0 (no limit)..1000000 */
+    bool overload_shedding; /* new calls get 503 while the switch is behind (overload.h) */
 };
 
 /* switch.tls: the switch's certificate and how it checks its peers'. */

@@ -941,6 +941,16 @@ unsigned evport_waits(su_root_t *root)
     return self ? self->nwaits : 0;
 }
 
+size_t evport_datagram_fds(su_root_t *root, int *fds, size_t max)
+{
+    su_port_t *self = port_of_root(root);
+    size_t n = 0;
+    for (unsigned i = 0; self && i < self->nslots; i++)
+        if (self->slots[i] && self->slots[i]->datagram && n++ < max)
+            fds[n - 1] = self->slots[i]->wait.fd;
+    return n;
+}
+
 void evport_set_datagram_observer(su_root_t *root, evport_datagram_f *fn, void *arg)
 {
     su_port_t *self = port_of_root(root);

@@ -37,6 +37,11 @@ void evport_rearm(su_root_t *root);
 /* Number of wait objects registered (for tests and status). */
 unsigned evport_waits(su_root_t *root);
 
+/* The descriptors of the datagram sockets registered now (sofia's UDP
+ * transports), at most `max` of them into `fds`. Returns how many there
+ * are. O(wait objects). */
+size_t evport_datagram_fds(su_root_t *root, int *fds, size_t max);
+
 /* Called with the source address of each datagram about to be read from a
  * datagram socket registered by sofia, just before sofia reads it. The
  * observer may change sofia's settings for that one message (the agent uses

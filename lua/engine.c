@@ -152,6 +152,11 @@ void engine_attach_flood(struct engine *e, struct flood *fl)
     hooks_attach_flood(fl, &e->current);
 }
 
+void engine_attach_overload(struct engine *e, struct overload *ov)
+{
+    e->host.overload = ov;
+}
+
 static int same_listen(const struct config *a, const struct config *b)
 {
     const struct strlist *x = &config_switch(a)->listen, *y = &config_switch(b)->listen;

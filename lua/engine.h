@@ -68,6 +68,10 @@ struct flood;
  * policies, and the policy's on_flood hook before each ban. */
 void engine_attach_flood(struct engine *e, struct flood *fl);
 
+struct overload;
+/* The overload detector, for stats().overload. */
+void engine_attach_overload(struct engine *e, struct overload *ov);
+
 /* Reload atomically: load and validate a fresh runtime, and only then swap.
  * Returns 0 with the diff summary in msg, or -1 with the error (the running
  * policy stays). */

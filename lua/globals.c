@@ -4,10 +4,12 @@
  *   reload()           load the policies again; true, summary or nil, error
  *   stats()            heap, Lua memory, tasks, registrations, store size,
  *                      the counters rates are made of (top() in repl.c), and
- *                      `sip`: transactions and answer records held, by kind
+ *                      `sip`: transactions and answer records held, by kind;
+ *                      `overload`: whether new calls are shed, and why
  */
 #include "cdr.h"
 #include "module.h"
+#include "overload.h"
 #include "runtime.h"
 #include "sip/agent.h"
 #include "sip/call.h"
@@ -91,6 +93,23 @@ static void push_counters(lua_State *L, const struct luahost *host)
     }
 }
 
+/* stats().overload: the detector's state (overload.h). */
+static void push_overload(lua_State *L, const struct overload *ov)
+{
+    struct overload_stats st;
+    overload_stats(ov, &st);
+    lua_createtable(L, 0, 7);
+    lua_pushboolean(L, st.active);
+    lua_setfield(L, -2, "active");
+    set_number(L, "shed", (double)st.shed);
+    set_number(L, "episodes", (double)st.episodes);
+    set_number(L, "queue_fill", st.fill);
+    set_number(L, "queue_fill_max", st.fill_max);
+    set_number(L, "queue_drops", (double)st.dropped);
+    set_number(L, "lag_max", st.lag_max);
+    lua_setfield(L, -2, "overload");
+}
+
 /* stats(): what the switch holds now. heap_in_use is malloc's count of
  * live bytes (what benchmarks divide by entries); heap_mapped includes
  * freed memory glibc has not returned yet. stats().sip: nta's server and
@@ -137,6 +156,8 @@ static int l_stats(lua_State *L)
         }
         lua_setfield(L, -2, "sip");
     }
+    if (host->overload)
+        push_overload(L, host->overload);
     if (host->store) {
         lua_pushnumber(L, (double)store_used_bytes(host->store));
         lua_setfield(L, -2, "store_bytes");
@@ -174,7 +195,11 @@ static const struct api_help help[] = {
      "  stats().calls, .bindings     calls in progress, endpoint bindings\n"
      "  stats().calls_started, .cdrs, .registers_accepted, .sip_received, .sip_sent\n"
      "                               counts since the start (top() shows their rates)\n"
-     "  stats().monotonic            a clock in seconds, to divide them by\n",
+     "  stats().monotonic            a clock in seconds, to divide them by\n"
+     "  stats().overload             active (new calls get 503), shed (calls refused\n"
+     "                               so), episodes, queue_fill (UDP receive queue,\n"
+     "                               0..1; _max: of the last 10-20 s), queue_drops\n"
+     "                               (datagrams the kernel dropped), lag_max (s)\n",
      NULL},
     {NULL, NULL, NULL, NULL},
 };

@@ -49,6 +49,7 @@ struct luahost {
     struct calls *calls;         /* calls, cdrs; NULL until it is up */
     struct gw_set *gateways;     /* gateways[].online, .calls; NULL until up */
     struct flood *flood;         /* security, flood bans in suspensions; NULL until up */
+    struct overload *overload;   /* stats().overload; NULL until up */
 };
 
 /* `host` must outlive the runtime. Load every *.lua of `dir`, in name

@@ -52,6 +52,7 @@ switch {
     source_rate = 100,                   -- requests/s per source; 0: no limit
     source_ban = 600,                    -- seconds a flooding source is dropped
     max_calls = 0,                       -- calls in progress; over it 503; 0: no limit
+    overload_shedding = true,            -- 503 to new calls while behind on received SIP
   },
 }
 

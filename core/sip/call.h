@@ -127,7 +127,8 @@ int calls_on_invite(nta_incoming_t *irq, const sip_t *sip, void *arg);
 /* The INVITE prefilter for sipagent_set_method_prefilter(); arg is the
  * module. It refuses statelessly, without a transaction or anything kept
  * but the answer cache's record (sipagent_refuse(): a retransmission gets
- * the same answer), every INVITE refused before a call exists: max_calls
+ * the same answer), every INVITE refused before a call exists: overload
+ * (calls_set_overload(): 503 with Retry-After), max_calls
  * (503 with Retry-After, when calls_set_flood() gave the flood module),
  * stopping (503), an unknown dialog (481), Max-Forwards 0 (483), our own
  * call looping (482), an unknown source (403), an endpoint without valid
@@ -144,6 +145,15 @@ int calls_prefilter_invite(msg_t *msg, sip_t *sip, void *arg);
  * none). */
 struct flood;
 void calls_set_flood(struct calls *cs, struct flood *fl);
+
+/* The overload detector (overload.h) the prefilter asks before anything
+ * else (NULL: none): while overload_shedding(), every new INVITE (no To
+ * tag) gets 503 with Retry-After: OVERLOAD_RETRY_AFTER, statelessly and
+ * remembered like the other refusals, and is counted as shed. Requests in
+ * a dialog, answers, and retransmissions of INVITEs whose transaction
+ * exists never reach the prefilter. */
+struct overload;
+void calls_set_overload(struct calls *cs, struct overload *ov);
 
 /* Where an INVITE comes from, told by its source address `ip` (text) and
  * `port`, and its Request-URI alone: a static mapping gateway by address

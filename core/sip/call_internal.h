@@ -93,6 +93,7 @@ struct calls {
     nta_outgoing_t **byes; /* shutdown BYEs not answered yet */
     size_t nbyes;
     struct flood *flood; /* max_calls, checked by the prefilter; may be NULL */
+    struct overload *overload; /* sheds new calls, in the prefilter; may be NULL */
     /* The INVITE the prefilter let through, for calls_on_invite(), which
      * the agent calls right after it with the same sip. */
     struct {

@@ -1,4 +1,4 @@
-/* Refusals of a caller's INVITE before any call exists: max_calls, a
+/* Refusals of a caller's INVITE before any call exists: overload, max_calls, a
  * stopping switch, a re-INVITE of an unknown dialog, Max-Forwards spent,
  * our own call looping, an unknown source, an endpoint's digest (challenge
  * or refusal), a Session-Expires below our Min-SE, a gateway at its line
@@ -16,6 +16,7 @@
 #include "sip/call_internal.h"
 #include "config.h"
 #include "log.h"
+#include "overload.h"
 #include "sip/agent.h"
 #include "sip/flood.h"
 #include "sip/gateway.h"
@@ -166,6 +167,11 @@ void calls_set_flood(struct calls *cs, struct flood *fl)
     cs->flood = fl;
 }
 
+void calls_set_overload(struct calls *cs, struct overload *ov)
+{
+    cs->overload = ov;
+}
+
 bool call_refuse_passed(struct calls *cs, const sip_t *sip, struct call_source *src)
 {
     bool passed = cs->passed.sip && cs->passed.sip == sip;
@@ -179,6 +185,14 @@ int calls_prefilter_invite(msg_t *msg, sip_t *sip, void *arg)
 {
     struct calls *cs = arg;
     cs->passed.sip = NULL;
+    if (overload_shedding(cs->overload) && !(sip->sip_to && sip->sip_to->a_tag)) {
+        /* Behind on what comes in: the CPU goes to the calls we have. */
+        char hdr[32];
+        snprintf(hdr, sizeof hdr, "Retry-After: %d", OVERLOAD_RETRY_AFTER);
+        overload_shed(cs->overload);
+        sipagent_refuse(cs->agent, msg, sip, 503, NULL, hdr);
+        return 0;
+    }
     if (cs->flood && flood_calls_over(cs->flood, cs->count)) {
         /* The flood module's 503 with Retry-After, remembered like ours. */
         char hdr[32];
