@@ -191,7 +191,7 @@ static const struct api_help help[] = {
      "  stats().tasks                tasks alive in this policy state\n"
      "  stats().registrations        outbound registrations\n"
      "  stats().store_bytes          LMDB pages in use, in bytes\n"
-     "  stats().store_commits        batches committed (store_commit_seconds: their time)\n"
+     "  stats().store_commits        batches committed (store_commit_seconds: time)\n"
      "  stats().calls, .bindings     calls in progress, endpoint bindings\n"
      "  stats().calls_started, .cdrs, .registers_accepted, .sip_received, .sip_sent\n"
      "                               counts since the start (top() shows their rates)\n"
