@@ -38,9 +38,9 @@
 #define STORE_DEFAULT_MAP ((size_t)1 << 30)
 #endif
 
-/* A batch goes to the writer when the loop is otherwise idle, or when the
- * batch before it is done, and at the latest this long after its first
- * write: under a load that never lets the loop go idle it still goes. */
+/* A batch goes to the writer at the end of the turn that started it (when
+ * no batch is in flight), or when the batch before it is done; this
+ * deadline is a safety net should higher-priority events hold the turn. */
 #define STORE_COMMIT_DEADLINE_MS 5
 
 struct store {
@@ -240,14 +240,15 @@ int store_open(struct store **sp, struct event_base *base, const char *dir,
     }
 
     if (base) {
+        /* The hand-over keeps the default priority, the sockets' one: made
+         * active by a turn's first write, it runs after the events already
+         * active in that turn and before the next poll, so a batch holds a
+         * turn's writes and never waits behind sockets that stay busy. (At
+         * the lowest priority it would wait for the deadline under load, and
+         * a closed loop of REGISTERs would pay that wait for each batch.) */
         s->commit_ev = event_new(base, -1, 0, commit_cb, s);
-        /* The deadline keeps the default priority, the sockets' one: under a
-         * load that keeps them active every turn, the lowest-priority commit
-         * would wait until the load stops. */
         s->deadline_ev = evtimer_new(base, commit_cb, s);
-        int lowest = event_base_get_npriorities(base) - 1;
-        if (!s->commit_ev || !s->deadline_ev ||
-            event_priority_set(s->commit_ev, lowest) != 0) {
+        if (!s->commit_ev || !s->deadline_ev) {
             log_error("store", "cannot create the commit event for %s", dir);
             store_close(s); /* frees commit_ev too */
             return -ENOMEM;
@@ -454,7 +455,7 @@ static int overlay_insert(struct store *s, struct store_op *op)
 }
 
 /* The batch being staged, made on first use; making it schedules its hand
- * over: at the end of the turn (lowest priority), and at the latest after
+ * over: at the end of the turn, and at the latest after
  * STORE_COMMIT_DEADLINE_MS. NULL on -ENOMEM. */
 static struct staged_batch *staging(struct store *s)
 {

@@ -42,7 +42,7 @@ enum store_db {
 
 /* Open (creating if missing) the environment in `dir`, with a sparse map of
  * `map_size` bytes (0: the default, 4 GiB). The commit event is created on
- * `base` at its lowest priority. Returns 0, or a negative errno / LMDB code
+ * `base` at its default priority. Returns 0, or a negative errno / LMDB code
  * with the reason logged. */
 int store_open(struct store **sp, struct event_base *base, const char *dir,
                size_t map_size);

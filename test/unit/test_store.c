@@ -322,10 +322,10 @@ static void group_commit(void)
     CHECK(committed_elsewhere(dir, "gc-0") == 0);
 
     /* An event of a higher priority in the same turn still runs before the
-     * commit: the commit event is the lowest priority. */
+     * hand-over, which has the default priority. */
     struct mid_turn m = {.dir = dir, .seen = -2};
     struct event *mid = event_new(base, -1, 0, mid_turn_cb, &m);
-    CHECK(event_priority_set(mid, 1) == 0);
+    CHECK(event_priority_set(mid, 0) == 0);
     event_active(mid, 0, 0);
 
     CHECK(event_base_loop(base, EVLOOP_NONBLOCK) >= 0);
