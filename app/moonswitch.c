@@ -301,16 +301,23 @@ static void on_log_flush(evutil_socket_t fd, short what, void *arg)
  * replacements are never reached (a sofia built otherwise). */
 static void check_transport_hooks(struct app *a)
 {
-    static bool said;
+    static bool said_status, said_capture;
     struct sipagent_stats st;
-    if (said || !a->agent)
+    if ((said_status && said_capture) || !a->agent)
         return;
     sipagent_stats(a->agent, &st);
-    if (st.recv_msg == 0 || statuscount_hooked())
+    if (st.recv_msg == 0)
         return;
-    said = true;
-    log_warn("sip", "sofia's transport does not call the switch's tport_deliver(): "
-                    "responses are not counted by status");
+    if (!said_status && !statuscount_hooked()) {
+        said_status = true;
+        log_warn("sip", "sofia's transport does not call the switch's tport_deliver(): "
+                        "responses are not counted by status");
+    }
+    if (!said_capture && hep_capturing(a->hep) && !hep_hooked()) {
+        said_capture = true;
+        log_warn("sip", "sofia's transport does not call the switch's tport_log_msg(): "
+                        "SIP capture (switch.hep) sees only the switch's own answers");
+    }
 }
 
 static void on_housekeeping(evutil_socket_t fd, short what, void *arg)

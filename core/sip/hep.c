@@ -182,6 +182,7 @@ struct hep {
 };
 
 static struct hep *active;
+static bool log_hooked; /* sofia's transport called tport_log_msg() below */
 
 static uint64_t hash_of(const char *s)
 {
@@ -447,10 +448,21 @@ void tport_log_msg(tport_t *self, msg_t *msg, char const *what, char const *via,
                    su_time_t now)
 {
     struct hep *h = active;
+    log_hooked = true;
     if (h && h->fd >= 0 && self && msg && what)
         capture(h, self, msg, what[0] == 'r', now);
     if (!h || h->fd < 0 || h->sofia_log)
         sofia_log_msg(self, msg, what, via, now);
+}
+
+bool hep_capturing(const struct hep *h)
+{
+    return h && h->fd >= 0;
+}
+
+bool hep_hooked(void)
+{
+    return log_hooked;
 }
 
 /* ---- Life ---------------------------------------------------------------------- */

@@ -33,6 +33,7 @@
 #ifndef MOON_SIP_HEP_H
 #define MOON_SIP_HEP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -80,5 +81,12 @@ void hep_sent_text(tport_t *tp, const struct sockaddr *to, const char *text, siz
 /* Messages with Call-ID `call_id` get `correlation` as their correlation
  * id (both copied). Does nothing unless capturing. O(1). */
 void hep_correlate(const char *call_id, const char *correlation);
+
+/* Whether `h` sends captures now (switch.hep set and its socket open). */
+bool hep_capturing(const struct hep *h);
+/* Whether sofia's transport ever called the executable's tport_log_msg()
+ * (it does for each message while capturing; a sofia built otherwise
+ * would not, and capture would miss all but the switch's own answers). */
+bool hep_hooked(void);
 
 #endif
