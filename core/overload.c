@@ -179,6 +179,13 @@ void overload_stats(const struct overload *ov, struct overload_stats *st)
     };
 }
 
+/* One unlabelled series of a new family. */
+static struct metrics_series *series(const char *name, const char *help,
+                                     enum metrics_type type)
+{
+    return metrics_series(metrics_family(name, help, type, NULL, NULL, 0), NULL);
+}
+
 struct overload *overload_create(struct event_base *base, su_root_t *root)
 {
     struct overload *ov = calloc(1, sizeof *ov);
@@ -187,29 +194,22 @@ struct overload *overload_create(struct event_base *base, su_root_t *root)
     ov->base = base;
     ov->root = root;
     ov->shedding = true;
-    ov->m_active = metrics_series(
-        metrics_family("moonswitch_overload_active",
-                       "1 while the switch is behind on the SIP it receives and refuses "
-                       "new calls with 503, else 0.",
-                       METRICS_GAUGE, NULL, NULL, 0),
-        NULL);
-    ov->m_shed = metrics_series(
-        metrics_family("moonswitch_calls_shed_total",
-                       "New calls refused with 503 while the switch was overloaded.",
-                       METRICS_COUNTER, NULL, NULL, 0),
-        NULL);
-    ov->m_fill = metrics_series(
-        metrics_family("moonswitch_sip_receive_queue_fill",
-                       "How full the fullest UDP receive queue was at the last sample "
-                       "(every 100 ms), 0 to 1.",
-                       METRICS_GAUGE, NULL, NULL, 0),
-        NULL);
-    ov->m_drops = metrics_series(
-        metrics_family(
-            "moonswitch_sip_receive_queue_drops_total",
-            "Datagrams the kernel dropped because a UDP receive queue was full.",
-            METRICS_COUNTER, NULL, NULL, 0),
-        NULL);
+    ov->m_active =
+        series("moonswitch_overload_active",
+               "1 while the switch is behind on the SIP it receives and refuses "
+               "new calls with 503, else 0.",
+               METRICS_GAUGE);
+    ov->m_shed = series("moonswitch_calls_shed_total",
+                        "New calls refused with 503 while the switch was overloaded.",
+                        METRICS_COUNTER);
+    ov->m_fill = series("moonswitch_sip_receive_queue_fill",
+                        "How full the fullest UDP receive queue was at the last sample "
+                        "(every 100 ms), 0 to 1.",
+                        METRICS_GAUGE);
+    ov->m_drops =
+        series("moonswitch_sip_receive_queue_drops_total",
+               "Datagrams the kernel dropped because a UDP receive queue was full.",
+               METRICS_COUNTER);
     ov->since_drop = OVERLOAD_ENTER_TICKS;
     if (base) {
         ov->tick = evtimer_new(base, on_tick, ov);

@@ -125,6 +125,19 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     reap(arg);
 }
 
+/* Release what store_writer_start() made; the thread, if any, is joined. */
+static void writer_free(struct store_writer *w)
+{
+    if (w->wake_ev)
+        event_free(w->wake_ev);
+    if (w->efd >= 0)
+        close(w->efd);
+    pthread_cond_destroy(&w->finished);
+    pthread_cond_destroy(&w->work);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
 int store_writer_start(struct store_writer **wp, MDB_env *env, const MDB_dbi *dbi,
                        struct event_base *base, store_writer_done_h *done, void *arg)
 {
@@ -137,36 +150,24 @@ int store_writer_start(struct store_writer **wp, MDB_env *env, const MDB_dbi *db
     w->done = done;
     w->done_arg = arg;
     w->efd = -1;
-    if (base) {
-        w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (w->efd < 0) {
-            int err = errno;
-            free(w);
-            return -err;
-        }
-        w->wake_ev = event_new(base, w->efd, EV_READ | EV_PERSIST, on_wake, w);
-        if (!w->wake_ev || event_add(w->wake_ev, NULL) != 0) {
-            if (w->wake_ev)
-                event_free(w->wake_ev);
-            close(w->efd);
-            free(w);
-            return -ENOMEM;
-        }
-    }
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->work, NULL);
     pthread_cond_init(&w->finished, NULL);
-    int rc = pthread_create(&w->thread, NULL, run, w);
+    int rc = 0;
+    if (base) {
+        w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->efd < 0)
+            rc = -errno;
+        else if (!(w->wake_ev =
+                       event_new(base, w->efd, EV_READ | EV_PERSIST, on_wake, w)) ||
+                 event_add(w->wake_ev, NULL) != 0)
+            rc = -ENOMEM;
+    }
+    if (rc == 0)
+        rc = -pthread_create(&w->thread, NULL, run, w);
     if (rc != 0) {
-        if (w->wake_ev)
-            event_free(w->wake_ev);
-        if (w->efd >= 0)
-            close(w->efd);
-        pthread_cond_destroy(&w->finished);
-        pthread_cond_destroy(&w->work);
-        pthread_mutex_destroy(&w->mu);
-        free(w);
-        return -rc;
+        writer_free(w);
+        return rc;
     }
     *wp = w;
     return 0;
@@ -182,14 +183,7 @@ void store_writer_stop(struct store_writer *w)
     pthread_cond_signal(&w->work);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
-    if (w->wake_ev)
-        event_free(w->wake_ev);
-    if (w->efd >= 0)
-        close(w->efd);
-    pthread_cond_destroy(&w->finished);
-    pthread_cond_destroy(&w->work);
-    pthread_mutex_destroy(&w->mu);
-    free(w);
+    writer_free(w);
 }
 
 void store_writer_submit(struct store_writer *w, struct store_batch *b)
