@@ -195,11 +195,6 @@ void store_writer_submit(struct store_writer *w, struct store_batch *b)
     pthread_mutex_unlock(&w->mu);
 }
 
-bool store_writer_busy(const struct store_writer *w)
-{
-    return w->in_flight;
-}
-
 void store_writer_wait(struct store_writer *w)
 {
     if (!w->in_flight)

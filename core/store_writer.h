@@ -79,11 +79,9 @@ int store_writer_start(struct store_writer **wp, MDB_env *env, const MDB_dbi *db
  * no-op. */
 void store_writer_stop(struct store_writer *w);
 
-/* Hand over `b`. Only when nothing is in flight (store_writer_busy()). */
+/* Hand over `b`. Only when nothing is in flight: the store submits the
+ * next batch from `done`. */
 void store_writer_submit(struct store_writer *w, struct store_batch *b);
-
-/* True while a submitted batch has not been reaped. */
-bool store_writer_busy(const struct store_writer *w);
 
 /* Block the loop until the batch in flight is finished, and reap it. */
 void store_writer_wait(struct store_writer *w);
